@@ -1,0 +1,5 @@
+import sys
+
+from deltabench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""World configs: JSON data files, loaded into frozen dataclasses.
+
+A world config names every model the synthfaces world trains, with its size and training
+schedule. The sections are parsed by the component that owns them (``GeneratorConfig``,
+``ClipConfig``, ...); this module only knows the top-level shape, the hash that keys the
+build cache, and where the files live.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+COMPONENTS: tuple[str, ...] = ("generator", "encoder", "clip", "identity", "oracle")
+
+
+def _freeze(x):
+    if isinstance(x, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in x.items()})
+    if isinstance(x, list):
+        return tuple(_freeze(v) for v in x)
+    return x
+
+
+def thaw(x):
+    """Frozen mapping/tuple tree -> plain dict/list tree (for JSON and ``from_dict``)."""
+    if isinstance(x, Mapping):
+        return {k: thaw(v) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return [thaw(v) for v in x]
+    return x
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    name: str
+    seed: int
+    resolution: int
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    description: str = ""
+
+    @staticmethod
+    def from_dict(d: dict) -> "WorldConfig":
+        known = {"name", "seed", "resolution", "description", *COMPONENTS}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"world config {d.get('name')!r}: unknown keys {sorted(unknown)}")
+        missing = [k for k in ("name", "seed", "resolution", *COMPONENTS) if k not in d]
+        if missing:
+            raise ValueError(f"world config {d.get('name')!r}: missing keys {missing}")
+        res = int(d["resolution"])
+        if res < 16 or res & (res - 1):
+            raise ValueError(f"world config {d['name']!r}: resolution must be a power of two >= 16, got {res}")
+        return WorldConfig(
+            name=str(d["name"]),
+            seed=int(d["seed"]),
+            resolution=res,
+            sections=_freeze({k: d[k] for k in COMPONENTS}),
+            description=str(d.get("description", "")),
+        )
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "description": self.description, "seed": self.seed,
+               "resolution": self.resolution}
+        out.update(thaw(self.sections))
+        return out
+
+    def section(self, name: str) -> dict:
+        return thaw(self.sections[name])
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of everything that changes the built weights."""
+        d = self.to_dict()
+        d.pop("description", None)
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def stage_seed(self, component: str) -> int:
+        # Distinct, stable seeds per component: rebuilding one stage never shifts another.
+        return self.seed * 1000 + COMPONENTS.index(component) + 1
+
+
+def builtin_world_names() -> list[str]:
+    d = resources.files("deltabench") / "configs" / "worlds"
+    return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".json"))
+
+
+def load_world_config(name_or_path: str) -> WorldConfig:
+    """A world config by built-in name (``synthfaces``, ``synthfaces-micro``) or JSON path."""
+    p = Path(name_or_path)
+    if p.suffix == ".json" or p.exists():
+        if not p.is_file():
+            raise FileNotFoundError(f"world config file {p} does not exist")
+        text = p.read_text()
+        where = str(p)
+    else:
+        names = builtin_world_names()
+        if name_or_path not in names:
+            raise ValueError(f"unknown world {name_or_path!r}; built-in worlds: {names}, or pass a JSON file")
+        res = resources.files("deltabench") / "configs" / "worlds" / f"{name_or_path}.json"
+        text = res.read_text()
+        where = f"built-in world {name_or_path}"
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e})") from None
+    return WorldConfig.from_dict(d)

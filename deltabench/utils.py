@@ -1,0 +1,50 @@
+"""Small shared helpers: seeding, progress bars, devices, image conversions."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a torch Generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def progress(iterable=None, **kw):
+    """A tqdm bar that is quiet when stderr is not a terminal (CI, logs, tests)."""
+    kw.setdefault("disable", not sys.stderr.isatty() or os.environ.get("DELTABENCH_QUIET") == "1")
+    kw.setdefault("dynamic_ncols", True)
+    kw.setdefault("leave", False)
+    return tqdm(iterable, **kw)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def uint8_to_float(img: np.ndarray) -> torch.Tensor:
+    """``uint8 [N, H, W, 3]`` -> ``float32 [N, 3, H, W]`` in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(0, 3, 1, 2).float()
+    return t / 127.5 - 1.0
+
+
+def float_to_uint8(img: torch.Tensor) -> np.ndarray:
+    """``float [N, 3, H, W]`` in [-1, 1] -> ``uint8 [N, H, W, 3]`` (rounded, clamped)."""
+    x = ((img.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1]: ``[N, 3, H, W] x 2 -> [N]``."""
+    mse = ((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
