@@ -34,7 +34,7 @@ def default_device() -> torch.device:
 
 def uint8_to_float(img: np.ndarray) -> torch.Tensor:
     """``uint8 [N, H, W, 3]`` -> ``float32 [N, 3, H, W]`` in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(0, 3, 1, 2).float()
+    t = torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
     return t / 127.5 - 1.0
 
 

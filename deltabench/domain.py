@@ -1,0 +1,84 @@
+"""Domains: everything a benchmark needs, behind one interface.
+
+A domain bundles a StyleGAN2 generator with its S space, an inversion encoder, a CLIP, an
+identity model, a feature network, test images and prompts. Methods and metrics see only
+this interface, so the same code runs on the synthetic world and on real weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from deltabench.world.world import World, load_world
+
+
+@dataclass(frozen=True)
+class TestImages:
+    images: torch.Tensor  # [N, 3, H, W] in [-1, 1]
+    params: object | None = None  # FaceParams in synthfaces (ground truth), None on real data
+
+
+class SynthfacesDomain:
+    """The synthetic world as a domain: renderer images are the "real" test images."""
+
+    kind = "synthfaces"
+
+    def __init__(self, world: World):
+        from deltabench.world.captions import templates
+
+        self.world = world
+        self.name = world.cfg.name
+        self.generator = world.generator
+        self.encoder = world.encoder
+        self.clip = world.clip
+        self.identity = world.identity
+        self.oracle = world.oracle
+        self.resolution = world.resolution
+        # The world CLIP never saw ImageNet phrasing; its own caption templates play the role
+        # of the 79 ImageNet templates that StyleCLIP and DeltaEdit average text over.
+        self.templates: tuple[str, ...] = tuple(templates("train"))
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.world.device
+
+    @torch.no_grad()
+    def sample_w_plus(self, n: int, seed: int) -> torch.Tensor:
+        """Training latents from the generator's own distribution: ``[n, n_latent, D]``."""
+        params = self.world.sample_params(n, seed)
+        return torch.cat([self.world.w_plus(params[i : i + 256]) for i in range(0, n, 256)])
+
+    def test_images(self, n: int, seed: int) -> TestImages:
+        params = self.world.sample_params(n, seed)
+        return TestImages(torch.cat([self.world.render(params[i : i + 256]) for i in range(0, n, 256)]), params)
+
+    @torch.no_grad()
+    def invert(self, images: torch.Tensor, batch: int = 128) -> torch.Tensor:
+        """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder."""
+        return torch.cat([self.encoder(images[i : i + batch].to(self.device)) for i in range(0, len(images), batch)])
+
+    @torch.no_grad()
+    def text_embedding(self, text: str) -> torch.Tensor:
+        """A prompt's CLIP embedding averaged over the domain templates: ``[D]``, unit norm.
+
+        Each templated text is normalised, the mean taken and renormalised (StyleCLIP
+        ``MapTS.zeroshot_classifier``, DeltaEdit ``utils/map_tool.py``).
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"empty prompt {text!r}: give a text such as 'face with glasses'")
+        key = " ".join(text.lower().split())
+        if key not in self._text_cache:
+            emb = self.clip.encode_text([t.format(key) for t in self.templates])  # [T, D] unit
+            mean = emb.mean(0)
+            self._text_cache[key] = mean / mean.norm()
+        return self._text_cache[key]
+
+    @torch.no_grad()
+    def clip_image(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        return torch.cat([self.clip.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu") -> SynthfacesDomain:
+    return SynthfacesDomain(load_world(world, device=device))

@@ -1,0 +1,1 @@
+"""DeltaEdit (Lyu et al., CVPR 2023): text-free training in CLIP delta space."""

@@ -1,0 +1,146 @@
+"""Text-free training of the DeltaMapper (official ``scripts/train.py``), resumable."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from deltabench import sspace
+from deltabench.utils import progress
+from deltaedit.data import LatentPool, build_pool, pair_batch
+from deltaedit.mapper import DeltaMapper
+
+
+@dataclass(frozen=True)
+class DeltaEditConfig:
+    """Training settings. Defaults follow the official ``options/train_options.py`` where it
+    fixes them (batch 64, Adam lr 0.5 on lr_mul-0.01 layers, l2 and cos weights 1); pool size
+    and steps are scaled to the domain (official: 258k codes, several epochs)."""
+
+    n_generated: int = 20000
+    n_inverted: int = 5000
+    steps: int = 4000
+    batch: int = 64
+    lr: float = 0.5
+    l2_lambda: float = 1.0
+    cos_lambda: float = 1.0
+    checkpoint_every: int = 500
+    naive: bool = False
+
+    @staticmethod
+    def from_dict(d: dict) -> "DeltaEditConfig":
+        names = {f.name for f in fields(DeltaEditConfig)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"DeltaEditConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+        return DeltaEditConfig(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,
+               cos_lambda: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L = λ2·MSE(Δs', Δs) + λcos·(1 − mean cos(Δs', Δs)) (official ``scripts/train.py``)."""
+    l2 = torch.nn.functional.mse_loss(pred, target)
+    cos = 1 - torch.nn.functional.cosine_similarity(pred, target, dim=-1).mean()
+    return l2_lambda * l2 + cos_lambda * cos, l2, cos
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, out_dir: Path) -> LatentPool:
+    key = {"n_generated": cfg.n_generated, "n_inverted": cfg.n_inverted, "seed": seed}
+    f, meta = out_dir / "pool.safetensors", out_dir / "pool.json"
+    if f.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
+        return LatentPool.from_state_dict(safetensors.torch.load_file(str(f)))
+    pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed)
+    tmp = f.with_name(f.name + ".tmp")
+    safetensors.torch.save_file(pool.state_dict(), str(tmp))
+    os.replace(tmp, f)
+    meta.write_text(json.dumps(key))
+    return pool
+
+
+def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0,
+                      log=None) -> tuple[DeltaMapper, dict]:
+    """Train (or resume, or load a finished) DeltaMapper in ``out_dir``; never calls a text encoder."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    G = domain.generator
+    mapper = DeltaMapper(G.slayout, clip_dim=_clip_dim(domain)).to(domain.device)
+    final, info_f = out_dir / "mapper.safetensors", out_dir / "train.json"
+    want = {"config": cfg.to_dict(), "seed": seed, "s_dim": sspace.edit_width(G.slayout)}
+    if final.is_file() and info_f.is_file():
+        info = json.loads(info_f.read_text())
+        if {k: info.get(k) for k in want} == want:
+            mapper.load_state_dict(safetensors.torch.load_file(str(final)))
+            return mapper.eval(), info
+        raise ValueError(f"{out_dir} holds a DeltaMapper trained with other settings "
+                         f"({info.get('config')}, seed {info.get('seed')}); use another directory or delete it")
+
+    t0 = time.perf_counter()
+    pool = load_or_build_pool(domain, cfg, seed, out_dir)
+    pool = LatentPool(pool.s.to(domain.device), pool.clip.to(domain.device), pool.n_generated)
+    pool_seconds = time.perf_counter() - t0
+
+    torch.manual_seed(seed)
+    mapper = DeltaMapper(G.slayout, clip_dim=_clip_dim(domain)).to(domain.device)
+    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(seed)
+    step, history = 0, []
+    ckpt = out_dir / "checkpoint.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if state.get("want") == json.dumps(want, sort_keys=True):
+            mapper.load_state_dict(state["mapper"])
+            opt.load_state_dict(state["optim"])
+            gen.set_state(state["gen"])
+            step, history = int(state["step"]), list(state["history"])
+    t1 = time.perf_counter()
+    bar = progress(range(step, cfg.steps), desc="deltaedit" + ("-naive" if cfg.naive else ""),
+                   initial=step, total=cfg.steps)
+    log_every = max(1, min(50, cfg.steps // 10))
+    mapper.train()
+    for step in bar:
+        s1, cond, ds = pair_batch(pool, cfg.batch, gen, naive=cfg.naive)
+        loss, l2, cos = delta_loss(mapper(s1, cond), ds, cfg.l2_lambda, cfg.cos_lambda)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % log_every == 0 or step == cfg.steps - 1:
+            history.append([step, loss.item(), l2.item(), cos.item()])
+            bar.set_postfix(loss=f"{loss.item():.4f}", cos=f"{1 - cos.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _atomic_torch_save({"mapper": mapper.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
+                                "step": step + 1, "history": history,
+                                "want": json.dumps(want, sort_keys=True)}, ckpt)
+    mapper.eval()
+    with torch.no_grad():
+        s1, cond, ds = pair_batch(pool, 1024, torch.Generator().manual_seed(seed + 1), naive=cfg.naive)
+        _, l2, cos = delta_loss(mapper(s1, cond), ds)
+    info = {**want, "pool_seconds": pool_seconds, "train_seconds": time.perf_counter() - t1,
+            "steps_per_second": (cfg.steps - history[0][0] if history else cfg.steps) / max(time.perf_counter() - t1, 1e-9),
+            "final_mse": float(l2), "final_cos": 1 - float(cos), "pool_size": len(pool), "history": history}
+    tmp = final.with_name(final.name + ".tmp")
+    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()}, str(tmp))
+    os.replace(tmp, final)
+    info_f.write_text(json.dumps(info, indent=1))
+    if ckpt.exists():
+        ckpt.unlink()
+    return mapper, info
+
+
+def _clip_dim(domain) -> int:
+    with torch.no_grad():
+        x = torch.zeros(1, 3, domain.resolution, domain.resolution, device=domain.device)
+        return int(domain.clip.encode_image(x).shape[-1])

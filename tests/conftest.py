@@ -1,0 +1,31 @@
+"""Shared fixtures: one micro world, built once per test session in a temporary cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("DELTABENCH_QUIET", "1")
+
+
+@pytest.fixture(scope="session")
+def micro_root(tmp_path_factory):
+    """A built ``synthfaces-micro`` world (under a session temp dir): its root directory."""
+    from deltabench.config import load_world_config
+    from deltabench.world.build import build_world
+
+    torch.set_num_threads(2)
+    # Developers may keep one built micro world between sessions (built if missing).
+    keep = os.environ.get("DELTABENCH_TEST_ROOT")
+    root = Path(keep) / "worlds" if keep else tmp_path_factory.mktemp("cache") / "worlds"
+    build_world(load_world_config("synthfaces-micro"), root=root, log=lambda s: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def micro_world(micro_root):
+    from deltabench.world.world import load_world
+
+    return load_world("synthfaces-micro", roots=[micro_root])
