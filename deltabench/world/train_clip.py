@@ -1,0 +1,277 @@
+"""Train the synthfaces CLIP from scratch, and measure it zero-shot.
+
+Two fixes for the contrastive shortcut a prototype ran into (coarse attributes such as hair
+colour and background separate a random batch, so fine ones never need to be learned):
+
+- *hard-negative groups*: a batch is made of groups of ``group_size`` faces that share
+  everything (identity, hair, background, skin) except the fine attributes
+  (``cfg.fine_attrs``), so inside a group only the fine attributes tell captions apart;
+- *multi-positive targets*: a caption is a positive for every image it is true of
+  (:func:`deltabench.world.captions.positive_matrix`), so identical or partial captions
+  ("face with glasses") are never pushed away from images they describe.
+
+Images get the identity net's robustness augmentation (blur, noise, colour jitter), since
+the world's CLIP mostly looks at the generator's slightly blurry images.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deltabench.models.clip import ClipConfig, ClipModel, build_clip
+from deltabench.utils import progress, seed_everything
+from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, FaceParams, sample_params
+from deltabench.world.captions import (
+    EDIT_PROMPTS,
+    attribute_prompts,
+    captions_with_mentions,
+    positive_matrix,
+    templates,
+)
+from deltabench.world.train_identity import (
+    RenderFn,
+    gaussian_blur,
+    lr_at,
+    pool_batch,
+    render_pool,
+    robust_augment,
+)
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """The ``clip`` section of a world config: model sizes (``model``) and the schedule."""
+
+    model: ClipConfig = ClipConfig()
+    steps: int = 1100
+    batch_size: int = 128
+    group_size: int = 4
+    pool_groups: int = 4000  # pool of pool_groups * group_size rendered faces
+    fine_attrs: tuple[str, ...] = ("smile", "glasses", "beard", "eye_size", "face_width")
+    p_full: float = 0.5  # share of captions naming every attribute; the rest name 0..max_short
+    max_short: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    aug_blur_max: float = 1.0
+    aug_noise: float = 0.03
+    aug_jitter: float = 0.05
+    # Initial softmax temperature. CLIP starts at 0.07 and learns it; a sharper start lets the
+    # within-group differences (fine attributes) matter from the first steps.
+    init_temperature: float = 0.07
+
+    @staticmethod
+    def from_dict(d: dict) -> "ClipTrainConfig":
+        names = {f.name for f in fields(ClipTrainConfig)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"clip config: unknown keys {sorted(unknown)}; known keys: {sorted(names)}")
+        d = dict(d)
+        if "model" in d:
+            d["model"] = ClipConfig.from_dict(d["model"])
+        if "fine_attrs" in d:
+            d["fine_attrs"] = tuple(d["fine_attrs"])
+            bad = [a for a in d["fine_attrs"] if a not in ATTRIBUTE_NAMES]
+            if bad:
+                raise ValueError(f"clip config: fine_attrs {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
+        cfg = ClipTrainConfig(**d)
+        if cfg.batch_size % cfg.group_size:
+            raise ValueError(f"clip config: batch_size {cfg.batch_size} is not a multiple of group_size {cfg.group_size}")
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fine_attrs"] = list(self.fine_attrs)
+        return d
+
+
+def group_params(n_groups: int, group_size: int, fine_attrs: tuple[str, ...],
+                 rng: np.random.Generator) -> FaceParams:
+    """``n_groups * group_size`` faces; each run of ``group_size`` shares all but ``fine_attrs``."""
+    base = sample_params(n_groups, rng)
+    attrs = np.repeat(base.attrs, group_size, axis=0)  # [G*k, A]
+    ident = np.repeat(base.ident, group_size, axis=0)  # [G*k, P]
+    fresh = sample_params(len(attrs), rng).attrs
+    for name in fine_attrs:
+        j = ATTRIBUTE_NAMES.index(name)
+        attrs[:, j] = fresh[:, j]
+    return FaceParams(attrs, ident)
+
+
+def multi_positive_loss(img_f: torch.Tensor, txt_f: torch.Tensor, pos: torch.Tensor,
+                        scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric contrastive loss with several positives per row.
+
+    ``img_f [Ni, D]``, ``txt_f [Nc, D]`` normalised, ``pos bool [Nc, Ni]``. Each direction
+    is a cross-entropy against the uniform distribution over that row's positives; with one
+    positive per row (``pos`` = identity) it is CLIP's loss.
+    """
+    logits = scale * txt_f @ img_f.t()  # [Nc, Ni]
+    p = pos.float()
+    t2i = -(F.log_softmax(logits, 1) * p / p.sum(1, keepdim=True).clamp_min(1)).sum(1)
+    i2t = -(F.log_softmax(logits.t(), 1) * p.t() / p.t().sum(1, keepdim=True).clamp_min(1)).sum(1)
+    return 0.5 * (t2i[p.sum(1) > 0].mean() + i2t[p.sum(0) > 0].mean())
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    # No decay on gains, biases, embeddings' 1-D params and the temperature
+    # (open_clip training/main.py `exclude`).
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
+               render_fn: RenderFn | None = None,
+               callback: Callable[[int, ClipModel], None] | None = None) -> tuple[ClipModel, dict]:
+    """Contrastive training from scratch on rendered faces and their captions.
+
+    Returns ``(clip.eval(), stats)``; the same ``seed`` gives the same weights. The
+    tokenizer's vocabulary (``clip.tokenizer.to_dict()``) must be stored with the weights.
+    ``callback(step, clip)`` runs after each step (for experiments; it must not draw from
+    the global RNGs if the run is to stay reproducible).
+    """
+    t0 = time.perf_counter()
+    gen = seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    params = group_params(cfg.pool_groups, cfg.group_size, cfg.fine_attrs, rng)
+    pool = render_pool(params, resolution, render_fn, desc="render clip pool")  # uint8 [N, 3, H, W]
+    t_render = time.perf_counter() - t0
+
+    model = build_clip(cfg.model, resolution).train()
+    with torch.no_grad():
+        model.clip.logit_scale.fill_(float(np.log(1.0 / cfg.init_temperature)))
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    per_batch = cfg.batch_size // cfg.group_size
+    offs = torch.arange(cfg.group_size)
+    losses = []
+    t_train, cpu_train = time.perf_counter(), time.process_time()
+    bar = progress(range(cfg.steps), desc="clip")
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg.steps, cfg.lr)
+        groups = torch.randint(0, cfg.pool_groups, (per_batch,), generator=gen)
+        idx = (groups[:, None] * cfg.group_size + offs[None]).flatten()  # [B]
+        sub = params[idx.numpy()]
+        x = robust_augment(pool_batch(pool, idx), gen, cfg.aug_blur_max, cfg.aug_noise, cfg.aug_jitter)
+        texts, mentioned = captions_with_mentions(sub, rng, "train", cfg.p_full, cfg.max_short)
+        pos = torch.from_numpy(positive_matrix(sub.attrs, mentioned, sub.attrs))  # [B, B]
+        img_f = model.encode_image(x)  # [B, D]
+        txt_f = model.encode_text(texts)  # [B, D]
+        loss = multi_positive_loss(img_f, txt_f, pos, model.logit_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # CLIP clamps the temperature at 100 (Radford et al. 2021, sec. 2.5)
+            model.clip.logit_scale.clamp_(0, np.log(100.0))
+        losses.append(loss.item())
+        if callback is not None:
+            callback(step, model)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{model.logit_scale.item():.1f}")
+    tail = max(1, cfg.steps // 10)
+    stats = {
+        "loss_first": float(np.mean(losses[:tail])),
+        "loss_last": float(np.mean(losses[-tail:])),
+        "logit_scale": float(model.logit_scale.item()),
+        "steps": cfg.steps,
+        "seconds_per_step": (time.perf_counter() - t_train) / max(1, cfg.steps),
+        # CPU time of this process: the cost on an idle machine when the CPU is shared.
+        "cpu_seconds_per_step": (time.process_time() - cpu_train) / max(1, cfg.steps),
+        "seconds_render": t_render,
+        "seconds": time.perf_counter() - t0,
+    }
+    return model.eval(), stats
+
+
+@torch.no_grad()
+def text_embedding(clip: ClipModel, text: str, templates: list[str] | tuple[str, ...] = ("{}",)) -> torch.Tensor:
+    """``[D]``: ``text`` in every template, each embedding normalised, mean, renormalised
+    (StyleCLIP global_directions/MapTS.py ``zeroshot_classifier``; DeltaEdit does the same)."""
+    return mean_embedding(clip, [t.format(text) for t in templates])
+
+
+@torch.no_grad()
+def mean_embedding(clip: ClipModel, texts: list[str], batch: int = 256) -> torch.Tensor:
+    """``[D]``: normalised mean of the normalised embeddings of ``texts``."""
+    e = torch.cat([clip.encode_text(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+    m = e.mean(0)
+    return m / m.norm()
+
+
+@torch.no_grad()
+def embed_images(clip: ClipModel, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """``[N, D]`` normalised image embeddings of ``images [N, 3, H, W]`` in [-1, 1], on CPU."""
+    return torch.cat([clip.encode_image(images[i : i + batch]).cpu() for i in range(0, len(images), batch)])
+
+
+def _render(params: FaceParams, resolution: int, render_fn: RenderFn | None) -> torch.Tensor:
+    return pool_batch(render_pool(params, resolution, render_fn, desc="render eval"), torch.arange(len(params)))
+
+
+@torch.no_grad()
+def clip_zeroshot(clip: ClipModel, n: int, seed: int, resolution: int, style: str = "full",
+                  render_fn: RenderFn | None = None, blur_sigma: float = 0.0) -> dict[str, float]:
+    """Zero-shot accuracy per attribute on ``n`` fresh rendered faces.
+
+    Each value's class embedding is the mean embedding of its prompts
+    (:func:`deltabench.world.captions.attribute_prompts`): ``style='full'`` averages full
+    captions with random other values; ``style='short'`` averages the short edit-style
+    phrasings ("face with glasses", "face without glasses") over the world's templates.
+    ``blur_sigma`` (pixels) blurs the images as a stand-in for generator output.
+    """
+    was_training = clip.training
+    clip.eval()
+    params = sample_params(n, np.random.default_rng(seed))
+    images = _render(params, resolution, render_fn)
+    if blur_sigma > 0:
+        images = gaussian_blur(images, blur_sigma)
+    img_f = embed_images(clip, images).to(clip.device)  # [n, D]
+    out = {}
+    for j, a in enumerate(ATTRIBUTES):
+        prompts = attribute_prompts(a.name, style=style)
+        if style == "short":
+            prompts = {v: [t.format(p) for p in ps for t in templates()] for v, ps in prompts.items()}
+        cls = torch.stack([mean_embedding(clip, prompts[v]) for v in a.values])  # [V, D]
+        pred = (img_f @ cls.t()).argmax(1).cpu().numpy()
+        out[a.name] = float((pred == params.attrs[:, j]).mean())
+    clip.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def clip_edit_alignment(clip: ClipModel, n: int, seed: int, resolution: int,
+                        render_fn: RenderFn | None = None) -> dict[str, float]:
+    """Per edit prompt: fraction of faces whose image delta points along the text delta.
+
+    For each :data:`EDIT_PROMPTS` record, ``n`` faces without the target value are rendered
+    before and after setting it; the score is the fraction with
+    ``cos(i_after - i_before, t_target - t_source) > 0`` (text over the world's templates).
+    This is the property DeltaEdit relies on: image and text deltas aligned.
+    """
+    was_training = clip.training
+    clip.eval()
+    rng = np.random.default_rng(seed)
+    out = {}
+    for e in EDIT_PROMPTS:
+        a = next(x for x in ATTRIBUTES if x.name == e.attribute)
+        vi = a.index(e.value)
+        p = sample_params(n, rng)
+        j = ATTRIBUTE_NAMES.index(a.name)
+        # Any value but the target: shift by 1..n-1 places.
+        p.attrs[:, j] = (vi + rng.integers(1, a.n, size=n)) % a.n
+        before = embed_images(clip, _render(p, resolution, render_fn))
+        after = embed_images(clip, _render(p.with_attr(a.name, vi), resolution, render_fn))
+        dt = (text_embedding(clip, e.target, templates()) - text_embedding(clip, e.source, templates())).cpu()
+        cos = F.cosine_similarity(after - before, dt[None], dim=1)
+        out[f"{e.attribute}={e.value}"] = float((cos > 0).float().mean())
+    clip.train(was_training)
+    return out
