@@ -1,0 +1,200 @@
+"""The metric set of one (method, prompt) cell of a benchmark run.
+
+``build_metrics(domain, prompt)`` gives a :class:`MetricSuite`: every metric of the paper's
+table (FID, PSNR, IDS) and ours (KID, SSIM, CLIP score, CLIP direction and, in ``synthfaces``,
+manipulation accuracy, disentanglement, identity-parameter error), fed from one
+``update(inputs, edited, ...)`` per batch. ``update`` returns the batch's per-image scores
+(one results row per image); ``compute()`` gives the cell's summary; suites merge like
+metrics (per rank, or per prompt into per method).
+
+What is compared with what:
+- ``inputs`` (the test images the user gave) vs ``edited``: PSNR, SSIM, IDS, and FID/KID with
+  the inputs as the reference set (the paper's convention).
+- ``start`` (the method's starting image, G of the inversion; ``inputs`` when not given) vs
+  ``edited``: CLIP direction and the oracle's source readings for disentanglement and
+  identity-parameter error, so the inversion's own error, the same for every method, is
+  not counted as part of the edit (``deltabench.evaluate`` does the same).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from deltabench.metrics.attributes import Disentanglement, IdentityParamError, ManipulationAccuracy
+from deltabench.metrics.base import Metric
+from deltabench.metrics.clip_score import ClipScore, DirectionalClipScore
+from deltabench.metrics.fid import FrechetDistance, KernelDistance
+from deltabench.metrics.identity import IdentitySimilarity
+from deltabench.metrics.image import PSNR, SSIM
+
+# Column order of the table; True where higher is better.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "fid": False, "kid": False, "psnr": True, "ssim": True, "ids": True, "clip_score": True,
+    "clip_direction": True, "manipulation_accuracy": True, "disentanglement": True, "identity_param_error": False,
+}
+
+LABELS: dict[str, str] = {
+    "manipulation_accuracy": "Manip. acc.", "disentanglement": "Disentangle.", "identity_param_error": "ID-param err.",
+}
+
+
+def fid_features(domain) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """The domain's Fréchet-distance feature network and its name for the column header.
+
+    A domain may name its own (``domain.fid_features``, ``domain.fid_feature_name``, e.g.
+    pytorch-fid InceptionV3 pool3 in ``ffhq``); ``synthfaces`` uses the oracle's penultimate
+    features.
+    """
+    if hasattr(domain, "fid_features"):
+        return domain.fid_features, getattr(domain, "fid_feature_name", "features")
+    if getattr(domain, "oracle", None) is not None:
+        return domain.oracle.features, "oracle"
+    raise ValueError(f"domain {getattr(domain, 'name', domain)!r} has no feature network for FID "
+                     f"(neither fid_features nor an oracle)")
+
+
+class MetricSuite:
+    """Named metrics of one cell, updated together; see the module docstring."""
+
+    def __init__(self, domain, metrics: dict[str, Metric], features: Callable | None = None,
+                 attribute: int | None = None, value: int | None = None):
+        self.domain, self.metrics, self.features = domain, metrics, features
+        self.attribute, self.value = attribute, value
+        if ("fid" in metrics or "kid" in metrics) and features is None:
+            raise ValueError("MetricSuite: FID/KID need a feature function (features=...)")
+
+    def labels(self) -> dict[str, str]:
+        """Column headers, e.g. ``{"fid": "FID (oracle)", "psnr": "PSNR", ...}``."""
+        return {k: getattr(m, "label", LABELS.get(k, k)) for k, m in self.metrics.items()}
+
+    @torch.no_grad()
+    def update(self, inputs: torch.Tensor, edited: torch.Tensor, start: torch.Tensor | None = None,
+               params=None, cache: dict | None = None) -> dict[str, torch.Tensor]:
+        """Score a batch. ``inputs, edited, start: [N, 3, H, W]`` in [-1, 1]; ``params``: the
+        inputs' ground-truth ``FaceParams`` (synthfaces; images that already have the target
+        value are left out of manipulation accuracy). ``cache``: a dict the caller keeps per
+        input batch and passes to every (method, prompt) cell, so the inputs' and starts'
+        embeddings, features and oracle readings are computed once.
+
+        Returns per-image scores ``{name: float64 [N]}`` (NaN where an image is not counted).
+        """
+        if inputs.shape != edited.shape:
+            raise ValueError(f"inputs {tuple(inputs.shape)} and edits {tuple(edited.shape)} differ in shape")
+        start = inputs if start is None else start
+        cache = {} if cache is None else cache
+        m, d = self.metrics, self.domain
+
+        def cached(key: str, fn):
+            if key not in cache:
+                cache[key] = fn()
+            return cache[key]
+
+        out: dict[str, torch.Tensor] = {}
+        for k in ("psnr", "ssim"):
+            if k in m:
+                out[k] = m[k].update(inputs, edited)
+        if "ids" in m:
+            e_in = cached("ident_inputs", lambda: m["ids"].embed(inputs))
+            out["ids"] = m["ids"].update(inputs, edited, input_emb=e_in)
+        if "clip_score" in m or "clip_direction" in m:
+            e_ed = d.clip_image(edited)
+            if "clip_score" in m:
+                out["clip_score"] = m["clip_score"].update(edited, edited_emb=e_ed)
+            if "clip_direction" in m:
+                e_st = cached("clip_start", lambda: d.clip_image(start))
+                out["clip_direction"] = m["clip_direction"].update(input_emb=e_st, edited_emb=e_ed)
+        if "fid" in m or "kid" in m:
+            f_in = cached("feat_inputs", lambda: self.features(inputs))  # [N, F]
+            f_ed = self.features(edited)
+            for k in ("fid", "kid"):
+                if k in m:
+                    m[k].update(real=f_in, fake=f_ed)
+        if self.attribute is not None:
+            out.update(self._attributes(start, edited, params, cached))
+        return out
+
+    def _attributes(self, start, edited, params, cached) -> dict[str, torch.Tensor]:
+        oracle = self.domain.oracle
+        s_attrs, s_ident = cached("oracle_start", lambda: oracle.predict(start))
+        e_attrs, e_ident = oracle.predict(edited)
+        s_attrs, e_attrs = s_attrs.cpu(), e_attrs.cpu()
+        s_ident, e_ident = s_ident.cpu().double(), e_ident.cpu().double()
+        a, v = self.attribute, self.value
+        if params is not None:
+            needed = torch.as_tensor(params.attrs[:, a] != v)
+        else:  # no ground truth: trust the oracle's reading of the starting image
+            needed = s_attrs[:, a] != v
+        m = self.metrics
+        m["manipulation_accuracy"].update(e_attrs, a, v, needed)
+        m["disentanglement"].update(e_attrs, s_attrs, a)
+        m["identity_param_error"].update(e_ident, s_ident)
+        hit = (e_attrs[:, a] == v).double()
+        hit[~needed.bool()] = float("nan")
+        other = torch.ones(e_attrs.shape[1], dtype=torch.bool)
+        other[a] = False
+        return {
+            "manipulation_accuracy": hit,
+            "disentanglement": (e_attrs[:, other] == s_attrs[:, other]).double().mean(1),
+            "identity_param_error": (e_ident - s_ident).abs().mean(1),
+        }
+
+    def compute(self) -> dict[str, float]:
+        return {k: float(m.compute()) for k, m in self.metrics.items()}
+
+    def merge(self, other: "MetricSuite") -> "MetricSuite":
+        if set(other.metrics) != set(self.metrics):
+            raise ValueError(f"cannot merge metric suites with different metrics: "
+                             f"{sorted(self.metrics)} vs {sorted(other.metrics)}")
+        for k, met in self.metrics.items():
+            met.merge(other.metrics[k])
+        return self
+
+    def state_dict(self) -> dict:
+        return {k: m.state_dict() for k, m in self.metrics.items()}
+
+    def load_state_dict(self, d: dict) -> None:
+        for k, m in self.metrics.items():
+            m.load_state_dict(d[k])
+
+
+def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, target_emb: torch.Tensor | None = None,
+                  kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0) -> MetricSuite:
+    """The metric set of one (method, prompt) cell.
+
+    ``prompt``: an ``EditPrompt`` (``source``, ``target``, and in synthfaces ``attribute``,
+    ``value`` for the ground-truth metrics); ``source_emb``/``target_emb`` (``[D]``) override its
+    text embeddings, which default to ``domain.text_embedding`` (template-averaged). Without a
+    prompt and embeddings, only the text-free metrics are built.
+    """
+    feat, feat_name = fid_features(domain)
+    # Pre-allocated FID states have one shape on every rank (all_reduce needs that).
+    feat_dim = getattr(domain, "fid_feature_dim", None) or (domain.oracle.feature_dim if feat_name == "oracle" else None)
+    # The suite extracts FID/KID features itself (once per input batch through the cache),
+    # so the metrics take features directly.
+    metrics: dict[str, Metric] = {
+        "fid": FrechetDistance(None, feat_name, feature_dim=feat_dim),
+        "kid": KernelDistance(None, feat_name, kid_subset_size, kid_subsets, seed),
+        "psnr": PSNR(),
+        "ssim": SSIM(),
+        "ids": IdentitySimilarity(domain.identity.embed),
+    }
+    if source_emb is None and prompt is not None:
+        source_emb = domain.text_embedding(prompt.source)
+    if target_emb is None and prompt is not None:
+        target_emb = domain.text_embedding(prompt.target)
+    if target_emb is not None:
+        metrics["clip_score"] = ClipScore(domain.clip_image, target_emb)
+    if source_emb is not None and target_emb is not None:
+        metrics["clip_direction"] = DirectionalClipScore(domain.clip_image, source_emb, target_emb)
+    attr = value = None
+    if getattr(domain, "kind", None) == "synthfaces" and getattr(prompt, "attribute", None):
+        from deltabench.world.attributes import attribute, attribute_index
+
+        attr, value = attribute_index(prompt.attribute), attribute(prompt.attribute).index(prompt.value)
+        metrics["manipulation_accuracy"] = ManipulationAccuracy()
+        metrics["disentanglement"] = Disentanglement()
+        metrics["identity_param_error"] = IdentityParamError()
+    order = list(HIGHER_IS_BETTER)
+    metrics = dict(sorted(metrics.items(), key=lambda kv: order.index(kv[0])))
+    return MetricSuite(domain, metrics, feat, attr, value)
