@@ -80,6 +80,16 @@ class WorldConfig:
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def stage_hash(self, component: str) -> str:
+        """Hash of what one component's weights depend on: its section, the resolution, its
+        seed, and (for the encoder) the generator it inverts. Changing the oracle's config
+        therefore never retrains the generator."""
+        deps = {"encoder": ("generator",)}.get(component, ())
+        d = {"component": component, "resolution": self.resolution, "seed": self.stage_seed(component),
+             "section": thaw(self.sections[component]), "deps": {c: self.stage_hash(c) for c in deps}}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
     def stage_seed(self, component: str) -> int:
         # Distinct, stable seeds per component: rebuilding one stage never shifts another.
         return self.seed * 1000 + COMPONENTS.index(component) + 1
@@ -109,4 +119,10 @@ def load_world_config(name_or_path: str) -> WorldConfig:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: not valid JSON ({e})") from None
-    return WorldConfig.from_dict(d)
+    try:
+        cfg = WorldConfig.from_dict(d)
+        from deltabench.world.components import resolve_sections
+
+        return resolve_sections(cfg)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None

@@ -17,6 +17,9 @@ import torch
 REGISTRY: dict[str, str] = {
     "deltaedit": "deltaedit.method:DeltaEdit",
     "deltaedit-naive": "deltaedit.method:DeltaEditNaive",
+    "styleclip-op": "baselines.op:StyleCLIPOptimization",
+    "styleclip-lm": "baselines.lm:StyleCLIPMapper",
+    "styleclip-gd": "baselines.gd:StyleCLIPGlobal",
 }
 # Names that stand for several methods.
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,7 @@ def micro_root(tmp_path_factory):
     from deltabench.config import load_world_config
     from deltabench.world.build import build_world
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny models: one thread is faster and immune to a busy machine
     # Developers may keep one built micro world between sessions (built if missing).
     keep = os.environ.get("DELTABENCH_TEST_ROOT")
     root = Path(keep) / "worlds" if keep else tmp_path_factory.mktemp("cache") / "worlds"

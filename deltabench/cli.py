@@ -1,0 +1,328 @@
+"""The ``deltabench`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_world_build(args) -> int:
+    from deltabench.config import load_world_config
+    from deltabench.world.build import build_world
+
+    cfg = load_world_config(args.world)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    only = tuple(args.only.split(",")) if args.only else None
+    path = build_world(cfg, root=Path(args.root) if args.root else None, force=args.force,
+                       log=lambda s: print(s, file=sys.stderr, flush=True), only=only)
+    if path is not None:
+        print(path)
+    return 0
+
+
+def _cmd_world_card(args) -> int:
+    from deltabench.world.card import save_comparison_grid, world_card
+    from deltabench.world.world import load_world
+
+    world = load_world(args.world)
+    card = world_card(world, n=args.n, seed=args.seed)
+    if args.grid:
+        card["grid"] = str(save_comparison_grid(world, Path(args.grid), seed=args.seed))
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        for k, v in card.items():
+            if isinstance(v, dict):
+                print(f"{k}:")
+                for kk, vv in v.items():
+                    print(f"  {kk:<16} {vv:.4f}" if isinstance(vv, float) else f"  {kk:<16} {vv}")
+            else:
+                print(f"{k:<18} {v:.4f}" if isinstance(v, float) else f"{k:<18} {v}")
+    return 0
+
+
+def _cmd_world_list(args) -> int:
+    from deltabench.config import builtin_world_names, load_world_config
+    from deltabench.world import store
+
+    for name in builtin_world_names():
+        cfg = load_world_config(name)
+        try:
+            where = str(store.find_world(cfg))
+        except store.WorldCacheError:
+            where = "not built"
+        print(f"{name:<20} {cfg.hash}  {where}")
+    return 0
+
+
+def _method_dir(domain, root: str | None) -> Path:
+    from deltabench.world import store
+
+    base = Path(root) if root else store.cache_root() / "methods"
+    return base / store.world_dirname(domain.world.cfg)
+
+
+def _make_method(name: str, domain, args, **options):
+    from deltabench.methods import get_method
+
+    cls = get_method(name)
+    if name.startswith("deltaedit"):
+        from deltaedit.train import DeltaEditConfig
+
+        cfg = {}
+        for k in ("steps", "n_generated", "n_inverted", "batch"):
+            v = getattr(args, k, None)
+            if v:
+                cfg[k] = v
+        options.setdefault("config", DeltaEditConfig.from_dict(cfg))
+    return cls(domain, _method_dir(domain, getattr(args, "work_dir", None)), seed=args.seed, **options)
+
+
+def _cmd_train(args) -> int:
+    from deltabench.domain import load_domain
+
+    domain = load_domain(args.world)
+    method = _make_method(args.method, domain, args)
+    info = method.fit()
+    print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
+    print(getattr(method, "run_dir", method.work_dir))
+    return 0
+
+
+def _load_image(path: Path, resolution: int):
+    import warnings
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from deltabench.utils import uint8_to_float
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (resolution, resolution):
+                warnings.warn(f"{path} is {im.size[0]}x{im.size[1]}; resizing to the domain's "
+                              f"{resolution}x{resolution}", stacklevel=2)
+                im = im.resize((resolution, resolution), Image.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path} is not a readable image ({e}); give a PNG or JPEG file") from None
+    return uint8_to_float(arr[None])
+
+
+def _cmd_edit(args) -> int:
+    import torch
+
+    from deltabench.domain import load_domain
+    from deltabench.utils import float_to_uint8
+    from deltabench.viz import save_png
+    from deltaedit.method import check_prompts
+
+    source, target = check_prompts(args.source, args.target)
+    domain = load_domain(args.world)
+    unknown = [w for t in (source, target) for w in domain.clip.tokenizer.unknown_words(t)]
+    if unknown:
+        print(f"warning: the world CLIP does not know the words {sorted(set(unknown))}; "
+              f"they are ignored", file=sys.stderr)
+    img = _load_image(Path(args.image), domain.resolution)
+    method = _make_method(args.method, domain, args)
+    method.fit()
+    with torch.no_grad():
+        w = domain.invert(img)
+        out = domain.generator.synthesis_from_styles(method.edit(w, source, target, args.strength))
+    dest = Path(args.out) if args.out else Path(args.image).with_name(
+        Path(args.image).stem + f"_{args.method}_" + "_".join(target.split()) + ".png")
+    save_png(float_to_uint8(out)[0], dest)
+    print(dest)
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import dataclasses
+
+    import pandas as pd
+
+    from deltabench.domain import load_domain
+    from deltabench.evaluate import evaluate_prompts
+    from deltabench.methods import expand_methods
+    from deltabench.world.captions import EDIT_PROMPTS, HELDOUT_EDIT_PROMPTS
+
+    domain = load_domain(args.world)
+    prompts = {"edit": EDIT_PROMPTS, "heldout": HELDOUT_EDIT_PROMPTS}[args.prompts]
+    rows = []
+    for name in expand_methods(args.methods):
+        method = _make_method(name, domain, args)
+        method.fit()
+        rows += [dataclasses.asdict(r) for r in evaluate_prompts(method, domain, prompts, args.images,
+                                                                 args.seed + 1, args.strength)]
+    df = pd.DataFrame(rows)
+    summary = df.groupby("method", sort=False)[["manipulation_accuracy", "disentanglement",
+                                                 "identity_param_error", "ms_per_edit"]].mean()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "per_prompt.csv", index=False)
+        summary.to_csv(out / "summary.csv")
+    pd.set_option("display.width", 200)
+    print(df[["method", "target", "manipulation_accuracy", "disentanglement", "n_needed"]].to_string(index=False))
+    print(summary.to_string())
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from deltabench.runner import RunConfig, load_prompts, run
+
+    prompts = load_prompts(args.prompts) if args.prompts else ()
+    images = args.images if args.limit is None else min(args.images, args.limit)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {args.limit}")
+        if prompts:
+            prompts = prompts[: args.limit]
+    sweep = tuple(float(x) for x in args.sweep.split(",")) if args.sweep else (1.0,)
+    if 1.0 not in sweep:
+        sweep = (1.0, *sweep)
+    options = {}
+    if args.options:
+        src = Path(args.options)
+        text = src.read_text() if src.is_file() else args.options
+        try:
+            options = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--options must be a JSON object or a JSON file ({e})") from None
+        if not isinstance(options, dict):
+            raise ValueError("--options must map method names to their options, e.g. "
+                             '\'{"deltaedit": {"config": {"steps": 500}}}\'')
+    cfg = RunConfig(methods=tuple(args.methods.split(",")), world=args.world, prompts=prompts,
+                    prompts_file=args.prompts, images=images, seed=args.seed, sweep=sweep, batch=args.batch,
+                    method_options=options)
+    domain = None
+    if args.limit is not None and not prompts:
+        from deltabench.domain import load_domain
+        from deltabench.runner import default_prompts
+
+        domain = load_domain(args.world)
+        cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain)[: args.limit]})
+    out = run(cfg, Path(args.out), domain=domain, resume=args.resume, force=args.force,
+              work_dir=Path(args.work_dir) if args.work_dir else None,
+              log=lambda m: print(m, file=sys.stderr, flush=True))
+    print((out / "summary.csv").read_text())
+    print(out)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from deltabench.report import write_report
+
+    print(write_report(Path(args.run_dir)) / "index.html")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deltabench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="build, inspect and measure synthetic worlds")
+    wsub = world.add_subparsers(dest="world_command", required=True)
+    b = wsub.add_parser("build", help="train every model of a world (cached by config hash, resumable)")
+    b.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
+    b.add_argument("--force", action="store_true", help="rebuild even if a built world exists")
+    b.add_argument("--root", help="directory for built worlds (default: the user cache)")
+    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--only", help="comma-separated stages to train into the stage cache, without "
+                   "assembling the world (e.g. clip,identity)")
+    b.set_defaults(func=_cmd_world_build)
+    c = wsub.add_parser("card", help="measure a built world against its ground truth")
+    c.add_argument("--world", default="synthfaces")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--n", type=int, default=512, help="held-out faces per measurement")
+    c.add_argument("--seed", type=int, default=10_000)
+    c.add_argument("--grid", help="also write a PNG: renderer / generator / encoder rows")
+    c.set_defaults(func=_cmd_world_card)
+    ls = wsub.add_parser("list", help="built-in worlds, their config hash and where they are built")
+    ls.set_defaults(func=_cmd_world_list)
+
+    def method_opts(q, default_method="deltaedit"):
+        q.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--work-dir", dest="work_dir", help="where trained methods are cached "
+                       "(default: <cache>/methods)")
+        q.add_argument("--steps", type=int, help="DeltaMapper training steps")
+        q.add_argument("--n-generated", dest="n_generated", type=int, help="generated samples in the pool")
+        q.add_argument("--n-inverted", dest="n_inverted", type=int, help="inverted real images in the pool")
+        q.add_argument("--batch", type=int, help="training batch size")
+
+    t = sub.add_parser("train", help="train a method (text-free for deltaedit); cached and resumable")
+    t.add_argument("method", help="deltaedit or deltaedit-naive")
+    method_opts(t)
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("edit", help="invert IMAGE and edit it from --source to --target text")
+    e.add_argument("image")
+    e.add_argument("--source", default="face")
+    e.add_argument("--target", required=True)
+    e.add_argument("--method", default="deltaedit")
+    e.add_argument("--strength", type=float, default=None, help="edit strength (alpha)")
+    e.add_argument("--out", help="output PNG (default: next to IMAGE)")
+    method_opts(e)
+    e.set_defaults(func=_cmd_edit)
+
+    r = sub.add_parser("run", help="fit methods, edit every test image with every prompt, score, report")
+    r.add_argument("--methods", default="deltaedit,styleclip",
+                   help="comma-separated methods; 'styleclip' means styleclip-op,-lm,-gd")
+    r.add_argument("--world", default="synthfaces")
+    r.add_argument("--prompts", help="CSV (source,target[,attribute,value]) or JSON prompts file "
+                   "(default: the world's edit prompts)")
+    r.add_argument("--images", type=int, default=100, help="test images")
+    r.add_argument("--limit", type=int, help="cap images and prompts at N: a run small enough to try in seconds")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--sweep", default="0.5,1,1.5,2", help="strength multipliers for the trade-off curves")
+    r.add_argument("--batch", type=int, default=50)
+    r.add_argument("--options", help="per-method options as JSON (or a JSON file), e.g. "
+                   '\'{"deltaedit": {"config": {"steps": 500}}}\'')
+    r.add_argument("--out", default="runs/latest")
+    r.add_argument("--work-dir", dest="work_dir", help="where fitted methods are cached (default: <cache>/methods)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue a run whose config differs, keeping its rows")
+    g.add_argument("--force", action="store_true", help="delete a run with a different config and start over")
+    r.set_defaults(func=_cmd_run)
+
+    rp = sub.add_parser("report", help="tables (md/csv/tex), edit grid, trade-off curves and index.html of a run")
+    rp.add_argument("run_dir")
+    rp.set_defaults(func=_cmd_report)
+
+    v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
+    v.add_argument("--methods", default="deltaedit,deltaedit-naive")
+    v.add_argument("--prompts", choices=["edit", "heldout"], default="edit")
+    v.add_argument("--images", type=int, default=200)
+    v.add_argument("--strength", type=float, default=None)
+    v.add_argument("--out", help="directory for per_prompt.csv and summary.csv")
+    method_opts(v)
+    v.set_defaults(func=_cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished stages are kept and the same command resumes", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        from deltabench.world.store import WorldCacheError
+
+        if isinstance(e, (WorldCacheError, ValueError, FileNotFoundError)):
+            print(f"deltabench: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

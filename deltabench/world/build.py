@@ -1,0 +1,125 @@
+"""``deltabench world build``: train every model of a synthetic world, stage by stage.
+
+Each finished stage is written at once (safetensors + a JSON of its stats) into the stage
+cache ``<root>/stages/<component>-<stage hash>.*``, keyed by what that component depends on
+alone (its config section, resolution, seed, and the generator for the encoder). A build
+killed at any point and started again resumes from the first unfinished stage, and a config
+change retrains only the components it touches. When every stage is done, the files are
+copied into ``<name>-<hash>.partial/`` with the manifest and the directory is renamed to its
+final name, so a world directory without ``.partial`` is always complete. An existing world
+is never overwritten without ``force``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from deltabench.config import COMPONENTS, WorldConfig
+from deltabench.world import store
+from deltabench.world.components import COMPONENT_SPECS
+
+
+def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
+                log=print, only: tuple[str, ...] | None = None) -> Path | None:
+    """Build (or resume building) ``cfg`` under ``root/<name>-<hash>``; return that directory.
+
+    ``only``: train just these stages into the stage cache (their dependencies too) and stop
+    before assembling the world (returns None).
+    """
+    if only:
+        unknown = set(only) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"unknown world stages {sorted(unknown)}; stages are {list(COMPONENTS)}")
+        need = set(only) | ({"generator"} if "encoder" in only else set())
+    root = Path(root) if root is not None else store.cache_root() / "worlds"
+    final = root / store.world_dirname(cfg)
+    partial = final.with_name(final.name + ".partial")
+    if final.exists():
+        if not force:
+            store.verify_world(cfg, final)  # a damaged cache is an error, not a silent rebuild
+            log(f"world {cfg.name} is already built at {final} (use --force to rebuild)")
+            return final
+        log(f"--force: rebuilding {final}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    stages_dir = root / "stages"
+    stages_dir.mkdir(parents=True, exist_ok=True)
+
+    t_start = time.perf_counter()
+    models: dict[str, torch.nn.Module] = {}
+    stages: dict[str, dict] = {}
+    for name in COMPONENTS:
+        if only and name not in need:
+            continue
+        spec = COMPONENT_SPECS[name]
+        key = f"{name}-{cfg.stage_hash(name)}"
+        wfile, sfile = stages_dir / f"{key}.safetensors", stages_dir / f"{key}.json"
+        if wfile.is_file() and sfile.is_file() and not force:
+            info = json.loads(sfile.read_text())
+            model = spec.build(cfg, info.get("extra", {}))
+            sd = store.load_tensors(wfile, cfg)
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+            models[name] = model.eval()
+            stages[name] = info
+            log(f"[{name}] resumed from {wfile} (built in {info['seconds']:.0f} s)")
+            continue
+        log(f"[{name}] training ...")
+        t0 = time.perf_counter()
+        model, stats, extra = spec.train(cfg, models)
+        seconds = time.perf_counter() - t0
+        store.save_tensors(model.state_dict(), wfile, spec.save_dtype)
+        info = {"seconds": seconds, "stats": stats, "extra": extra, "seed": cfg.stage_seed(name),
+                "stage_hash": cfg.stage_hash(name)}
+        store.write_json(info, sfile)
+        # Evaluate what was saved (fp16 round trip included), not the in-memory fp32 copy.
+        model = spec.build(cfg, extra)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in store.load_tensors(wfile, cfg).items()})
+        models[name] = model.eval()
+        stages[name] = info
+        log(f"[{name}] done in {seconds:.0f} s: {_short(stats)}")
+
+    if only:
+        log(f"stages {sorted(need)} are in {stages_dir}")
+        return None
+    partial.mkdir(parents=True)
+    files = {}
+    for name in COMPONENTS:
+        f = partial / f"{name}.safetensors"
+        shutil.copyfile(stages_dir / f"{name}-{cfg.stage_hash(name)}.safetensors", f)
+        files[f.name] = {"sha256": store.sha256_file(f), "bytes": f.stat().st_size}
+    manifest = {
+        "format": store.FORMAT,
+        "name": cfg.name,
+        "config_hash": cfg.hash,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "stages": stages,
+        "build_seconds": {"total": sum(s["seconds"] for s in stages.values()),
+                          **{k: s["seconds"] for k, s in stages.items()},
+                          "wall_this_invocation": time.perf_counter() - t_start},
+        "files": files,
+        **store.describe_environment(),
+    }
+    store.write_json(manifest, partial / store.MANIFEST)
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old)
+    else:
+        partial.rename(final)
+    log(f"world {cfg.name} built at {final} in {manifest['build_seconds']['total']:.0f} s of training")
+    return final
+
+
+def _short(stats: dict) -> str:
+    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()
+             if isinstance(v, (int, float, str))]
+    return ", ".join(items[:6])

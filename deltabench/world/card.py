@@ -1,0 +1,77 @@
+"""``deltabench world card``: measure a loaded world against the ground truth it knows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deltabench.utils import float_to_uint8, psnr
+from deltabench.world.attributes import FaceParams
+from deltabench.world.world import World
+
+
+def _batched(fn, params: FaceParams, batch: int = 64) -> torch.Tensor:
+    return torch.cat([fn(params[i : i + batch]) for i in range(0, len(params), batch)])
+
+
+@torch.no_grad()
+def world_card(world: World, n: int = 512, seed: int = 10_000) -> dict:
+    """The world card: held-out quality of every model, on fresh faces drawn from ``seed``.
+
+    ``seed`` is far from the build seeds so nothing here was seen in training.
+    """
+    from deltabench.world.train_clip import clip_zeroshot
+    from deltabench.world.train_identity import identity_auc
+    from deltabench.world.train_oracle import oracle_accuracy
+
+    params = world.sample_params(n, seed)
+    real = _batched(world.render, params)  # [n, 3, H, W]
+    fake = _batched(world.generate, params)  # [n, 3, H, W]
+    recon = _batched(lambda p: world.generator.synthesis(world.encoder(world.render(p))), params)
+
+    def oracle_agreement(images: torch.Tensor) -> dict:
+        return oracle_accuracy(world.oracle, images, params)
+
+    card = {
+        "world": world.cfg.name,
+        "config_hash": world.cfg.hash,
+        "path": str(world.path),
+        "n": n,
+        "seed": seed,
+        "generator_psnr": float(psnr(fake, real).mean()),
+        "encoder_psnr": float(psnr(recon, real).mean()),
+        "oracle_on_generated": oracle_agreement(fake),
+        "oracle_on_rendered": oracle_agreement(real),
+        "clip_zeroshot": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution),
+        # The same with short edit-style prompts ("face with glasses"), what editing feeds CLIP.
+        "clip_zeroshot_short": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution,
+                                             style="short"),
+        "identity_auc": float(identity_auc(world.identity, n_pairs=n, seed=seed + 2,
+                                           resolution=world.resolution)),
+        "build_seconds": world.manifest["build_seconds"]["total"],
+        "build_seconds_per_stage": {k: v for k, v in world.manifest["build_seconds"].items()
+                                    if k not in ("total", "wall_this_invocation")},
+        "files_bytes": sum(f["bytes"] for f in world.manifest["files"].values()),
+    }
+    return card
+
+
+@torch.no_grad()
+def comparison_grid(world: World, n: int = 8, seed: int = 10_000) -> np.ndarray:
+    """Rows: renderer faces, generator faces for the same parameters, encoder reconstructions."""
+    from deltabench.viz import make_grid
+
+    params = world.sample_params(n, seed)
+    real = world.render(params)
+    rows = [real, world.generate(params), world.generator.synthesis(world.encoder(real))]
+    return make_grid(float_to_uint8(torch.cat(rows)), nrow=n)
+
+
+def save_comparison_grid(world: World, path: Path, n: int = 8, seed: int = 10_000) -> Path:
+    from deltabench.viz import save_png
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(comparison_grid(world, n, seed), path)
+    return path

@@ -1,0 +1,177 @@
+"""The world's components: how each is built from its config section and trained.
+
+Each entry knows its config section's shape, how to build an untrained module (for
+loading weights), and how to train it given the components already built. The generator
+and encoder sections are ``{"model": ..., "train": ...}``; the CLIP, identity and oracle
+sections are their owners' config dicts (model and schedule in one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from deltabench.config import WorldConfig
+
+Train = Callable[[WorldConfig, dict], "tuple[nn.Module, dict, dict]"]
+Build = Callable[[WorldConfig, dict], nn.Module]
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str
+    build: Build  # (cfg, extra) -> untrained module
+    train: Train  # (cfg, built components) -> (module, stats, extra)
+    save_dtype: torch.dtype | None  # None keeps the trained dtype
+
+
+def _split(section: dict, what: str) -> tuple[dict, dict]:
+    unknown = set(section) - {"model", "train"}
+    if unknown:
+        raise ValueError(f"world config section {what!r}: unknown keys {sorted(unknown)}; expected 'model', 'train'")
+    return section.get("model", {}), section.get("train", {})
+
+
+# --- generator ---------------------------------------------------------------------------
+
+def _gen_cfgs(cfg: WorldConfig):
+    from deltabench.models.stylegan2 import GeneratorConfig
+    from deltabench.world.train_generator import DistillConfig
+
+    m, t = _split(cfg.section("generator"), "generator")
+    return GeneratorConfig.from_dict(m), DistillConfig.from_dict(t)
+
+
+def _gen_build(cfg: WorldConfig, extra: dict) -> nn.Module:
+    from deltabench.models.stylegan2 import build_generator
+
+    return build_generator(_gen_cfgs(cfg)[0], cfg.resolution)
+
+
+def _gen_train(cfg: WorldConfig, models: dict):
+    from deltabench.world.train_generator import train_generator
+
+    gcfg, tcfg = _gen_cfgs(cfg)
+    G, stats = train_generator(gcfg, tcfg, cfg.resolution, cfg.stage_seed("generator"))
+    latent_avg = stats.pop("latent_avg", None)
+    return G, stats, {"latent_avg": latent_avg}
+
+
+# --- encoder -----------------------------------------------------------------------------
+
+def _enc_cfgs(cfg: WorldConfig):
+    from deltabench.models.encoder import EncoderConfig
+    from deltabench.world.train_encoder import EncoderTrainConfig
+
+    m, t = _split(cfg.section("encoder"), "encoder")
+    return EncoderConfig.from_dict(m), EncoderTrainConfig.from_dict(t)
+
+
+def _enc_build(cfg: WorldConfig, extra: dict) -> nn.Module:
+    from deltabench.models.encoder import build_encoder
+
+    return build_encoder(_enc_cfgs(cfg)[0], cfg.resolution)
+
+
+def _enc_train(cfg: WorldConfig, models: dict):
+    from deltabench.world.train_encoder import train_encoder
+
+    ecfg, tcfg = _enc_cfgs(cfg)
+    E, stats = train_encoder(ecfg, tcfg, models["generator"], cfg.stage_seed("encoder"))
+    return E, stats, {}
+
+
+# --- clip --------------------------------------------------------------------------------
+
+def _clip_cfg(cfg: WorldConfig):
+    from deltabench.world.train_clip import ClipTrainConfig
+
+    return ClipTrainConfig.from_dict(cfg.section("clip"))
+
+
+def _clip_build(cfg: WorldConfig, extra: dict) -> nn.Module:
+    from deltabench.models.clip import WordTokenizer, build_clip
+
+    tok = WordTokenizer.from_dict(extra["tokenizer"]) if "tokenizer" in extra else None
+    return build_clip(_clip_cfg(cfg).model, cfg.resolution, tok)
+
+
+def _clip_train(cfg: WorldConfig, models: dict):
+    from deltabench.world.train_clip import train_clip
+
+    clip, stats = train_clip(_clip_cfg(cfg), cfg.resolution, cfg.stage_seed("clip"))
+    return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
+
+
+# --- identity and oracle -----------------------------------------------------------------
+
+def _id_build(cfg: WorldConfig, extra: dict) -> nn.Module:
+    from deltabench.models.identity import IdentityConfig, build_identity
+
+    return build_identity(IdentityConfig.from_dict(cfg.section("identity")), cfg.resolution)
+
+
+def _id_train(cfg: WorldConfig, models: dict):
+    from deltabench.models.identity import IdentityConfig
+    from deltabench.world.train_identity import train_identity
+
+    net, stats = train_identity(IdentityConfig.from_dict(cfg.section("identity")), cfg.resolution,
+                                cfg.stage_seed("identity"))
+    return net, stats, {}
+
+
+def _or_build(cfg: WorldConfig, extra: dict) -> nn.Module:
+    from deltabench.models.oracle import OracleConfig, build_oracle
+
+    return build_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution)
+
+
+def _or_train(cfg: WorldConfig, models: dict):
+    from deltabench.models.oracle import OracleConfig
+    from deltabench.world.train_oracle import train_oracle
+
+    net, stats = train_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution,
+                              cfg.stage_seed("oracle"))
+    return net, stats, {}
+
+
+# fp16 storage halves the shipped size; every card number is measured after the fp16
+# round trip (build.py reloads what it saved), so a loss of quality would show there.
+COMPONENT_SPECS: dict[str, ComponentSpec] = {
+    "generator": ComponentSpec("generator", _gen_build, _gen_train, torch.float16),
+    "encoder": ComponentSpec("encoder", _enc_build, _enc_train, torch.float16),
+    "clip": ComponentSpec("clip", _clip_build, _clip_train, torch.float16),
+    "identity": ComponentSpec("identity", _id_build, _id_train, torch.float16),
+    "oracle": ComponentSpec("oracle", _or_build, _or_train, torch.float16),
+}
+
+
+def _resolve_split(name: str, section: dict, model_cls, train_cls) -> dict:
+    m, t = _split(section, name)
+    return {"model": model_cls.from_dict(m).to_dict(), "train": train_cls.from_dict(t).to_dict()}
+
+
+def resolve_sections(cfg: WorldConfig) -> WorldConfig:
+    """Every section parsed by its owner and written back with all defaults filled in.
+
+    The config hash is taken over this resolved form, so a changed default in code changes
+    the hash (and forces a rebuild) instead of silently loading weights trained otherwise.
+    """
+    from deltabench.models.clip import ClipConfig  # noqa: F401 - parsed inside ClipTrainConfig
+    from deltabench.models.encoder import EncoderConfig
+    from deltabench.models.identity import IdentityConfig
+    from deltabench.models.oracle import OracleConfig
+    from deltabench.models.stylegan2 import GeneratorConfig
+    from deltabench.world.train_clip import ClipTrainConfig
+    from deltabench.world.train_encoder import EncoderTrainConfig
+    from deltabench.world.train_generator import DistillConfig
+
+    d = cfg.to_dict()
+    d["generator"] = _resolve_split("generator", d["generator"], GeneratorConfig, DistillConfig)
+    d["encoder"] = _resolve_split("encoder", d["encoder"], EncoderConfig, EncoderTrainConfig)
+    d["clip"] = ClipTrainConfig.from_dict(d["clip"]).to_dict()
+    d["identity"] = IdentityConfig.from_dict(d["identity"]).to_dict()
+    d["oracle"] = OracleConfig.from_dict(d["oracle"]).to_dict()
+    return WorldConfig.from_dict(d)

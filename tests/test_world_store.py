@@ -1,0 +1,127 @@
+"""The world cache: verification, clear errors on damage, resume, never a silent rebuild."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from deltabench.config import load_world_config
+from deltabench.world import store
+from deltabench.world.build import build_world
+from deltabench.world.world import load_world
+
+CFG = load_world_config("synthfaces-micro")
+HINT = "deltabench world build --world synthfaces-micro --force"
+
+
+@pytest.fixture
+def world_copy(micro_root, tmp_path):
+    src = micro_root / store.world_dirname(CFG)
+    dst = tmp_path / "worlds" / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_manifest_records_provenance(micro_world):
+    m = micro_world.manifest
+    assert m["config_hash"] == CFG.hash and m["config"]["name"] == "synthfaces-micro"
+    assert set(m["files"]) == {f"{c}.safetensors" for c in ("generator", "encoder", "clip", "identity", "oracle")}
+    assert {"torch", "numpy", "deltabench"} <= set(m["versions"])
+    assert m["build_seconds"]["total"] > 0
+
+
+def test_truncated_file_is_named(world_copy):
+    f = world_copy / "clip.safetensors"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(store.WorldCacheError) as e:
+        load_world(CFG, roots=[world_copy.parent])
+    assert str(f) in str(e.value) and "truncated" in str(e.value) and HINT in str(e.value)
+
+
+def test_wrong_sha256_is_named(world_copy):
+    f = world_copy / "oracle.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    f.write_bytes(bytes(data))
+    with pytest.raises(store.WorldCacheError) as e:
+        load_world(CFG, roots=[world_copy.parent])
+    assert str(f) in str(e.value) and "sha256" in str(e.value) and HINT in str(e.value)
+
+
+def test_config_mismatch_is_refused(world_copy):
+    mpath = world_copy / store.MANIFEST
+    m = json.loads(mpath.read_text())
+    m["config"]["seed"] += 1
+    mpath.write_text(json.dumps(m))
+    with pytest.raises(store.WorldCacheError) as e:
+        load_world(CFG, roots=[world_copy.parent])
+    assert "different config" in str(e.value) and str(mpath) in str(e.value) and HINT in str(e.value)
+
+
+def test_missing_world_says_how_to_build(tmp_path):
+    with pytest.raises(store.WorldCacheError) as e:
+        load_world(CFG, roots=[tmp_path])
+    assert "deltabench world build --world synthfaces-micro" in str(e.value)
+
+
+def test_damaged_world_is_not_silently_rebuilt(world_copy, monkeypatch):
+    from deltabench.world import components
+
+    f = world_copy / "generator.safetensors"
+    f.write_bytes(f.read_bytes()[:-10])
+    before = {p.name: p.stat().st_mtime_ns for p in world_copy.iterdir()}
+    # Any training call here would be a silent rebuild.
+    for name, spec in list(components.COMPONENT_SPECS.items()):
+        monkeypatch.setitem(components.COMPONENT_SPECS, name, dataclasses.replace(spec, train=_forbidden))
+    with pytest.raises(store.WorldCacheError):
+        build_world(CFG, root=world_copy.parent, log=lambda s: None)
+    assert {p.name: p.stat().st_mtime_ns for p in world_copy.iterdir()} == before
+
+
+def _forbidden(*a, **k):
+    raise AssertionError("training was called")
+
+
+def test_interrupted_build_resumes_finished_stages(tmp_path, monkeypatch):
+    from deltabench.world import components
+
+    specs = components.COMPONENT_SPECS
+    calls = []
+
+    def counting(name, fn):
+        def train(cfg, models):
+            calls.append(name)
+            if name == "clip" and calls.count("clip") == 1:
+                raise KeyboardInterrupt  # the user pressed Ctrl-C during the clip stage
+            return fn(cfg, models)
+        return train
+
+    for name, spec in list(specs.items()):
+        monkeypatch.setitem(specs, name, dataclasses.replace(spec, train=counting(name, spec.train)))
+    with pytest.raises(KeyboardInterrupt):
+        build_world(CFG, root=tmp_path, log=lambda s: None)
+    stages = tmp_path / "stages"
+    assert (stages / f"generator-{CFG.stage_hash('generator')}.safetensors").is_file()
+    assert (stages / f"encoder-{CFG.stage_hash('encoder')}.safetensors").is_file()
+    assert not (tmp_path / store.world_dirname(CFG)).exists()  # no half-built world under the final name
+    calls.clear()
+    d = build_world(CFG, root=tmp_path, log=lambda s: None)
+    assert calls == ["clip", "identity", "oracle"]  # generator and encoder were not retrained
+    assert (d / store.MANIFEST).is_file()
+    load_world(CFG, roots=[tmp_path])  # and the result verifies
+
+
+def test_stage_hash_tracks_only_what_a_component_depends_on():
+    d = CFG.to_dict()
+    d["oracle"] = {**d["oracle"], "steps": d["oracle"]["steps"] + 1}
+    other = type(CFG).from_dict(d)
+    assert other.hash != CFG.hash
+    assert other.stage_hash("oracle") != CFG.stage_hash("oracle")
+    for c in ("generator", "encoder", "clip", "identity"):
+        assert other.stage_hash(c) == CFG.stage_hash(c)
+    d = CFG.to_dict()
+    d["generator"] = {**d["generator"], "train": {**d["generator"]["train"], "steps": 1}}
+    g = type(CFG).from_dict(d)
+    assert g.stage_hash("encoder") != CFG.stage_hash("encoder")  # the encoder inverts that generator
