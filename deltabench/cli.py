@@ -297,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir")
     rp.set_defaults(func=_cmd_report)
 
+    from baselines.gd import add_parser as add_fit_parser
+    from deltabench.gap.run import add_parser as add_gap_parser
+
+    add_gap_parser(sub)
+    add_fit_parser(sub)
+
     v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
     v.add_argument("--methods", default="deltaedit,deltaedit-naive")
     v.add_argument("--prompts", choices=["edit", "heldout"], default="edit")

@@ -1,0 +1,342 @@
+"""StyleCLIP global directions (GD) as a benchmark method, with a fast fs3 precompute.
+
+fs3 (official ``global_directions/SingleChannel.py`` + ``GetFs`` in ``MapTS.py``): for every
+non-toRGB S channel c, move c to -5σ_c and +5σ_c on N sampled images, embed both images with
+CLIP, and take ``fs3_c = norm(mean_n norm(norm(E(x+)) - norm(E(x-))))`` (unit per channel).
+
+The official precompute renders one channel at a time at 1024px (4-24 GPU hours). Here it is
+batched: the activations below layer l are computed once per image, and many channels of layer
+l branch from them in one forward pass (batch = channels x 2 x images); fp16 autocast on CUDA.
+
+Edit (official ``MapTS.GetDt`` / ``GetBoundary`` / ``manipulate.py``): Δt = norm(t_target -
+t_neutral) over templates, r = fs3·Δt, r[|r| < β] = 0, r /= max|r|, Δs = r·σ, s' = s + α·Δs.
+Defaults α = 4.1 and β = 0.15 from the official ``StyleCLIP_global.ipynb`` sliders.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from baselines.common import as_dict, check_latents, check_prompts, config_from_dict, normalize
+from deltabench import sspace
+from deltabench.methods import EditMethod
+from deltabench.utils import progress
+
+
+@dataclass(frozen=True)
+class FS3Config:
+    """fs3 precompute settings. Official: ±5σ (``M.alpha=[-5, 5]``), 100 images, σ from 100k
+    sampled codes. ``n_images`` defaults to 6, not 100: fs3 costs channels x 2 x n_images
+    syntheses (928 x 200 = 185,600 at 64px: 40-80 min on 2 CPU cores, measured), and the
+    world's budget is 2 minutes (6 images: ~115 s at the best rate measured). Give
+    ``n_images=100`` for the official estimate (on a GPU)."""
+
+    n_images: int = 6
+    sigma: float = 5.0
+    n_std: int = 10_000
+    seed: int = 0
+    max_batch: int = 512  # images per forward pass (channels x 2 x images)
+    # "auto": fp16 autocast on CUDA, fp32 on CPU; "bf16" is ~1.5x faster on CPUs with AMX.
+    precision: str = "auto"
+
+    def __post_init__(self):
+        for k in ("n_images", "n_std", "max_batch"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"FS3Config.{k} must be >= 1, got {getattr(self, k)}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"FS3Config.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+
+    @staticmethod
+    def from_dict(d: dict) -> "FS3Config":
+        return config_from_dict(FS3Config, d, "styleclip-gd fs3 config")
+
+    def to_dict(self) -> dict:
+        d = as_dict(self)
+        d.pop("max_batch")  # does not change the result
+        return d
+
+    def autocast(self, device: torch.device):
+        """The autocast context for this precision on ``device``."""
+        p = self.precision
+        if p == "auto":
+            p = "fp16" if device.type == "cuda" else "fp32"
+        if p == "fp32":
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+
+
+# -- synthesis in steps: one S layer at a time -------------------------------------------------
+def _apply_layer(G, l: int, state: tuple, s: torch.Tensor, noise: list) -> tuple:
+    """Run S layer ``l`` (layout order) on ``state = (x, skip)``; returns the new state.
+
+    Mirrors ``StyleGAN2.synthesis_from_styles``: conv1, to_rgb1, then per resolution
+    convs[2i], convs[2i+1], to_rgbs[i].
+    """
+    x, skip = state
+    if l == 0:
+        return G.conv1(G.input(s.shape[0]), s, noise[0]), None
+    if l == 1:
+        return x, G.to_rgb1(x, s)
+    i, r = divmod(l - 2, 3)
+    if r == 2:
+        return x, G.to_rgbs[i](x, s, skip)
+    return G.convs[2 * i + r](x, s, noise[2 * i + r + 1]), skip
+
+
+def synthesize_from(G, l0: int, state: tuple, styles: list, noise: list) -> torch.Tensor:
+    """Finish synthesis from layer ``l0`` given the state before it."""
+    for l in range(l0, len(G.slayout)):
+        state = _apply_layer(G, l, state, styles[l], noise)
+    return state[1]
+
+
+def _noise(G) -> list:
+    return [getattr(G.noises, f"noise_{i}") for i in range(G.num_layers)]
+
+
+def _rep(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """``[N, ...] -> [k*N, ...]`` (k copies, copy-major)."""
+    return None if t is None else t.repeat(k, *([1] * (t.ndim - 1)))
+
+
+@torch.no_grad()
+def channel_std(domain, cfg: FS3Config) -> torch.Tensor:
+    """σ of every non-toRGB S channel over ``n_std`` sampled codes: ``[S_edit]`` (official ``code_std``)."""
+    G = domain.generator
+    w = domain.sample_w_plus(cfg.n_std, cfg.seed + 1)
+    s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout) for i in range(0, len(w), 1024)])
+    return s.std(0)
+
+
+@torch.no_grad()
+def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The relevance matrix ``fs3: [S_edit, D]`` (unit rows), the channel σ ``[S_edit]`` and timing."""
+    G, clip = domain.generator, domain.clip
+    sl = G.slayout
+    dev = domain.device
+    t0, c0_cpu = time.perf_counter(), time.process_time()
+    std = channel_std(domain, cfg) if std is None else std
+    std = std.to(dev)
+    w = domain.sample_w_plus(cfg.n_images, cfg.seed).to(dev)
+    styles = G.styles(w)  # [s_l: [N, C_l]]
+    noise = _noise(G)
+    N = w.shape[0]
+    amp = cfg.autocast(dev)
+    edit_layers = sspace.edit_indices(sl)
+    offsets, o = {}, 0
+    for l in edit_layers:
+        offsets[l] = o
+        o += sl.widths[l]
+    rows: list[torch.Tensor] = []
+    k_max = max(1, cfg.max_batch // (2 * N))
+    n_chan = o
+    bar = progress(total=n_chan, desc="fs3 channels")
+    state = (None, None)
+    with amp:
+        for l in range(len(sl)):
+            if not sl.is_torgb[l]:
+                C = sl.widths[l]
+                sig = cfg.sigma * std[offsets[l] : offsets[l] + C]  # [C]
+                for c0 in range(0, C, k_max):
+                    k = min(k_max, C - c0)
+                    ch = torch.arange(c0, c0 + k, device=dev)
+                    # s_l for every (channel j, sign, image n): [k, 2, N, C]
+                    s_l = styles[l][None, None].repeat(k, 2, 1, 1)
+                    delta = torch.stack([-sig[ch], sig[ch]], 1)  # [k, 2]
+                    s_l[torch.arange(k, device=dev), :, :, ch] += delta[:, :, None]
+                    rest = [_rep(s, 2 * k) for s in styles]
+                    rest[l] = s_l.reshape(2 * k * N, C)
+                    st = (_rep(state[0], 2 * k), _rep(state[1], 2 * k))
+                    img = synthesize_from(G, l, st, rest, noise)  # [2kN, 3, H, W]
+                    e = normalize(clip.encode_image(img).float()).reshape(k, 2, N, -1)
+                    d = normalize(e[:, 1] - e[:, 0])  # +5σ minus -5σ, [k, N, D]
+                    rows.append(normalize(d.mean(1)))
+                    bar.update(k)
+            state = _apply_layer(G, l, state, styles[l], noise)
+    bar.close()
+    fs3 = torch.cat(rows)
+    secs = time.perf_counter() - t0
+    # CPU seconds of all threads: on a shared machine, cpu_seconds / threads is the wall time
+    # the same work takes on that many dedicated cores.
+    info = {"seconds": secs, "cpu_seconds": time.process_time() - c0_cpu, "threads": torch.get_num_threads(),
+            "channels": n_chan, "channels_per_second": n_chan / secs, "n_images": N, "device": str(dev)}
+    if log:
+        log(f"fs3: {n_chan} channels x {N} images in {secs:.1f} s ({n_chan / secs:.1f} channels/s)")
+    return fs3.float(), std.float(), info
+
+
+@torch.no_grad()
+def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor) -> torch.Tensor:
+    """Reference: one channel at a time, full synthesis (the official loop). For tests."""
+    G, clip = domain.generator, domain.clip
+    sl = G.slayout
+    w = domain.sample_w_plus(cfg.n_images, cfg.seed)
+    styles = G.styles(w)
+    s = sspace.gather(styles, sl)  # [N, S]
+    rows = []
+    for c in range(s.shape[1]):
+        embs = []
+        for sign in (-1.0, 1.0):
+            s2 = s.clone()
+            s2[:, c] += sign * cfg.sigma * std[c]
+            embs.append(normalize(clip.encode_image(G.synthesis_from_styles(sspace.scatter(styles, s2, sl)))))
+        rows.append(normalize(normalize(embs[1] - embs[0]).mean(0)))
+    return torch.stack(rows)
+
+
+def slayout_dict(sl) -> dict:
+    return {"names": list(sl.names), "widths": list(sl.widths), "is_torgb": list(sl.is_torgb),
+            "wplus_index": list(sl.wplus_index), "resolution": list(sl.resolution)}
+
+
+def load_fs3(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Read ``fs3.safetensors`` (or the directory holding it) -> ``(fs3 [S_edit, D], std [S_edit], meta)``.
+
+    ``meta['slayout']`` is the S layout it was computed for; ``fs3`` is what
+    ``deltaedit.method.DeltaEdit(relevance=...)`` takes.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "fs3.safetensors"
+    meta_f = p.with_suffix(".json")
+    if not p.is_file() or not meta_f.is_file():
+        raise FileNotFoundError(f"no fs3 at {p} (with {meta_f.name}); compute it with `deltabench fit styleclip-gd`")
+    t = safetensors.torch.load_file(str(p))
+    return t["fs3"], t["std"], json.loads(meta_f.read_text())
+
+
+def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Load ``<work_dir>/fs3.safetensors`` if it was made with ``cfg`` for this layout, else compute and save it."""
+    work_dir = Path(work_dir)
+    f, meta_f = work_dir / "fs3.safetensors", work_dir / "fs3.json"
+    want = {"config": cfg.to_dict(), "slayout": slayout_dict(domain.generator.slayout)}
+    if not force and f.is_file() and meta_f.is_file():
+        fs3, std, meta = load_fs3(f)
+        if {k: meta.get(k) for k in want} == want:
+            return fs3.to(domain.device), std.to(domain.device), {**meta, "cached": True}
+        if log:
+            log(f"{f} was computed with other settings ({meta.get('config')}); recomputing")
+    fs3, std, info = compute_fs3(domain, cfg, log=log)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f.name + ".tmp")
+    safetensors.torch.save_file({"fs3": fs3.cpu().contiguous(), "std": std.cpu().contiguous()}, str(tmp))
+    os.replace(tmp, f)
+    meta = {**want, **info, "clip_dim": int(fs3.shape[1])}
+    meta_f.write_text(json.dumps(meta, indent=1))
+    return fs3, std, {**meta, "cached": False}
+
+
+def gd_delta_s(fs3: torch.Tensor, std: torch.Tensor, dt: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Official ``GetBoundary`` (if_std=True): ``dt: [P, D]`` unit -> ``(Δs [P, S_edit], n_channels [P])``.
+
+    Channels with |fs3·Δt| < β are zeroed; the rest are divided by the largest |r| and scaled
+    by their σ. A prompt with no channel above β gets Δs = 0 (official code divides by zero).
+    """
+    r = dt @ fs3.to(dt).T  # [P, S]
+    keep = r.abs() >= beta
+    r = r * keep
+    peak = r.abs().amax(1, keepdim=True)
+    r = torch.where(peak > 0, r / peak.clamp_min(1e-12), torch.zeros_like(r))
+    return r * std.to(r)[None], keep.sum(1)
+
+
+class StyleCLIPGlobal(EditMethod):
+    """StyleCLIP-GD. ``strength`` is α (default 4.1, official notebook); ``beta`` the
+    disentanglement threshold (default 0.15). ``fs3`` config via ``config=FS3Config(...)``."""
+
+    name = "styleclip-gd"
+    space = "S"
+    strength_name = "alpha"
+    default_strength = 4.1
+
+    def __init__(self, domain, work_dir, seed: int = 0, config: FS3Config | dict | None = None,
+                 beta: float = 0.15, alpha: float | None = None, **options):
+        super().__init__(domain, work_dir, seed, **options)
+        cfg = config if isinstance(config, FS3Config) else FS3Config.from_dict(dict(config or {}))
+        self.cfg = cfg
+        self.beta = float(beta)
+        if alpha is not None:
+            self.default_strength = float(alpha)
+        self.fs3: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+        self.last_n_channels: torch.Tensor | None = None
+
+    @property
+    def fs3_path(self) -> Path:
+        return self.work_dir / "fs3.safetensors"
+
+    def fit(self, force: bool = False) -> dict:
+        self.fs3, self.std, info = fit_fs3(self.domain, self.work_dir, self.cfg, force=force)
+        return info
+
+    def direction(self, prompts: list[tuple[str, str]]) -> torch.Tensor:
+        """Δs for each prompt: ``[P, S_edit]`` (before α)."""
+        if self.fs3 is None:
+            raise RuntimeError(f"{self.name}: call fit() before edit()")
+        dts = []
+        for s, t in prompts:
+            s, t = check_prompts(s, t)
+            dt = self.domain.text_embedding(t) - self.domain.text_embedding(s)  # official GetDt: target - neutral
+            dts.append(dt / dt.norm().clamp_min(1e-8))
+        ds, n = gd_delta_s(self.fs3, self.std, torch.stack(dts), self.beta)
+        self.last_n_channels = n
+        return ds
+
+    @torch.no_grad()
+    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
+                   strength: float | None = None) -> list[list[torch.Tensor]]:
+        alpha = self.default_strength if strength is None else float(strength)
+        G = self.domain.generator
+        styles = G.styles(check_latents(self.domain, w_plus))
+        s = sspace.gather(styles, G.slayout)  # [B, S]
+        ds = self.direction(prompts).to(s)  # [P, S]
+        return [sspace.scatter(styles, s + alpha * ds[p][None], G.slayout) for p in range(len(prompts))]
+
+    def edit(self, w_plus, source, target, strength=None):
+        return self.edit_batch(w_plus, [(source, target)], strength)[0]
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def _cmd_fit(args) -> int:
+    from deltabench.domain import load_domain
+    from deltabench.world import store
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    domain = load_domain(args.world, device=args.device)
+    base = Path(args.work_dir) if args.work_dir else store.cache_root() / "methods"
+    work = base / store.world_dirname(domain.world.cfg)
+    cfg = FS3Config.from_dict({k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
+                                                 ("max_batch", args.max_batch)) if v is not None})
+    m = StyleCLIPGlobal(domain, work, config=cfg)
+    _, _, info = fit_fs3(domain, m.work_dir, cfg, force=args.force,
+                         log=lambda s: print(s, file=sys.stderr, flush=True))
+    if not info.get("cached"):
+        print(f"fs3: {info['channels']} channels in {info['seconds']:.1f} s "
+              f"({info['channels_per_second']:.1f} channels/s)", file=sys.stderr)
+    else:
+        print("fs3: reused the cached file", file=sys.stderr)
+    print(m.fs3_path)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register ``deltabench fit styleclip-gd [--world NAME]`` (writes fs3, prints its path)."""
+    p = subparsers.add_parser("fit", help="precompute what a method needs (styleclip-gd: the fs3 relevance matrix)")
+    p.add_argument("method", choices=["styleclip-gd"])
+    p.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
+    p.add_argument("--work-dir", dest="work_dir", help="method cache (default: <cache>/methods)")
+    p.add_argument("--n-images", dest="n_images", type=int, help=f"images per channel (default {FS3Config.n_images})")
+    p.add_argument("--fs3-seed", dest="fs3_seed", type=int, help="seed of the sampled images")
+    p.add_argument("--max-batch", dest="max_batch", type=int, help="images per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="recompute even if a cached fs3 matches")
+    p.set_defaults(func=_cmd_fit)
