@@ -128,7 +128,9 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     with torch.no_grad():
         s1, cond, ds = pair_batch(pool, 1024, torch.Generator().manual_seed(seed + 1), naive=cfg.naive)
         _, l2, cos = delta_loss(mapper(s1, cond), ds)
-    info = {**want, "pool_seconds": pool_seconds, "train_seconds": time.perf_counter() - t1,
+    train_seconds = time.perf_counter() - t1
+    info = {**want, "pool_seconds": pool_seconds, "train_seconds": train_seconds,
+            "fit_seconds": pool_seconds + train_seconds,
             "steps_per_second": (cfg.steps - history[0][0] if history else cfg.steps) / max(time.perf_counter() - t1, 1e-9),
             "final_mse": float(l2), "final_cos": 1 - float(cos), "pool_size": len(pool), "history": history}
     tmp = final.with_name(final.name + ".tmp")
