@@ -51,7 +51,8 @@ class DeltaEdit(EditMethod):
         return self.work_dir / hashlib.sha256(blob).hexdigest()[:12]
 
     def fit(self) -> dict:
-        self.mapper, info = train_deltamapper(self.domain, self.cfg, self.run_dir, self.seed)
+        self.mapper, info = train_deltamapper(self.domain, self.cfg, self.run_dir, self.seed,
+                                              pool_dir=self.work_dir.parent / "deltaedit-pools")
         return info
 
     def condition(self, source: str, target: str) -> torch.Tensor:

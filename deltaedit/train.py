@@ -22,8 +22,8 @@ class DeltaEditConfig:
     fixes them (batch 64, Adam lr 0.5 on lr_mul-0.01 layers, l2 and cos weights 1); pool size
     and steps are scaled to the domain (official: 258k codes, several epochs)."""
 
-    n_generated: int = 20000
-    n_inverted: int = 5000
+    n_generated: int = 10000
+    n_inverted: int = 2000
     steps: int = 4000
     batch: int = 64
     lr: float = 0.5
@@ -58,9 +58,12 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, out_dir: Path) -> LatentPool:
+def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, pool_dir: Path) -> LatentPool:
+    """The pool depends only on its size and seed, so DeltaEdit and its naive variant share it."""
     key = {"n_generated": cfg.n_generated, "n_inverted": cfg.n_inverted, "seed": seed}
-    f, meta = out_dir / "pool.safetensors", out_dir / "pool.json"
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}"
+    f, meta = pool_dir / f"{stem}.safetensors", pool_dir / f"{stem}.json"
     if f.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
         return LatentPool.from_state_dict(safetensors.torch.load_file(str(f)))
     pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed)
@@ -72,7 +75,7 @@ def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, out_dir: Path) -
 
 
 def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0,
-                      log=None) -> tuple[DeltaMapper, dict]:
+                      log=None, pool_dir: Path | None = None) -> tuple[DeltaMapper, dict]:
     """Train (or resume, or load a finished) DeltaMapper in ``out_dir``; never calls a text encoder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +92,7 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
                          f"({info.get('config')}, seed {info.get('seed')}); use another directory or delete it")
 
     t0 = time.perf_counter()
-    pool = load_or_build_pool(domain, cfg, seed, out_dir)
+    pool = load_or_build_pool(domain, cfg, seed, Path(pool_dir) if pool_dir else out_dir)
     pool = LatentPool(pool.s.to(domain.device), pool.clip.to(domain.device), pool.n_generated)
     pool_seconds = time.perf_counter() - t0
 
