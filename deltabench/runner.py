@@ -68,9 +68,10 @@ class RunConfig:
     method_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """JSON-shaped (lists, not tuples), so it compares equal to what manifest.json holds."""
         d = asdict(self)
         d["prompts"] = [asdict(p) for p in self.prompts]
-        return d
+        return json.loads(json.dumps(d))
 
 
 def load_prompts(path: str | Path) -> tuple[Prompt, ...]:

@@ -289,18 +289,18 @@ def test_suite_scores_a_micro_world_cell(domain):
 
     torch.manual_seed(0)
     prompt = next(p for p in EDIT_PROMPTS if p.attribute == "glasses" and p.value != "none")
-    test = domain.test_images(40, seed=5)
+    test = domain.test_images(80, seed=5)
     start = domain.generator.synthesis(domain.invert(test.images))
-    edited = domain.generator.synthesis(domain.sample_w_plus(40, seed=9))  # stand-in edits: other faces
+    edited = domain.generator.synthesis(domain.sample_w_plus(80, seed=9))  # stand-in edits: other faces
     suite = build_metrics(domain, prompt, kid_subset_size=16, kid_subsets=10)
     assert list(suite.metrics) == ["fid", "kid", "psnr", "ssim", "ids", "clip_score", "clip_direction",
                                    "manipulation_accuracy", "disentanglement", "identity_param_error"]
     assert suite.labels()["fid"] == "FID (oracle)"
     with warnings.catch_warnings():
-        warnings.simplefilter("error", SingularCovarianceWarning)  # 40 images > 32-d features
+        warnings.simplefilter("error", SingularCovarianceWarning)  # 80 images > 64-d features
         rows = suite.update(test.images, edited, start=start, params=test.params)
         summary = suite.compute()
-    assert all(v.shape == (40,) for v in rows.values()) and "fid" not in rows
+    assert all(v.shape == (80,) for v in rows.values()) and "fid" not in rows
     assert all(math.isfinite(v) for v in summary.values())
     # per-image rows average to the summary (NaN rows are the images that already had the value)
     assert summary["psnr"] == pytest.approx(float(rows["psnr"].mean()), abs=1e-9)
@@ -313,7 +313,7 @@ def test_suite_scores_a_micro_world_cell(domain):
     assert summary["clip_score"] == pytest.approx(float(cs.mean()), abs=1e-5)
     # two halves through a shared input cache, merged, equal the whole
     halves = [build_metrics(domain, prompt, kid_subset_size=16, kid_subsets=10) for _ in range(2)]
-    for h, sl in zip(halves, (slice(0, 16), slice(16, 40))):
+    for h, sl in zip(halves, (slice(0, 32), slice(32, 80))):
         cache = {}
         h.update(test.images[sl], edited[sl], start=start[sl], params=test.params[sl], cache=cache)
         assert {"feat_inputs", "clip_start", "ident_inputs", "oracle_start"} <= set(cache)
