@@ -5,21 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 
+from deltabench.config import config_from_dict  # noqa: F401 - re-exported for the baselines
 from deltaedit.method import check_prompts  # noqa: F401 - re-exported for the baselines
-
-
-def config_from_dict(cls, d: dict, what: str):
-    """A frozen config dataclass from a dict; unknown keys are a clear error."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {sorted(unknown)}; known keys: {sorted(names)}")
-    return cls(**d)
 
 
 def config_hash(obj: dict) -> str:

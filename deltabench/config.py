@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 COMPONENTS: tuple[str, ...] = ("generator", "encoder", "clip", "identity", "oracle")
+
+
+def config_from_dict(cls, d: dict, what: str, tuples: tuple[str, ...] = ()):
+    """A frozen config dataclass from a dict (JSON); unknown keys are a clear error naming them.
+
+    ``tuples``: fields given as JSON lists that the dataclass holds as tuples.
+    """
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {sorted(unknown)}; known keys: {sorted(names)}")
+    d = dict(d)
+    for k in tuples:
+        if k in d:
+            d[k] = tuple(d[k])
+    return cls(**d)
 
 
 def _freeze(x):

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import safetensors.torch
 import torch
 
 from deltabench import sspace
+from deltabench.config import config_from_dict
 from deltabench.utils import progress
 from deltaedit.data import LatentPool, build_pool, pair_batch
 from deltaedit.mapper import DeltaMapper
@@ -34,11 +35,7 @@ class DeltaEditConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "DeltaEditConfig":
-        names = {f.name for f in fields(DeltaEditConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"DeltaEditConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return DeltaEditConfig(**d)
+        return config_from_dict(DeltaEditConfig, d, "DeltaEditConfig")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from deltabench.models.encoder import EncoderConfig, build_encoder
-from deltabench.models.stylegan2 import GeneratorConfig, build_generator
+from deltabench.models.stylegan2 import GeneratorConfig
 from deltabench.world.train_encoder import EncoderTrainConfig, encoder_psnr, train_encoder
 from deltabench.world.train_generator import DistillConfig, train_generator, world_latent_avg
 

@@ -7,12 +7,14 @@ images in [-1, 1], ``encode_text`` on strings, both L2-normalised).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
+
+from deltabench.config import config_from_dict
 
 # The 79 ImageNet prompt templates of StyleCLIP's global directions
 # (orpatashnik/StyleCLIP, global_directions/MapTS.py): CLIP's 80 notebook templates without
@@ -104,14 +106,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _from_dict(cls, d: dict, what: str):
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {sorted(unknown)}; known keys: {sorted(names)}")
-    return cls(**d)
-
-
 @dataclass(frozen=True)
 class ClipConfig:
     """Sizes of the world's CLIP. ``image_size=None`` means the world resolution."""
@@ -131,7 +125,7 @@ class ClipConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "ClipConfig":
-        return _from_dict(ClipConfig, d, "clip model config")
+        return config_from_dict(ClipConfig, d, "clip model config")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,12 +11,13 @@ is replaced by a small plain CNN (no BatchNorm: deterministic, batch-size indepe
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench.config import config_from_dict
 from deltabench.models.ops import EqualLinear
 
 
@@ -40,11 +41,7 @@ class EncoderConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "EncoderConfig":
-        names = {f.name for f in fields(EncoderConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"EncoderConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return EncoderConfig(**d)
+        return config_from_dict(EncoderConfig, d, "EncoderConfig")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -14,7 +14,7 @@ import argparse
 import math
 import pickle
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench.config import config_from_dict
 from deltabench.models.ops import Blur, EqualLinear, FusedLeakyReLU, PixelNorm, Upsample
 
 # rosinality's width table: 512 up to 32px, then halving (times channel_multiplier).
@@ -54,11 +55,7 @@ class GeneratorConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "GeneratorConfig":
-        names = {f.name for f in fields(GeneratorConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"GeneratorConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return GeneratorConfig(**d)
+        return config_from_dict(GeneratorConfig, d, "GeneratorConfig")
 
     def to_dict(self) -> dict:
         d = asdict(self)

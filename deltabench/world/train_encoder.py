@@ -8,11 +8,12 @@ job of e4e's delta regulariser) plus e4e's image reconstruction L1 through ``G.s
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from deltabench.config import config_from_dict
 from deltabench.models.encoder import EncoderConfig, Encoder4Editing, build_encoder
 from deltabench.models.stylegan2 import StyleGAN2
 from deltabench.utils import progress, psnr, seed_everything
@@ -36,11 +37,7 @@ class EncoderTrainConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "EncoderTrainConfig":
-        names = {f.name for f in fields(EncoderTrainConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"EncoderTrainConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return EncoderTrainConfig(**d)
+        return config_from_dict(EncoderTrainConfig, d, "EncoderTrainConfig")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deltabench.config import config_from_dict
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, build_generator
 from deltabench.utils import progress, psnr, seed_everything, uint8_to_float
 from deltabench.world.attributes import FaceParams, encode_params, sample_params
@@ -54,11 +55,7 @@ class DistillConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "DistillConfig":
-        names = {f.name for f in fields(DistillConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"DistillConfig: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return DistillConfig(**d)
+        return config_from_dict(DistillConfig, d, "DistillConfig")
 
     def to_dict(self) -> dict:
         d = asdict(self)
