@@ -74,7 +74,7 @@ class RandomDomain:
         return (v / v.norm()).to(self.device)
 
     def invert(self, images):  # timing only: latents come from sample_w_plus
-        raise NotImplementedError
+        raise RuntimeError("the random-weight benchmark domain has no encoder; its latents come from sample_w_plus")
 
 
 def _sync(dev):

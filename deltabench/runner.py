@@ -165,21 +165,20 @@ def _unit_key(method: str, prompt_index: int, scale: float) -> str:
 def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> dict:
     """Create or check the run directory; return its manifest."""
     mpath = out / "manifest.json"
-    if mpath.is_file():
-        old = json.loads(mpath.read_text())
-        if old.get("config") != cfg.to_dict():
-            if force:
-                shutil.rmtree(out)
-            elif resume:
-                pass  # keep finished units of the old config whose keys still match
-            else:
-                diff = sorted(k for k in cfg.to_dict() if old.get("config", {}).get(k) != cfg.to_dict()[k])
-                raise RunConfigError(
-                    f"{out} holds a run with a different config (differs in: {diff}). Use --resume to "
-                    f"keep its finished rows and continue with the new config, --force to delete it and "
-                    f"start over, or another --out directory.")
+    new = cfg.to_dict()
+    old = json.loads(mpath.read_text()).get("config", {}) if mpath.is_file() else new
+    # With --resume, finished units of the old config whose keys still match are kept.
+    if old != new and not resume:
+        if force:
+            shutil.rmtree(out)
+        else:
+            diff = sorted(k for k in new if old.get(k) != new[k])
+            raise RunConfigError(
+                f"{out} holds a run with a different config (differs in: {diff}). Use --resume to "
+                f"keep its finished rows and continue with the new config, --force to delete it and "
+                f"start over, or another --out directory.")
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"config": cfg.to_dict(), "config_hash": hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True)
+    manifest = {"config": new, "config_hash": hashlib.sha256(json.dumps(new, sort_keys=True)
                                                                          .encode()).hexdigest()[:16],
                 **store.describe_environment()}
     store.write_json(manifest, mpath)

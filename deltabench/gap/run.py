@@ -6,11 +6,12 @@ import json
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from deltabench.config import config_from_dict
 from deltabench.gap.data import CAPTION_MODES, random_pairs, world_pairs
 from deltabench.gap.figure import save_tsne_figure, tsne_2d
 from deltabench.gap.metrics import gap_metrics, unit_rows
@@ -64,15 +65,7 @@ class GapConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "GapConfig":
-        names = {f.name for f in fields(GapConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"gap config: unknown keys {sorted(unknown)}; known keys: {sorted(names)}")
-        d = dict(d)
-        for k in ("recall_ks", "probe_hidden"):
-            if k in d:
-                d[k] = tuple(int(v) for v in d[k])
-        return GapConfig(**d)
+        return config_from_dict(GapConfig, d, "gap config", tuples=("recall_ks", "probe_hidden"))
 
     def to_dict(self) -> dict:
         d = asdict(self)

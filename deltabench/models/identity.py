@@ -9,11 +9,13 @@ Loss: ArcFace additive angular margin (Deng et al., CVPR 2019; insightface ``los
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deltabench.config import config_from_dict
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,7 @@ class IdentityConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "IdentityConfig":
-        known = {f.name for f in fields(IdentityConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"identity config: unknown keys {sorted(unknown)}; known keys: {sorted(known)}")
-        d = dict(d)
-        if "widths" in d:
-            d["widths"] = tuple(int(w) for w in d["widths"])
-        return IdentityConfig(**d)
+        return config_from_dict(IdentityConfig, d, "identity config", tuples=("widths",))
 
     def to_dict(self) -> dict:
         d = asdict(self)

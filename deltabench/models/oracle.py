@@ -6,12 +6,13 @@ InceptionV3's pool3 plays for FFHQ).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench.config import config_from_dict
 from deltabench.world.attributes import ATTRIBUTES, IDENTITY_PARAMS
 
 
@@ -39,14 +40,7 @@ class OracleConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "OracleConfig":
-        known = {f.name for f in fields(OracleConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"oracle config: unknown keys {sorted(unknown)}; known keys: {sorted(known)}")
-        d = dict(d)
-        if "widths" in d:
-            d["widths"] = tuple(int(w) for w in d["widths"])
-        return OracleConfig(**d)
+        return config_from_dict(OracleConfig, d, "oracle config", tuples=("widths",))
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -67,12 +67,9 @@ def versions() -> dict:
 
     out = {"deltabench": __version__, "python": platform.python_version(), "torch": torch.__version__,
            "numpy": numpy.__version__, "safetensors": safetensors.__version__}
-    try:
-        import open_clip
+    import open_clip
 
-        out["open_clip"] = open_clip.__version__
-    except ImportError:  # pragma: no cover - a declared dependency
-        pass
+    out["open_clip"] = open_clip.__version__
     return out
 
 

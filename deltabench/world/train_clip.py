@@ -16,13 +16,14 @@ the world's CLIP mostly looks at the generator's slightly blurry images.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deltabench.config import config_from_dict
 from deltabench.models.clip import ClipConfig, ClipModel, build_clip
 from deltabench.utils import progress, seed_everything
 from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, FaceParams, sample_params
@@ -66,10 +67,6 @@ class ClipTrainConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "ClipTrainConfig":
-        names = {f.name for f in fields(ClipTrainConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"clip config: unknown keys {sorted(unknown)}; known keys: {sorted(names)}")
         d = dict(d)
         if "model" in d:
             d["model"] = ClipConfig.from_dict(d["model"])
@@ -78,7 +75,7 @@ class ClipTrainConfig:
             bad = [a for a in d["fine_attrs"] if a not in ATTRIBUTE_NAMES]
             if bad:
                 raise ValueError(f"clip config: fine_attrs {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
-        cfg = ClipTrainConfig(**d)
+        cfg = config_from_dict(ClipTrainConfig, d, "clip config")
         if cfg.batch_size % cfg.group_size:
             raise ValueError(f"clip config: batch_size {cfg.batch_size} is not a multiple of group_size {cfg.group_size}")
         return cfg
