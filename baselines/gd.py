@@ -312,7 +312,7 @@ def _cmd_fit(args) -> int:
         torch.set_num_threads(args.threads)
     domain = load_domain(args.world, device=args.device)
     base = Path(args.work_dir) if args.work_dir else store.cache_root() / "methods"
-    work = base / store.world_dirname(domain.world.cfg)
+    work = base / domain.key
     cfg = FS3Config.from_dict({k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
                                                  ("max_batch", args.max_batch)) if v is not None})
     m = StyleCLIPGlobal(domain, work, config=cfg)

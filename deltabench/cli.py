@@ -63,7 +63,7 @@ def _method_dir(domain, root: str | None) -> Path:
     from deltabench.world import store
 
     base = Path(root) if root else store.cache_root() / "methods"
-    return base / store.world_dirname(domain.world.cfg)
+    return base / domain.key
 
 
 def _make_method(name: str, domain, args, **options):

@@ -41,6 +41,18 @@ class SynthfacesDomain:
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @property
+    def key(self) -> str:
+        """Names this domain's exact weights: cache directories of methods are keyed by it."""
+        from deltabench.world.store import world_dirname
+
+        return world_dirname(self.world.cfg)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of everything that fixes the domain's weights (recorded in run manifests)."""
+        return self.world.cfg.hash
+
+    @property
     def device(self) -> torch.device:
         return self.world.device
 

@@ -200,13 +200,13 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     domain = domain or load_domain(cfg.world)
     if not cfg.prompts:
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain)})
-    cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.world.cfg.hash, "methods": tuple(methods)})
+    cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.config_hash, "methods": tuple(methods)})
     prepare_out_dir(out, cfg, resume, force)
     (out / "units").mkdir(exist_ok=True)
     results = out / "results.csv"
     done = {_unit_key(r["method"], int(r["prompt_index"]), float(r["strength_scale"]))
             for r in _read_rows(results)}
-    work_dir = Path(work_dir) if work_dir else store.cache_root() / "methods" / store.world_dirname(domain.world.cfg)
+    work_dir = Path(work_dir) if work_dir else store.cache_root() / "methods" / domain.key
 
     seed_everything(cfg.seed)
     test = domain.test_images(cfg.images, seed=cfg.seed + 1)

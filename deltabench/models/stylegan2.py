@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench.checkpoints import CheckpointError, safe_torch_load
 from deltabench.config import config_from_dict
 from deltabench.models.ops import Blur, EqualLinear, FusedLeakyReLU, PixelNorm, Upsample
 
@@ -381,8 +380,7 @@ def build_generator(cfg: GeneratorConfig, resolution: int | None = None) -> Styl
 
 
 # -- rosinality checkpoints ------------------------------------------------------------------
-class CheckpointError(ValueError):
-    """A file is not a readable rosinality StyleGAN2 checkpoint."""
+__all__ = ["CheckpointError"]  # re-exported: rosinality loading errors are the project-wide ones
 
 
 def save_rosinality_checkpoint(path: str | Path, G: StyleGAN2, latent_avg: torch.Tensor) -> None:
@@ -420,25 +418,9 @@ def load_rosinality_checkpoint(path: str | Path, lr_mlp: float = 0.01, key: str 
     the state dict. Without ``latent_avg`` it is the mean of 10000 mapped Gaussian z (seed 0).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        # train.py stores its argparse.Namespace under 'args'; allow exactly that class.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if "Unsupported global" not in msg and "GLOBAL" not in msg:
-            raise CheckpointError(f"{path}: cannot read the file, it looks corrupt or is not a torch "
-                                  "checkpoint; download it again and check its sha256") from e
-        detail = msg.split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
-        raise CheckpointError(
-            f"{path}: holds Python objects that torch.load(weights_only=True) refuses to unpickle "
-            f"({detail}). If you trust the file, re-save just the weights: "
-            "torch.save({'g_ema': ckpt['g_ema'], 'latent_avg': ckpt['latent_avg']}, 'clean.pt')") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path}: cannot read the file, it looks corrupt or truncated ({e}); "
-                              "download it again and check its sha256") from e
+    # train.py stores its argparse.Namespace under 'args'; allow exactly that class.
+    ckpt = safe_torch_load(path, "a rosinality StyleGAN2 checkpoint", allow=[argparse.Namespace],
+                           map_location=map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict with key {key!r}, found a {type(ckpt).__name__}")
     if key in ckpt:
