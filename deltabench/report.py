@@ -143,6 +143,16 @@ git {html.escape(str(manifest.get('git_commit')))}.</p>
 {''.join(imgs)}
 <h2>Per prompt (default strength)</h2>
 {per_prompt.to_html(index=False, float_format=lambda x: f"{x:.3f}", table_id="per-prompt")}
+<script>
+// Record whether every figure loaded (body data-* attributes): a headless browser's DOM dump
+// then tells a test, or a user, that no image link is broken.
+window.addEventListener("load", () => {{
+  const imgs = Array.from(document.images);
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.imagesLoaded = ok;
+  document.body.dataset.imagesBroken = imgs.length - ok;
+}});
+</script>
 </body></html>
 """
     (run / "reports" / "index.html").write_text(page)

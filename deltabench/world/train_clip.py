@@ -6,6 +6,13 @@ colour and background separate a random batch, so fine ones never need to be lea
 - *hard-negative groups*: a batch is made of groups of ``group_size`` faces that share
   everything (identity, hair, background, skin) except the fine attributes
   (``cfg.fine_attrs``), so inside a group only the fine attributes tell captions apart;
+- *minimal-pair groups* (``pair_frac`` of the groups): all faces of the group share every
+  attribute but ONE fine attribute (drawn per group), so only that attribute separates their
+  captions. Without them the default world's CLIP collapsed smile in both towers (image CLS
+  and text output invariant to it, zero-shot 0.50, while the patch tokens at the mouth read
+  smile perfectly): once neither tower encodes an attribute, the contrastive gradient for it
+  is zero, a saddle that 200 fine-tuning steps on pairs did not leave. Pairs from step 0
+  make that attribute the only way to lower the loss for those groups;
 - *multi-positive targets*: a caption is a positive for every image it is true of
   (:func:`deltabench.world.captions.positive_matrix`), so identical or partial captions
   ("face with glasses") are never pushed away from images they describe.
@@ -54,6 +61,7 @@ class ClipTrainConfig:
     group_size: int = 4
     pool_groups: int = 4000  # pool of pool_groups * group_size rendered faces
     fine_attrs: tuple[str, ...] = ("smile", "glasses", "beard", "eye_size", "face_width")
+    pair_frac: float = 0.0  # share of pool groups that vary one fine attribute only
     p_full: float = 0.5  # share of captions naming every attribute; the rest name 0..max_short
     max_short: int = 3
     lr: float = 1e-3
@@ -76,6 +84,8 @@ class ClipTrainConfig:
             if bad:
                 raise ValueError(f"clip config: fine_attrs {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
         cfg = config_from_dict(ClipTrainConfig, d, "clip config")
+        if not 0.0 <= cfg.pair_frac <= 1.0:
+            raise ValueError(f"clip config: pair_frac {cfg.pair_frac} must be in [0, 1]")
         if cfg.batch_size % cfg.group_size:
             raise ValueError(f"clip config: batch_size {cfg.batch_size} is not a multiple of group_size {cfg.group_size}")
         return cfg
@@ -96,6 +106,21 @@ def group_params(n_groups: int, group_size: int, fine_attrs: tuple[str, ...],
     for name in fine_attrs:
         j = ATTRIBUTE_NAMES.index(name)
         attrs[:, j] = fresh[:, j]
+    return FaceParams(attrs, ident)
+
+
+def pair_params(n_groups: int, group_size: int, attrs_to_vary: tuple[str, ...],
+                rng: np.random.Generator) -> FaceParams:
+    """``n_groups * group_size`` faces; each group varies ONE attribute (drawn uniformly from
+    ``attrs_to_vary``) over all its values, as evenly as the group size allows, and shares the rest."""
+    base = sample_params(n_groups, rng)
+    attrs = np.repeat(base.attrs, group_size, axis=0)  # [G*k, A]
+    ident = np.repeat(base.ident, group_size, axis=0)
+    which = rng.integers(0, len(attrs_to_vary), size=n_groups)
+    for g in range(n_groups):  # one small draw per group, only at pool creation
+        j = ATTRIBUTE_NAMES.index(attrs_to_vary[which[g]])
+        n_values = ATTRIBUTES[j].n
+        attrs[g * group_size:(g + 1) * group_size, j] = rng.permutation(np.resize(np.arange(n_values), group_size))
     return FaceParams(attrs, ident)
 
 
@@ -139,7 +164,11 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
     t0 = time.perf_counter()
     gen = seed_everything(seed)
     rng = np.random.default_rng(seed)
-    params = group_params(cfg.pool_groups, cfg.group_size, cfg.fine_attrs, rng)
+    n_pairs = int(round(cfg.pool_groups * cfg.pair_frac))
+    params = group_params(cfg.pool_groups - n_pairs, cfg.group_size, cfg.fine_attrs, rng)
+    if n_pairs:
+        pairs = pair_params(n_pairs, cfg.group_size, cfg.fine_attrs, rng)
+        params = FaceParams(np.concatenate([params.attrs, pairs.attrs]), np.concatenate([params.ident, pairs.ident]))
     pool = render_pool(params, resolution, render_fn, desc="render clip pool")  # uint8 [N, 3, H, W]
     t_render = time.perf_counter() - t0
 
