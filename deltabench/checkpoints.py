@@ -9,6 +9,7 @@ code runs, with an error that names the file and the class it asked for.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,7 +42,11 @@ def safe_torch_load(path: str | Path, what: str, allow: Iterable[type] = (),
         if "Unsupported global" not in msg and "GLOBAL" not in msg and "global" not in msg:
             raise CheckpointError(f"{path}: cannot read the file, it looks corrupt or is not a torch "
                                   f"checkpoint (expected {what}); download it again and check its sha256") from e
-        detail = msg.split("WeightsUnpickler error:")[-1].strip().split("\n")[0].split(". Please")[0]
+        # torch words this two ways ("Unsupported global: GLOBAL builtins.exec ..." and "Trying
+        # to load unsupported GLOBAL posix.system whose module posix is blocked"): name the global.
+        asked = re.search(r"GLOBAL ([\w.]+)", msg)
+        detail = (f"it asks for {asked.group(1)}" if asked else
+                  msg.split("WeightsUnpickler error:")[-1].strip().split("\n")[0].split(". Please")[0])
         raise CheckpointError(
             f"{path}: refused by torch.load(weights_only=True): it holds Python objects outside "
             f"the allow-list for {what} "
