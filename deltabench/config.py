@@ -106,6 +106,16 @@ class WorldConfig:
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def refine(self, component: str) -> dict | None:
+        """The section's ``refine`` phase (training continued from the base stage), if any."""
+        return thaw(self.sections[component]).get("refine")
+
+    def without_refine(self, component: str) -> "WorldConfig":
+        """This config with ``component``'s ``refine`` phase removed: the base stage it refines."""
+        d = self.to_dict()
+        d[component].pop("refine", None)
+        return WorldConfig.from_dict(d)
+
     def stage_seed(self, component: str) -> int:
         # Distinct, stable seeds per component: rebuilding one stage never shifts another.
         return self.seed * 1000 + COMPONENTS.index(component) + 1

@@ -127,3 +127,34 @@ def test_stage_hash_tracks_only_what_a_component_depends_on():
     d["generator"] = {**d["generator"], "train": {**d["generator"]["train"], "steps": 1}}
     g = type(CFG).from_dict(d)
     assert g.stage_hash("encoder") != CFG.stage_hash("encoder")  # the encoder inverts that generator
+
+
+def test_generator_refine_phase_continues_the_cached_base(micro_root, tmp_path):
+    from deltabench.world.components import resolve_sections
+    from deltabench.world.train_generator import generator_psnr
+
+    stages = tmp_path / "stages"
+    shutil.copytree(micro_root / "stages", stages)  # the base stages are cached already
+    d = CFG.to_dict()
+    d["generator"] = {**d["generator"], "refine": {**d["generator"]["train"], "steps": 40, "lr": 2e-3,
+                                                   "eval_n": 64}}
+    cfg = resolve_sections(type(CFG).from_dict(d))
+    assert cfg.without_refine("generator").stage_hash("generator") == CFG.stage_hash("generator")
+    assert cfg.stage_hash("generator") != CFG.stage_hash("generator")
+    assert cfg.stage_hash("encoder") != CFG.stage_hash("encoder")  # it inverts the refined generator
+    assert cfg.stage_hash("clip") == CFG.stage_hash("clip")
+    base_file = stages / f"generator-{CFG.stage_hash('generator')}.safetensors"
+    before = base_file.stat().st_mtime_ns
+    logs = []
+    world = load_world(cfg, roots=[build_world(cfg, root=tmp_path, log=logs.append).parent])
+    assert base_file.stat().st_mtime_ns == before  # the base was loaded, not retrained
+    assert any("refining generator-" in s for s in logs) and any("[clip] resumed" in s for s in logs)
+    info = world.manifest["stages"]["generator"]
+    assert info["stats"]["base_stage"] == CFG.stage_hash("generator")
+    base = load_world(CFG, roots=[micro_root])
+    # Refining moved the weights, and from where the base ended (not from a fresh init).
+    assert abs(info["stats"]["psnr_init"] - generator_psnr(base.generator, 64, 12345)) < 0.05
+    assert generator_psnr(world.generator, 64, 12345) != pytest.approx(generator_psnr(base.generator, 64, 12345))
+    d["clip"] = {**d["clip"], "refine": {"steps": 1}}
+    with pytest.raises(ValueError, match=r"clip config: unknown keys \['refine'\]"):
+        build_world(resolve_sections(type(CFG).from_dict(d)), root=tmp_path / "x", log=lambda s: None)

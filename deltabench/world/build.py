@@ -55,33 +55,7 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
     for name in COMPONENTS:
         if only and name not in need:
             continue
-        spec = COMPONENT_SPECS[name]
-        key = f"{name}-{cfg.stage_hash(name)}"
-        wfile, sfile = stages_dir / f"{key}.safetensors", stages_dir / f"{key}.json"
-        if wfile.is_file() and sfile.is_file() and not force:
-            info = json.loads(sfile.read_text())
-            model = spec.build(cfg, info.get("extra", {}))
-            sd = store.load_tensors(wfile, cfg)
-            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-            models[name] = model.eval()
-            stages[name] = info
-            log(f"[{name}] resumed from {wfile} (built in {info['seconds']:.0f} s)")
-            continue
-        log(f"[{name}] training ...")
-        t0 = time.perf_counter()
-        model, stats, extra = spec.train(cfg, models)
-        seconds = time.perf_counter() - t0
-        store.save_tensors(model.state_dict(), wfile, spec.save_dtype)
-        info = {"seconds": seconds, "stats": stats, "extra": extra, "seed": cfg.stage_seed(name),
-                "stage_hash": cfg.stage_hash(name)}
-        store.write_json(info, sfile)
-        # Evaluate what was saved (fp16 round trip included), not the in-memory fp32 copy.
-        model = spec.build(cfg, extra)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in store.load_tensors(wfile, cfg).items()})
-        models[name] = model.eval()
-        stages[name] = info
-        log(f"[{name}] done in {seconds:.0f} s: {_short(stats)}")
+        models[name], stages[name] = _stage(cfg, name, models, stages_dir, force, log)
 
     if only:
         log(f"stages {sorted(need)} are in {stages_dir}")
@@ -117,6 +91,52 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
         partial.rename(final)
     log(f"world {cfg.name} built at {final} in {manifest['build_seconds']['total']:.0f} s of training")
     return final
+
+
+def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: bool, log) -> tuple:
+    """Load stage ``name`` of ``cfg`` from the stage cache, or train and save it; ``(model, info)``.
+
+    A section with a ``refine`` phase is its base stage (the same config without ``refine``,
+    cached under its own hash) trained further, so adding a refine phase never retrains the base.
+    """
+    spec = COMPONENT_SPECS[name]
+    key = f"{name}-{cfg.stage_hash(name)}"
+    wfile, sfile = stages_dir / f"{key}.safetensors", stages_dir / f"{key}.json"
+    if wfile.is_file() and sfile.is_file() and not force:
+        info = json.loads(sfile.read_text())
+        model = spec.build(cfg, info.get("extra", {}))
+        sd = store.load_tensors(wfile, cfg)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        log(f"[{name}] resumed from {wfile} (built in {info['seconds']:.0f} s)")
+        return model.eval(), info
+    refine = cfg.refine(name)
+    if refine is not None:
+        if spec.refine is None:
+            raise ValueError(f"world config section {name!r} has a 'refine' phase, which {name} does not support")
+        base_cfg = cfg.without_refine(name)
+        base, base_info = _stage(base_cfg, name, models, stages_dir, force, log)
+        log(f"[{name}] refining {name}-{base_cfg.stage_hash(name)} ...")
+        t0 = time.perf_counter()
+        model, stats, extra = spec.refine(cfg, base, base_info.get("extra", {}), models)
+        seconds = time.perf_counter() - t0
+        stats = {**stats, "base_stage": base_cfg.stage_hash(name), "base_seconds": base_info["seconds"],
+                 "refine_seconds": seconds}
+        seconds += base_info["seconds"]  # what building this stage from nothing costs
+    else:
+        log(f"[{name}] training ...")
+        t0 = time.perf_counter()
+        model, stats, extra = spec.train(cfg, models)
+        seconds = time.perf_counter() - t0
+    store.save_tensors(model.state_dict(), wfile, spec.save_dtype)
+    info = {"seconds": seconds, "stats": stats, "extra": extra, "seed": cfg.stage_seed(name),
+            "stage_hash": cfg.stage_hash(name)}
+    store.write_json(info, sfile)
+    # Evaluate what was saved (fp16 round trip included), not the in-memory fp32 copy.
+    model = spec.build(cfg, extra)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in store.load_tensors(wfile, cfg).items()})
+    log(f"[{name}] done in {seconds:.0f} s: {_short(stats)}")
+    return model.eval(), info
 
 
 def _short(stats: dict) -> str:

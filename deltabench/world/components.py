@@ -19,18 +19,25 @@ Train = Callable[[WorldConfig, dict], "tuple[nn.Module, dict, dict]"]
 Build = Callable[[WorldConfig, dict], nn.Module]
 
 
+Refine = Callable[[WorldConfig, nn.Module, dict, dict], "tuple[nn.Module, dict, dict]"]
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     name: str
     build: Build  # (cfg, extra) -> untrained module
     train: Train  # (cfg, built components) -> (module, stats, extra)
     save_dtype: torch.dtype | None  # None keeps the trained dtype
+    # (cfg, base module, base extra, built components) -> (module, stats, extra): continue training
+    # the base stage (the same config without its "refine" section) with the refine schedule.
+    refine: Refine | None = None
 
 
 def _split(section: dict, what: str) -> tuple[dict, dict]:
-    unknown = set(section) - {"model", "train"}
+    unknown = set(section) - {"model", "train", "refine"}
     if unknown:
-        raise ValueError(f"world config section {what!r}: unknown keys {sorted(unknown)}; expected 'model', 'train'")
+        raise ValueError(f"world config section {what!r}: unknown keys {sorted(unknown)}; "
+                         "expected 'model', 'train' and optionally 'refine'")
     return section.get("model", {}), section.get("train", {})
 
 
@@ -55,6 +62,17 @@ def _gen_train(cfg: WorldConfig, models: dict):
 
     gcfg, tcfg = _gen_cfgs(cfg)
     G, stats = train_generator(gcfg, tcfg, cfg.resolution, cfg.stage_seed("generator"))
+    latent_avg = stats.pop("latent_avg", None)
+    return G, stats, {"latent_avg": latent_avg}
+
+
+def _gen_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dict):
+    from deltabench.world.train_generator import DistillConfig, train_generator
+
+    gcfg, _ = _gen_cfgs(cfg)
+    rcfg = DistillConfig.from_dict(cfg.refine("generator"))
+    # A seed of its own: the refine phase draws fresh batches, not the base run's again.
+    G, stats = train_generator(gcfg, rcfg, cfg.resolution, cfg.stage_seed("generator") + 500, init=base)
     latent_avg = stats.pop("latent_avg", None)
     return G, stats, {"latent_avg": latent_avg}
 
@@ -88,7 +106,10 @@ def _enc_train(cfg: WorldConfig, models: dict):
 def _clip_cfg(cfg: WorldConfig):
     from deltabench.world.train_clip import ClipTrainConfig
 
-    return ClipTrainConfig.from_dict(cfg.section("clip"))
+    d = cfg.section("clip")
+    if "refine" in d:
+        raise ValueError("world config section 'clip': a 'refine' phase is only supported for the generator")
+    return ClipTrainConfig.from_dict(d)
 
 
 def _clip_build(cfg: WorldConfig, extra: dict) -> nn.Module:
@@ -140,7 +161,7 @@ def _or_train(cfg: WorldConfig, models: dict):
 # fp16 storage halves the shipped size; every card number is measured after the fp16
 # round trip (build.py reloads what it saved), so a loss of quality would show there.
 COMPONENT_SPECS: dict[str, ComponentSpec] = {
-    "generator": ComponentSpec("generator", _gen_build, _gen_train, torch.float16),
+    "generator": ComponentSpec("generator", _gen_build, _gen_train, torch.float16, refine=_gen_refine),
     "encoder": ComponentSpec("encoder", _enc_build, _enc_train, torch.float16),
     "clip": ComponentSpec("clip", _clip_build, _clip_train, torch.float16),
     "identity": ComponentSpec("identity", _id_build, _id_train, torch.float16),
@@ -150,7 +171,10 @@ COMPONENT_SPECS: dict[str, ComponentSpec] = {
 
 def _resolve_split(name: str, section: dict, model_cls, train_cls) -> dict:
     m, t = _split(section, name)
-    return {"model": model_cls.from_dict(m).to_dict(), "train": train_cls.from_dict(t).to_dict()}
+    out = {"model": model_cls.from_dict(m).to_dict(), "train": train_cls.from_dict(t).to_dict()}
+    if "refine" in section:  # absent (not empty) when unused, so base stages keep their hashes
+        out["refine"] = train_cls.from_dict(section["refine"]).to_dict()
+    return out
 
 
 def resolve_sections(cfg: WorldConfig) -> WorldConfig:

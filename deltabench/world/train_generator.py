@@ -148,8 +148,12 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
 
 def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int, seed: int,
                     device: torch.device | str = "cpu",
-                    on_eval: Callable[[int, StyleGAN2, float], None] | None = None) -> tuple[StyleGAN2, dict]:
+                    on_eval: Callable[[int, StyleGAN2, float], None] | None = None,
+                    init: StyleGAN2 | None = None) -> tuple[StyleGAN2, dict]:
     """Distil the renderer at ``resolution`` into a StyleGAN2; return ``(G_ema.eval(), stats)``.
+
+    ``init``: continue from these weights (a refine phase; both the trained copy and the EMA
+    start there, and the EMA needs no warm-up).
 
     ``on_eval(step, G_ema, psnr)`` is called at every ``eval_every`` evaluation.
     ``stats``: steps, seconds, ``loss_first`` and ``loss_last`` (means over up to 50 steps), held-out ``psnr``
@@ -158,6 +162,8 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     """
     seed_everything(seed)
     G = build_generator(gcfg, resolution).to(device)
+    if init is not None:
+        G.load_state_dict(init.state_dict())
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     mapping = list(G.style.parameters())
     ids = {id(p) for p in mapping}
@@ -181,7 +187,7 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
         loss.backward()
         opt.step()
         # EMA ramp-up: early weights are noise, don't average them in for ~1/(1-ema) steps.
-        ema_update(G_ema, G, min(tcfg.ema, (1.0 + step) / (10.0 + step)))
+        ema_update(G_ema, G, tcfg.ema if init is not None else min(tcfg.ema, (1.0 + step) / (10.0 + step)))
         losses.append(loss.item())
         if step % 25 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
@@ -196,6 +202,7 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     k = max(1, min(50, len(losses) // 5))
     stats = {
         "steps": tcfg.steps,
+        "psnr_init": generator_psnr(init, tcfg.eval_n, tcfg.eval_seed, resolution) if init is not None and tcfg.eval_n else None,
         "seconds": round(seconds, 1),
         "loss_first": float(np.mean(losses[:k])) if losses else float("nan"),
         "loss_last": float(np.mean(losses[-k:])) if losses else float("nan"),
