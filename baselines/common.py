@@ -46,13 +46,19 @@ def clip_loss(domain, img: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor
     return 1 - (e * (t if t.ndim == 2 else t[None])).sum(-1)
 
 
+def loss_identity(domain):
+    """The identity model of the ID loss: the domain's differentiable one (``identity_loss``:
+    IR-SE50 in ``ffhq``, as StyleCLIP's ``criteria/id_loss.py``) when it has one, else ``identity``."""
+    return getattr(domain, "identity_loss", None) or getattr(domain, "identity", None)
+
+
 def id_loss(domain, img: torch.Tensor, ref_embed: torch.Tensor) -> torch.Tensor:
     """Per-image identity loss ``1 - cos(id(img), id_ref)`` -> ``[B]`` (official ``criteria/id_loss.py``)."""
-    return 1 - (domain.identity.embed(img) * ref_embed).sum(-1)
+    return 1 - (loss_identity(domain).embed(img) * ref_embed).sum(-1)
 
 
 def has_identity(domain) -> bool:
-    return getattr(domain, "identity", None) is not None and hasattr(domain.identity, "embed")
+    return loss_identity(domain) is not None and hasattr(loss_identity(domain), "embed")
 
 
 @contextlib.contextmanager
@@ -71,7 +77,7 @@ def frozen(*modules):
 
 
 def domain_models(domain) -> tuple:
-    return (domain.generator, domain.clip, getattr(domain, "identity", None))
+    return (domain.generator, domain.clip, loss_identity(domain))
 
 
 def check_latents(domain, w_plus: torch.Tensor) -> torch.Tensor:

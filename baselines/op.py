@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from baselines.common import (as_dict, check_latents, check_prompts, clip_loss, config_from_dict,
-                              domain_models, frozen, has_identity, id_loss, raw_text_embedding)
+                              domain_models, frozen, has_identity, id_loss, loss_identity,
+                              raw_text_embedding)
 from deltabench.methods import EditMethod
 from deltabench.utils import progress
 
@@ -73,7 +74,7 @@ def optimize_latents(domain, w_init: torch.Tensor, text_emb: torch.Tensor, cfg: 
     with torch.enable_grad(), frozen(*domain_models(domain)):
         if use_id:
             with torch.no_grad():
-                id_ref = domain.identity.embed(G.synthesis(w_init))  # [B, E] of the starting image
+                id_ref = loss_identity(domain).embed(G.synthesis(w_init))  # [B, E] of the starting image
         for i in progress(range(cfg.steps), desc=desc):
             opt.param_groups[0]["lr"] = get_lr(i / cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
             img = G.synthesis(latent)  # [B, 3, H, W]

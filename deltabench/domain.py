@@ -92,5 +92,17 @@ class SynthfacesDomain:
         return torch.cat([self.clip.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
-def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu") -> SynthfacesDomain:
+def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu", weights: str | None = None,
+                images: str | None = None):
+    """A domain by name: a real domain config (``ffhq``, ``lsun-cat``, ... or a JSON file with a
+    ``generator`` entry: :mod:`deltabench.real`), else a synthfaces world (name or config path).
+    ``weights`` (the weights folder) and ``images`` (test image folder) apply to real domains."""
+    from deltabench.real.domain import (
+        domain_names,
+        is_real_domain_config,
+        load_real_domain,
+    )
+
+    if world in domain_names() or is_real_domain_config(world):
+        return load_real_domain(world, weights=weights, images=images, device=device)
     return SynthfacesDomain(load_world(world, device=device))

@@ -177,8 +177,9 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
         "kid": KernelDistance(None, feat_name, kid_subset_size, kid_subsets, seed),
         "psnr": PSNR(),
         "ssim": SSIM(),
-        "ids": IdentitySimilarity(domain.identity.embed),
     }
+    if getattr(domain, "identity", None) is not None:  # no identity model on LSUN: no IDS
+        metrics["ids"] = IdentitySimilarity(domain.identity.embed)
     if source_emb is None and prompt is not None:
         source_emb = domain.text_embedding(prompt.source)
     if target_emb is None and prompt is not None:

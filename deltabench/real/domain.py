@@ -1,0 +1,398 @@
+"""Real domains (``ffhq``, ``lsun-cat``, ``lsun-church``, ``lsun-horse``) from official weights.
+
+A :class:`RealDomain` has the interface of :class:`deltabench.domain.SynthfacesDomain`, so
+methods and metrics run on it unchanged. Its config is a JSON data file
+(``deltabench/configs/domains/<name>.json``) naming the weight files (resolved in the weights
+directory: the ``weights`` argument, else ``$DELTABENCH_WEIGHTS``, else the cache), the CLIP input handling,
+the identity models, the prompts and where the test images come from.
+
+Test images: a folder the user names (``images`` argument, else the environment variable the
+config names, e.g. ``$DELTABENCH_FFHQ_IMAGES`` for CelebA-HQ test images). A domain whose
+config says ``"test_source": "generated"`` (LSUN: DeltaEdit edits latents sampled from z there,
+and e4e publishes no cat encoder) uses generator samples when no folder is given, and inverts
+them exactly by looking up the latents it drew them from; other images go through its e4e.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deltabench.checkpoints import CheckpointError
+from deltabench.config import config_from_dict
+from deltabench.domain import TestImages
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class RealDomainConfig:
+    """A real domain, as data. Weight entries are registry file names (or paths)."""
+
+    name: str
+    resolution: int
+    generator: str
+    clip: str
+    fid: str
+    clip_model: str = "ViT-B-32-quickgelu"
+    clip_input_size: int = 224
+    clip_normalize: bool = True
+    encoder: str | None = None
+    identity: str | None = None  # insightface recognition ONNX (metric)
+    identity_loss: str | None = None  # IR-SE50 (differentiable, StyleCLIP OP/LM)
+    face_crop: str = "ffhq"
+    truncation: float = 1.0  # DeltaEdit generate_codes.py default (no truncation)
+    truncation_mean: int = 4096  # z samples for the mean w when truncation < 1
+    neutral: str = "face"
+    prompts: tuple[tuple[str, str], ...] = ()  # (source, target)
+    images_env: str | None = None
+    images: str | None = None
+    # "folder": test images from the user's folder (ffhq: CelebA-HQ test). "generated":
+    # generator samples, inverted exactly, unless a folder is given (LSUN, as DeltaEdit).
+    test_source: str = "folder"
+    description: str = ""
+
+    def __post_init__(self):
+        if self.resolution < 4 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"domain {self.name!r}: resolution must be a power of two, got {self.resolution}")
+        ps = []
+        for p in self.prompts:
+            if isinstance(p, dict):
+                unknown = set(p) - {"source", "target"}
+                if unknown or "target" not in p:
+                    raise ValueError(f"domain {self.name!r}: a prompt is {{'source', 'target'}}, got {p}")
+                p = (p.get("source", self.neutral), p["target"])
+            ps.append(tuple(p))
+        object.__setattr__(self, "prompts", tuple(ps))
+        if self.test_source not in ("folder", "generated"):
+            raise ValueError(f"domain {self.name!r}: test_source must be 'folder' or 'generated', got {self.test_source!r}")
+        if self.face_crop not in ("ffhq", "none"):
+            raise ValueError(f"domain {self.name!r}: face_crop must be 'ffhq' or 'none', got {self.face_crop!r}")
+
+    @staticmethod
+    def from_dict(d: dict) -> RealDomainConfig:
+        return config_from_dict(RealDomainConfig, d, "real domain config")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["prompts"] = [{"source": s, "target": t} for s, t in self.prompts]
+        return d
+
+    def weight_names(self) -> dict[str, str]:
+        keys = ("generator", "encoder", "clip", "identity", "identity_loss", "fid")
+        return {k: getattr(self, k) for k in keys if getattr(self, k)}
+
+
+def domain_names() -> list[str]:
+    """The real domains shipped as config files."""
+    root = resources.files("deltabench") / "configs" / "domains"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
+
+
+def is_real_domain_config(name_or_path) -> bool:
+    """True for a JSON file that is a real domain config (it names a ``generator`` file)."""
+    p = Path(str(name_or_path))
+    if p.suffix != ".json" or not p.is_file():
+        return False
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(d, dict) and isinstance(d.get("generator"), str) and "clip" in d
+
+
+def load_domain_config(name_or_path: str | Path) -> RealDomainConfig:
+    p = Path(name_or_path)
+    if p.suffix == ".json" and p.is_file():
+        text, where = p.read_text(), str(p)
+    else:
+        f = resources.files("deltabench") / "configs" / "domains" / f"{name_or_path}.json"
+        if not f.is_file():
+            raise ValueError(f"unknown real domain {name_or_path!r}; known: {domain_names()} (or a JSON path)")
+        text, where = f.read_text(), str(f)
+    try:
+        return RealDomainConfig.from_dict(json.loads(text))
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise ValueError(f"{where}: bad domain config: {e}") from None
+
+
+def resolve_weight(name: str, wdir: str | Path | None = None) -> Path:
+    """A weight file named in a domain config -> its local path.
+
+    A path that exists is used as it is; a registry name goes through
+    :func:`deltabench.weights.path_of` (``wdir``, else ``$DELTABENCH_WEIGHTS``, else the cache),
+    which says how to fetch a missing file; other names are looked up in the same folder.
+    """
+    from deltabench import weights as registry
+
+    p = Path(name).expanduser()
+    if p.is_absolute() or p.exists():
+        if not p.exists():
+            raise CheckpointError(f"{p}: no such file (named in the domain config)")
+        return p
+    try:
+        return registry.path_of(name, wdir)
+    except registry.MissingWeightsError as e:
+        raise CheckpointError(str(e)) from None
+    except registry.WeightsError:  # not a registry file (a config of the user's own)
+        path = registry.weights_dir(wdir) / name
+        if not path.exists():
+            raise CheckpointError(f"{path}: missing weight file {name!r} (not in the weights registry); place it "
+                                  f"there or point $DELTABENCH_WEIGHTS (or the weights argument) at its folder") from None
+        return path
+
+
+def _file_identity(path: Path) -> str:
+    """A weight file's identity for cache keys: its recorded sha256 (``<file>.sha256`` sidecar
+    written by ``deltabench weights verify``) when present, else name and size (hashing
+    gigabytes at every start would cost seconds)."""
+    side = path.with_name(path.name + ".sha256")
+    if side.is_file():
+        return side.read_text().split()[0]
+    if path.is_dir():
+        return ";".join(f"{f.name}:{f.stat().st_size}" for f in sorted(path.glob("*.onnx")))
+    return f"{path.name}:{path.stat().st_size}"
+
+
+class GeneratedInverter:
+    """The domain's ``encoder``: exact W+ of images the domain generated itself (each image's
+    bytes are looked up among the samples :meth:`RealDomain.test_images` drew), the inversion
+    encoder (e4e) for any other image, or a clear error when the domain has none."""
+
+    def __init__(self, domain: RealDomain, encoder=None):
+        self.domain, self.encoder = domain, encoder
+        self.known: dict[bytes, torch.Tensor] = {}
+
+    @staticmethod
+    def _key(img: torch.Tensor) -> bytes:
+        return hashlib.sha256(img.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).digest()
+
+    def remember(self, images: torch.Tensor, w_plus: torch.Tensor) -> None:
+        # samples of z repeat one w over every W+ entry: keep that [D] row (18x less memory)
+        for im, w in zip(images, w_plus):
+            w = w.detach().cpu()
+            self.known[self._key(im)] = w[0] if bool((w == w[:1]).all()) else w
+
+    def _lookup(self, img: torch.Tensor) -> torch.Tensor | None:
+        w = self.known.get(self._key(img))
+        if w is not None and w.ndim == 1:
+            w = w[None].expand(self.domain.generator.n_latent, -1)
+        return w
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.known and self.encoder is not None:
+            return self.encoder(images)
+        found = [self._lookup(im) for im in images]
+        if self.encoder is not None and any(w is None for w in found):
+            return torch.stack([w.to(self.domain.device) if w is not None else self.encoder(im[None])[0]
+                                for w, im in zip(found, images)])
+        out = []
+        for w in found:
+            if w is None:
+                raise ValueError(f"domain {self.domain.name!r} has no inversion encoder: it can only edit "
+                                 f"images it generated itself (test_images). Give the domain config an "
+                                 f"'encoder' (an e4e checkpoint for this generator) to edit other images")
+            out.append(w)
+        return torch.stack(out).to(self.domain.device)
+
+
+class RealDomain:
+    """A domain from official pretrained weights; see the module docstring."""
+
+    kind = "real"
+    oracle = None  # no ground truth on real images
+
+    def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
+                 device: str | torch.device = "cpu"):
+        from deltabench.models.clip import IMAGENET_TEMPLATES
+        from deltabench.models.stylegan2 import load_rosinality_checkpoint
+        from deltabench.real import loaders
+
+        self.cfg, self.name = cfg, cfg.name
+        self._device = torch.device(device)
+        paths = {k: resolve_weight(v, weights) for k, v in cfg.weight_names().items()}
+        self.paths = paths
+        G, latent_avg = load_rosinality_checkpoint(paths["generator"], map_location=self._device)
+        if G.size != cfg.resolution:
+            raise CheckpointError(f"{paths['generator']}: a {G.size} px generator; domain {cfg.name!r} expects "
+                                  f"{cfg.resolution} px (config 'resolution'). Use the {cfg.resolution} px "
+                                  f"checkpoint or fix the config")
+        self.generator, self.latent_avg = G.requires_grad_(False), latent_avg.to(self._device)
+        self.resolution = G.size
+        e4e = None
+        if "encoder" in paths:
+            from deltabench.models.e4e import load_e4e
+
+            e4e = load_e4e(paths["encoder"], expect_resolution=G.size, map_location=self._device).inverter
+        self.encoder = GeneratedInverter(self, e4e)
+        self.clip = loaders.load_open_clip(paths["clip"], cfg.clip_model, self._device, normalize=cfg.clip_normalize)
+        if self.clip.image_size != cfg.clip_input_size:
+            raise CheckpointError(f"{paths['clip']}: open_clip {cfg.clip_model!r} takes {self.clip.image_size} px "
+                                  f"images; domain {cfg.name!r} says clip_input_size={cfg.clip_input_size}")
+        self.clip.requires_grad_(False)
+        self.identity = loaders.OnnxArcFace(paths["identity"], crop=cfg.face_crop) if "identity" in paths else None
+        self.identity_loss = None
+        if "identity_loss" in paths:
+            from deltabench.models.irse import IdentityLoss, load_irse50
+
+            self.identity_loss = IdentityLoss(load_irse50(paths["identity_loss"], self._device), crop=cfg.face_crop)
+            self.identity_loss.requires_grad_(False)
+        self._fid = loaders.load_fid_inception(paths["fid"], self._device)
+        self.fid_feature_name = self._fid.name
+        self.fid_feature_dim = self._fid.feature_dim
+        self.templates: tuple[str, ...] = IMAGENET_TEMPLATES
+        self.neutral = cfg.neutral
+        self.images_dir = Path(images) if images else (
+            Path(os.environ[cfg.images_env]) if cfg.images_env and os.environ.get(cfg.images_env) else
+            (Path(cfg.images) if cfg.images else None))
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._w_mean: torch.Tensor | None = None
+
+    # -- identity of the weights ------------------------------------------------------------
+    @property
+    def config_hash(self) -> str:
+        """sha256 over the config and every weight file's identity (recorded in run manifests)."""
+        files = {k: _file_identity(p) for k, p in sorted(self.paths.items())}
+        blob = json.dumps({"config": {k: v for k, v in self.cfg.to_dict().items() if k not in ("images", "description")},
+                           "files": files}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def key(self) -> str:
+        """``<name>-<16 hex>``: names this domain's exact weights (method cache directories)."""
+        return f"{self.name}-{self.config_hash[:16]}"
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def prompts(self) -> tuple:
+        """The config's edit prompts as runner ``Prompt`` objects (no attribute: no ground truth)."""
+        from deltabench.runner import Prompt
+
+        return tuple(Prompt(s, t) for s, t in self.cfg.prompts)
+
+    # -- latents and images ------------------------------------------------------------------
+    def fid_features(self, images: torch.Tensor) -> torch.Tensor:
+        """pytorch-fid InceptionV3 pool3 features ``[N, 2048]`` of images in [-1, 1]."""
+        return self._fid.features(images)
+
+    @torch.no_grad()
+    def _mean_w(self) -> torch.Tensor:
+        if self._w_mean is None:
+            # rosinality Generator.mean_latent(truncation_mean): mean of mapped Gaussian z
+            self._w_mean = self.generator.mean_latent(self.cfg.truncation_mean).to(self._device)
+        return self._w_mean
+
+    @torch.no_grad()
+    def sample_w_plus(self, n: int, seed: int) -> torch.Tensor:
+        """``[n, n_latent, D]``: mapped Gaussian z, truncated towards the mean w when
+        ``truncation < 1`` (rosinality ``Generator(truncation, truncation_latent)``)."""
+        G = self.generator
+        g = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(n, G.style_dim, generator=g)
+        out = []
+        for i in range(0, n, 1024):
+            w = G.mapping(z[i:i + 1024].to(self._device))
+            if self.cfg.truncation != 1.0:
+                w = self._mean_w() + self.cfg.truncation * (w - self._mean_w())
+            out.append(w[:, None].expand(-1, G.n_latent, -1))
+        return torch.cat(out) if out else torch.zeros(0, G.n_latent, G.style_dim, device=self._device)
+
+    def image_files(self) -> list[Path]:
+        d = self.images_dir
+        env = f" or set ${self.cfg.images_env}" if self.cfg.images_env else ""
+        if d is None:
+            raise ValueError(f"domain {self.name!r} needs a folder of test images: pass images=DIR{env}")
+        if not d.is_dir():
+            raise ValueError(f"test image folder {d} does not exist (domain {self.name!r}); pass images=DIR{env}")
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            raise ValueError(f"test image folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+
+    def _read(self, path: Path) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        r = self.resolution
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if im.size != (r, r):
+                    im = im.resize((r, r), Image.BICUBIC)
+                return np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"{path} is not a readable image ({e}); remove it from the test folder "
+                             f"or replace it with a PNG/JPEG") from None
+
+    def test_images(self, n: int, seed: int) -> TestImages:
+        """``n`` test images ``[n, 3, R, R]`` in [-1, 1].
+
+        From the folder: ``n`` files drawn without replacement with ``seed`` (kept in sorted
+        order; all of them, sorted, when ``n`` equals the folder size), resized to the
+        generator resolution. With no folder given and ``test_source == "generated"`` (or no
+        encoder): ``n`` generator samples of ``seed``, which :meth:`invert` maps back exactly.
+        """
+        from deltabench.utils import uint8_to_float
+
+        if n < 1:
+            raise ValueError(f"test_images: n must be >= 1, got {n}")
+        if self.images_dir is None and (self.cfg.test_source == "generated" or self.encoder.encoder is None):
+            w = self.sample_w_plus(n, seed)
+            with torch.no_grad():
+                imgs = torch.cat([self.generator.synthesis(w[i:i + 16]) for i in range(0, n, 16)]).cpu()
+            self.encoder.remember(imgs, w)
+            return TestImages(imgs, None)
+        files = self.image_files()
+        if n > len(files):
+            raise ValueError(f"asked for {n} test images but {self.images_dir} holds {len(files)}; ask for at most "
+                             f"{len(files)} (--images) or add images")
+        idx = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))[:n].tolist())
+        arr = np.stack([self._read(files[i]) for i in idx])  # uint8 [n, R, R, 3]
+        return TestImages(uint8_to_float(arr), None)
+
+    @torch.no_grad()
+    def invert(self, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder."""
+        return torch.cat([self.encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+    # -- CLIP --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def text_embedding(self, text: str) -> torch.Tensor:
+        """Template-averaged unit text embedding ``[D]`` over the 79 ImageNet templates
+        (StyleCLIP ``MapTS.zeroshot_classifier``, DeltaEdit ``map_tool.GetDt``)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"empty prompt {text!r}: give a text such as 'face with glasses'")
+        key = " ".join(text.split())
+        if key not in self._text_cache:
+            emb = self.clip.encode_text([t.format(key) for t in self.templates])  # [T, D] unit
+            mean = emb.mean(0)
+            self._text_cache[key] = mean / mean.norm()
+        return self._text_cache[key]
+
+    @torch.no_grad()
+    def clip_image(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        return torch.cat([self.clip.encode_image(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def load_real_domain(name_or_path: str | Path, weights: str | Path | None = None, images: str | Path | None = None,
+                     device: str | torch.device = "cpu") -> RealDomain:
+    return RealDomain(load_domain_config(name_or_path), weights=weights, images=images, device=device)
+
+
+__all__ = [
+    "GeneratedInverter",
+    "RealDomain",
+    "RealDomainConfig",
+    "domain_names",
+    "load_domain_config",
+    "load_real_domain",
+    "resolve_weight",
+]

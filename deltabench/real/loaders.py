@@ -1,0 +1,338 @@
+"""Loaders for the official third-party weights the real domains use, all from local files.
+
+- CLIP: open_clip ``ViT-B-32-quickgelu`` (the OpenAI weights use QuickGELU; open_clip's
+  ``ViT-B-32`` config with GELU would load them without error and give wrong embeddings).
+- Identity (metric): insightface ArcFace recognition ONNX (``w600k_r50.onnx`` of ``buffalo_l``)
+  through onnxruntime.
+- FID features: pytorch-fid's InceptionV3 (``pt_inception-2015-12-05-6726825d.pth``), pool3.
+
+Nothing here downloads: a missing file is a :class:`CheckpointError` that says which
+``deltabench weights fetch`` command provides it. Every torch file goes through
+:func:`deltabench.checkpoints.safe_torch_load`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+import zipfile
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deltabench.checkpoints import CheckpointError, safe_torch_load
+from deltabench.models.clip import ClipModel
+from deltabench.models.irse import ffhq_face_crop
+
+# --- CLIP -----------------------------------------------------------------------------------
+
+class OpenClipTokenizer:
+    """open_clip's BPE tokenizer behind the interface of the world tokenizer."""
+
+    def __init__(self, tokenizer, context_length: int):
+        self._tok = tokenizer
+        self.context_length = int(context_length)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        return self._tok(texts)  # int64 [N, context_length]
+
+    def unknown_words(self, text: str) -> list[str]:
+        """BPE has no unknown words."""
+        return []
+
+
+class OpenClipModel(ClipModel):
+    """A real open_clip model with the :class:`ClipModel` interface (images in [-1, 1]).
+
+    Preprocessing follows the official StyleCLIP / DeltaEdit code, which feeds generator
+    images to CLIP as ``AvgPool2d(size // 32)(Upsample(scale_factor=7)(img))`` (224 px for any
+    power-of-two size >= 32: ``criteria/clip_loss.py``, DeltaEdit ``generate_codes.py``,
+    ``scripts/inference_real.py``). The official code then feeds the [-1, 1] image without
+    CLIP's mean/std; we normalise (``normalize=True``, the default) as CLIP's own
+    ``preprocess`` does for the photos it was trained on; ``normalize=False`` is the official
+    behaviour.
+    """
+
+    def __init__(self, clip: nn.Module, tokenizer, image_size: int, normalize: bool = True):
+        super().__init__(clip, tokenizer, image_size)
+        self.normalize = bool(normalize)
+
+    def preprocess(self, img: torch.Tensor) -> torch.Tensor:
+        if img.ndim != 4 or img.shape[1] != 3:
+            raise ValueError(f"encode_image wants [N, 3, H, W] images in [-1, 1], got shape {tuple(img.shape)}")
+        x = img.to(self.mean.device, torch.float32)
+        s, h = self.image_size, x.shape[-1]
+        if x.shape[-2:] != (s, s):
+            if x.shape[-2] == h and (7 * h) % s == 0 and 7 * h >= s:
+                a = official_resize_matrix(h, s, x.device)  # [s, h]
+                x = torch.einsum("ih,nchw,jw->ncij", a, x, a)
+            else:
+                x = F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False, antialias=True)
+        if not self.normalize:
+            return x
+        return ((x + 1) / 2 - self.mean) / self.std
+
+
+def official_resize_matrix(h: int, s: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``A: [s, h]`` with ``A x A^T == AvgPool2d(7h // s)(Upsample(scale_factor=7)(x))`` for
+    ``x: [h, h]``: the official CLIP feed, without building the 7x upsampled image (at 1024 px
+    that is 7168 x 7168, 0.6 GB per image). Row i averages the source pixels under output pixel
+    i, each weighted by how much of its 7-pixel block falls in the k-pixel window."""
+    k = 7 * h // s
+    starts = torch.arange(s, dtype=torch.float64)[:, None] * k  # [s, 1] window [i k, (i + 1) k)
+    src = torch.arange(h, dtype=torch.float64)[None] * 7  # [1, h] block [7 j, 7 j + 7)
+    overlap = (torch.minimum(starts + k, src + 7) - torch.maximum(starts, src)).clamp(min=0)
+    return (overlap / k).float().to(device)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _clip_state_dict(path: Path) -> dict:
+    what = "an open_clip / OpenAI CLIP state dict"
+    if path.suffix == ".safetensors":
+        import safetensors.torch
+
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such file (expected {what}); run `deltabench weights fetch`")
+        try:
+            return safetensors.torch.load_file(str(path), device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise CheckpointError(f"{path}: cannot read this safetensors file ({e}); expected {what}") from None
+    if path.is_file() and _is_torchscript(path):
+        # OpenAI's own release (ViT-B-32.pt) is a TorchScript archive. TorchScript
+        # deserialisation builds only TorchScript types, never arbitrary Python objects;
+        # its state dict has OpenAI's key names, which open_clip's CLIP shares.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception as e:  # noqa: BLE001 - TorchScript raises many error types
+            raise CheckpointError(f"{path}: cannot load this TorchScript archive ({e}); expected {what}") from None
+        for k in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
+            sd.pop(k, None)
+        return dict(sd)
+    ckpt = safe_torch_load(path, what)
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
+        ckpt = ckpt["state_dict"]
+    if not isinstance(ckpt, dict) or not ckpt:
+        raise CheckpointError(f"{path}: expected {what}, found a {type(ckpt).__name__}")
+    if next(iter(ckpt)).startswith("module."):
+        ckpt = {k[len("module."):]: v for k, v in ckpt.items()}
+    return ckpt
+
+
+def load_open_clip(path: str | Path, model_name: str = "ViT-B-32-quickgelu", device: str | torch.device = "cpu",
+                   normalize: bool = True) -> OpenClipModel:
+    """open_clip ``model_name`` with weights from a local file (``.pt``/``.bin`` state dict,
+    ``.safetensors``, or OpenAI's TorchScript ``ViT-B-32.pt``).
+
+    The model is built by ``open_clip.create_model(model_name, pretrained=None)`` and the file
+    loaded through the project's safe loader (``create_model(pretrained=path)`` would call
+    ``torch.load`` itself, outside the allow-list and its error messages), then
+    ``load_state_dict(strict=True)``: a file for another architecture is an error that names it.
+    """
+    import open_clip
+
+    path = Path(path)
+    sd = _clip_state_dict(path)
+    level = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # "No pretrained weights loaded ... initialized randomly": we load them next
+    try:
+        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+    except RuntimeError as e:
+        raise ValueError(f"unknown open_clip model {model_name!r} ({e}); see open_clip.list_models()") from None
+    finally:
+        logging.disable(level)
+    if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim:
+        sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
+    want, have = model.state_dict(), sd
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    shapes = [(k, tuple(have[k].shape), tuple(v.shape)) for k, v in want.items()
+              if k in have and tuple(have[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{path}: not a state dict of open_clip {model_name!r}: {len(missing)} missing keys "
+            f"{missing[:4]}, {len(unexpected)} unexpected {unexpected[:4]}, shape mismatches "
+            f"(key, found, expected) {shapes[:3]}")
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    model = model.float().eval()
+    visual_size = model.visual.image_size
+    size = int(visual_size[0] if isinstance(visual_size, (tuple, list)) else visual_size)
+    ctx = int(model.context_length)
+    tok = OpenClipTokenizer(open_clip.get_tokenizer(model_name), ctx)
+    return OpenClipModel(model, tok, size, normalize=normalize).to(device).eval()
+
+
+# --- insightface ArcFace (ONNX) -------------------------------------------------------------
+
+def find_recognition_onnx(path: str | Path) -> Path:
+    """An ONNX file, or the recognition model inside an insightface model directory
+    (``buffalo_l/``: ``w600k_r50.onnx`` beside the detector and attribute models)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such file or directory (expected insightface's recognition model "
+                              f"w600k_r50.onnx or its model directory buffalo_l/); run "
+                              f"`deltabench weights fetch w600k_r50.onnx`")
+    named = path / "w600k_r50.onnx"
+    if named.is_file():
+        return named
+    import onnxruntime as ort
+
+    for f in sorted(path.glob("*.onnx")):
+        shape = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        if list(shape[2:]) == [112, 112]:  # insightface model_zoo routes 112x112 inputs to ArcFace
+            return f
+    raise CheckpointError(f"{path}: no ArcFace recognition model (an .onnx with a 112x112 input) in this directory")
+
+
+class OnnxArcFace:
+    """insightface ArcFace from ONNX: ``embed(img [N, 3, H, W] in [-1, 1]) -> unit [N, D]`` (CPU tensor).
+
+    Faces are cut with the fixed FFHQ-alignment crop (:func:`ffhq_face_crop`): FFHQ,
+    CelebA-HQ and every FFHQ generator sample are aligned the same way, so the 5-landmark
+    similarity warp insightface applies after its detector (``face_align.norm_crop``) is a
+    fixed crop here. Pixels go in as RGB ``(x - mean) / std`` with insightface's
+    ``ArcFaceONNX`` rule: mean 0, std 1 when the graph starts with Sub and Mul nodes (its
+    own normalisation), else mean = std = 127.5 (``w600k_r50``). Not differentiable: the
+    StyleCLIP losses use the domain's ``identity_loss`` (IR-SE50) instead.
+    """
+
+    def __init__(self, path: str | Path, batch: int = 32, crop: str = "ffhq"):
+        import onnxruntime as ort
+
+        self.path = find_recognition_onnx(path)
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({e}); expected an insightface "
+                                  f"recognition model (w600k_r50.onnx)") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[1] != 3 or not all(isinstance(s, int) for s in shape[2:]):
+            raise CheckpointError(f"{self.path}: input {inp.name} has shape {shape}; an ArcFace model takes "
+                                  f"[N, 3, 112, 112]")
+        self.input_size = (int(shape[2]), int(shape[3]))
+        out = self.session.get_outputs()[0]
+        self.embed_dim = out.shape[-1] if isinstance(out.shape[-1], int) else None
+        self.input_mean, self.input_std = self._normalisation()
+        self.batch, self.crop = batch, crop
+        self._lock = threading.Lock()
+
+    def _normalisation(self) -> tuple[float, float]:
+        try:
+            import onnx
+        except ImportError:  # w600k_r50 (buffalo_l) takes 127.5 / 127.5
+            return 127.5, 127.5
+        nodes = onnx.load(str(self.path), load_external_data=False).graph.node[:8]
+        sub = any(n.name.startswith(("Sub", "_minus")) for n in nodes)
+        mul = any(n.name.startswith(("Mul", "_mul")) for n in nodes)
+        return (0.0, 1.0) if sub and mul else (127.5, 127.5)
+
+    def parameters(self):
+        """No torch parameters (the weights live in onnxruntime); lets ``frozen(...)`` helpers
+        treat it like the other models."""
+        return iter(())
+
+    def embed(self, img: torch.Tensor) -> torch.Tensor:
+        if img.requires_grad:
+            raise RuntimeError("OnnxArcFace is not differentiable (onnxruntime); use the domain's "
+                               "identity_loss model for losses")
+        x = img.detach().to("cpu", torch.float32)
+        h, w = self.input_size
+        x = ffhq_face_crop(x, h) if self.crop == "ffhq" else F.interpolate(
+            x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = ((x + 1) * 127.5 - self.input_mean) / self.input_std  # RGB
+        outs = []
+        with self._lock:
+            for i in range(0, len(x), self.batch):
+                outs.append(self.session.run(None, {self.input_name: np.ascontiguousarray(x[i:i + self.batch].numpy())})[0])
+        return F.normalize(torch.from_numpy(np.concatenate(outs)).float(), dim=1)
+
+    __call__ = embed
+
+
+# --- pytorch-fid InceptionV3 ---------------------------------------------------------------
+
+_FID_LOCK = threading.Lock()
+
+
+def fid_inception_net(state_dict: dict | None = None) -> nn.Module:
+    """The network of pytorch-fid's ``fid_inception_v3``: torchvision's InceptionV3 (1008
+    classes) with its FID blocks, loaded from ``state_dict`` (the keys of
+    ``pt_inception-2015-12-05-6726825d.pth``; ``None``: random weights, for tests).
+    pytorch-fid's own function downloads its weights; here its block classes are assembled the
+    same way and the download is replaced by ``state_dict``."""
+    from pytorch_fid import inception as fid
+
+    net = fid._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = fid.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = fid.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = fid.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = fid.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = fid.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = fid.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = fid.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = fid.FIDInceptionE_1(1280)
+    net.Mixed_7c = fid.FIDInceptionE_2(2048)
+    if state_dict is not None:
+        net.load_state_dict(state_dict, strict=True)
+    return net
+
+
+def build_fid_inception(state_dict: dict | None = None) -> nn.Module:
+    """pytorch-fid's ``InceptionV3([pool3])`` (resize to 299, [0, 1] -> [-1, 1], pool3) around
+    :func:`fid_inception_net`."""
+    from pytorch_fid import inception as fid
+
+    net = fid_inception_net(state_dict)
+    with _FID_LOCK, mock.patch.object(fid, "fid_inception_v3", lambda: net):
+        return fid.InceptionV3([fid.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+
+
+class FidInception(nn.Module):
+    """``features(img [N, 3, H, W] in [-1, 1]) -> pool3 [N, 2048]`` as pytorch-fid computes them
+    from image files: pixels quantised to uint8 levels, [0, 1], bilinear resize to 299."""
+
+    feature_dim = 2048
+    name = "Inception pool3"
+
+    def __init__(self, net: nn.Module, batch: int = 50):
+        super().__init__()
+        self.net, self.batch = net.eval(), batch
+
+    @torch.no_grad()
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        dev = next(self.net.parameters()).device
+        x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round() / 255.0  # as read back from a PNG
+        out = [self.net(x[i:i + self.batch].to(dev))[0].flatten(1) for i in range(0, len(x), self.batch)]
+        return torch.cat(out).cpu()  # [N, 2048]
+
+    forward = features
+
+
+def load_fid_inception(path: str | Path, device: str | torch.device = "cpu") -> FidInception:
+    path = Path(path)
+    sd = safe_torch_load(path, "pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth)")
+    if not isinstance(sd, dict) or "Mixed_7c.branch_pool.conv.weight" not in sd:
+        found = sorted(map(str, sd))[:6] if isinstance(sd, dict) else type(sd).__name__
+        raise CheckpointError(f"{path}: not pytorch-fid's FID Inception state dict (no "
+                              f"'Mixed_7c.branch_pool.conv.weight'; found {found})")
+    try:
+        net = build_fid_inception(sd)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not match pytorch-fid's FID InceptionV3: {e}") from None
+    return FidInception(net).to(device)
