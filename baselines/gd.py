@@ -7,6 +7,9 @@ CLIP, and take ``fs3_c = norm(mean_n norm(norm(E(x+)) - norm(E(x-))))`` (unit pe
 The official precompute renders one channel at a time at 1024px (4-24 GPU hours). Here it is
 batched: the activations below layer l are computed once per image, and many channels of layer
 l branch from them in one forward pass (batch = channels x 2 x images); fp16 autocast on CUDA.
+Under ``torchrun`` those channel chunks are dealt round-robin to the ranks and gathered; each
+chunk is the same forward pass as in one process, so the gathered fs3 is bitwise the
+single-process one.
 
 Edit (official ``MapTS.GetDt`` / ``GetBoundary`` / ``manipulate.py``): Δt = norm(t_target -
 t_neutral) over templates, r = fs3·Δt, r[|r| < β] = 0, r /= max|r|, Δs = r·σ, s' = s + α·Δs.
@@ -25,6 +28,7 @@ import safetensors.torch
 import torch
 
 from baselines.common import as_dict, check_latents, check_prompts, config_from_dict, normalize
+from deltabench import distributed as dist
 from deltabench import sspace
 from deltabench.methods import EditMethod
 from deltabench.utils import progress
@@ -134,10 +138,13 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     for l in edit_layers:
         offsets[l] = o
         o += sl.widths[l]
-    rows: list[torch.Tensor] = []
+    rows: dict[tuple[int, int], torch.Tensor] = {}  # (layer, first channel) -> [k, D]
     k_max = max(1, cfg.max_batch // (2 * N))
     n_chan = o
-    bar = progress(total=n_chan, desc="fs3 channels")
+    # Chunks of k_max channels per layer, dealt round-robin over the ranks (all to one process).
+    chunks = [(l, c0) for l in edit_layers for c0 in range(0, sl.widths[l], k_max)]
+    mine = set(dist.shard(chunks))
+    bar = progress(total=sum(min(k_max, sl.widths[l] - c0) for l, c0 in mine), desc="fs3 channels")
     state = (None, None)
     with amp:
         for l in range(len(sl)):
@@ -145,6 +152,8 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                 C = sl.widths[l]
                 sig = cfg.sigma * std[offsets[l] : offsets[l] + C]  # [C]
                 for c0 in range(0, C, k_max):
+                    if (l, c0) not in mine:
+                        continue
                     k = min(k_max, C - c0)
                     ch = torch.arange(c0, c0 + k, device=dev)
                     # s_l for every (channel j, sign, image n): [k, 2, N, C]
@@ -157,16 +166,20 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                     img = synthesize_from(G, l, st, rest, noise)  # [2kN, 3, H, W]
                     e = normalize(clip.encode_image(img).float()).reshape(k, 2, N, -1)
                     d = normalize(e[:, 1] - e[:, 0])  # +5σ minus -5σ, [k, N, D]
-                    rows.append(normalize(d.mean(1)))
+                    rows[l, c0] = normalize(d.mean(1))
                     bar.update(k)
             state = _apply_layer(G, l, state, styles[l], noise)
     bar.close()
-    fs3 = torch.cat(rows)
+    if dist.is_distributed():
+        for other in dist.all_gather_object({c: r.float().cpu() for c, r in rows.items()}):
+            rows.update({c: r.to(dev) for c, r in other.items()})
+    fs3 = torch.cat([rows[c] for c in chunks])  # layout order
     secs = time.perf_counter() - t0
     # CPU seconds of all threads: on a shared machine, cpu_seconds / threads is the wall time
     # the same work takes on that many dedicated cores.
     info = {"seconds": secs, "cpu_seconds": time.process_time() - c0_cpu, "threads": torch.get_num_threads(),
-            "channels": n_chan, "channels_per_second": n_chan / secs, "n_images": N, "device": str(dev)}
+            "ranks": dist.world_size(), "channels": n_chan, "channels_per_second": n_chan / secs, "n_images": N,
+            "device": str(dev)}
     if log:
         log(f"fs3: {n_chan} channels x {N} images in {secs:.1f} s ({n_chan / secs:.1f} channels/s)")
     return fs3.float(), std.float(), info
@@ -223,13 +236,17 @@ def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=Non
             return fs3.to(domain.device), std.to(domain.device), {**meta, "cached": True}
         if log:
             log(f"{f} was computed with other settings ({meta.get('config')}); recomputing")
-    fs3, std, info = compute_fs3(domain, cfg, log=log)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f.name + ".tmp")
-    safetensors.torch.save_file({"fs3": fs3.cpu().contiguous(), "std": std.cpu().contiguous()}, str(tmp))
-    os.replace(tmp, f)
+    fs3, std, info = compute_fs3(domain, cfg, log=log)  # split over the ranks under torchrun
     meta = {**want, **info, "clip_dim": int(fs3.shape[1])}
-    meta_f.write_text(json.dumps(meta, indent=1))
+
+    def save() -> None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f.name + ".tmp")
+        safetensors.torch.save_file({"fs3": fs3.cpu().contiguous(), "std": std.cpu().contiguous()}, str(tmp))
+        os.replace(tmp, f)
+        meta_f.write_text(json.dumps(meta, indent=1))
+
+    dist.on_rank0(save)
     return fs3, std, {**meta, "cached": False}
 
 
@@ -253,6 +270,7 @@ class StyleCLIPGlobal(EditMethod):
 
     name = "styleclip-gd"
     space = "S"
+    distributed_fit = True  # under torchrun, fit() splits the fs3 channels over every rank
     strength_name = "alpha"
     default_strength = 4.1
 

@@ -9,6 +9,12 @@ three sub-mappers over the coarse / medium / fine W+ entries, each ``PixelNorm``
 W+ groups: the official split is entries 0-3 / 4-7 / 8-17 of 18. Here the two boundaries are
 scaled to the generator's ``n_latent`` (``round(4/18·L)``, ``round(8/18·L)``): 18 -> 4, 8
 (official); 10 (64px) -> 2, 4; 8 (32px) -> 2, 4.
+
+Under ``torchrun`` the prompts' mappers are dealt to the ranks, each trained whole on one rank
+(bitwise the single-process mapper); the last prompts, fewer than the ranks, are trained by
+all ranks together with DistributedDataParallel: every rank draws the same global batch from
+the same seeded generator and takes its equal slice (``DistributedSampler``'s scheme), DDP
+averages the gradients, so the step is the global-batch step up to float rounding.
 """
 from __future__ import annotations
 
@@ -23,7 +29,9 @@ import torch
 from torch import nn
 
 from baselines.common import (as_dict, check_latents, check_prompts, clip_loss, config_from_dict, config_hash,
-                              domain_models, frozen, has_identity, id_loss, raw_text_embedding, slug)
+                              domain_models, frozen, has_identity, id_loss, loss_identity,
+                              raw_text_embedding, slug)
+from deltabench import distributed as dist
 from deltabench.methods import EditMethod
 from deltabench.models.ops import EqualLinear, PixelNorm
 from deltabench.utils import progress
@@ -99,12 +107,25 @@ class LMConfig:
 
 
 def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed: int = 0,
-                 desc: str = "styleclip-lm") -> tuple[LevelsMapper, dict]:
-    """Train one mapper for ``target`` on ``w_train: [N, L, D]`` (official ``coach.train``)."""
+                 desc: str = "styleclip-lm", ddp: bool = False) -> tuple[LevelsMapper, dict]:
+    """Train one mapper for ``target`` on ``w_train: [N, L, D]`` (official ``coach.train``).
+
+    ``ddp``: every rank of the torchrun group calls this together and trains the one mapper
+    with DistributedDataParallel, each on its slice of the global batch (``cfg.batch`` must
+    split evenly over the ranks)."""
     G = domain.generator
     torch.manual_seed(seed)
     mapper = LevelsMapper(G.n_latent, G.style_dim).to(domain.device)
     opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    n_ranks = dist.world_size() if ddp else 1
+    if cfg.batch % n_ranks:
+        raise ValueError(f"styleclip-lm batch {cfg.batch} does not split evenly over {n_ranks} ranks")
+    r = dist.rank() if ddp else 0
+    part = slice(r * cfg.batch // n_ranks, (r + 1) * cfg.batch // n_ranks)
+    model = mapper
+    if n_ranks > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None)
     t = raw_text_embedding(domain, target)
     gen = torch.Generator().manual_seed(seed)
     use_id = cfg.id_lambda > 0 and has_identity(domain)
@@ -113,24 +134,26 @@ def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed
     log_every = max(1, cfg.steps // 20)
     with torch.enable_grad(), frozen(*domain_models(domain)):
         for step in progress(range(cfg.steps), desc=desc):
-            idx = torch.randint(len(w_train), (cfg.batch,), generator=gen)
-            w = w_train[idx].to(domain.device)  # [b, L, D]
-            w_hat = w + 0.1 * mapper(w)  # official coach: w_hat = w + 0.1 * mapper(w)
+            idx = torch.randint(len(w_train), (cfg.batch,), generator=gen)  # the global batch
+            w = w_train[idx[part]].to(domain.device)  # [b, L, D], this rank's slice
+            w_hat = w + 0.1 * model(w)  # official coach: w_hat = w + 0.1 * mapper(w)
             x_hat = G.synthesis(w_hat)
             c = clip_loss(domain, x_hat, t).mean()
             l2 = (w_hat - w).square().mean()  # official latent_l2_loss = nn.MSELoss()
             loss = cfg.clip_lambda * c + cfg.l2_lambda * l2
             if use_id:
                 with torch.no_grad():
-                    ref = domain.identity.embed(G.synthesis(w))
+                    ref = loss_identity(domain).embed(G.synthesis(w))
                 ide = id_loss(domain, x_hat, ref).mean()
                 loss = loss + cfg.id_lambda * ide
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if step % log_every == 0 or step == cfg.steps - 1:
+                if n_ranks > 1:  # global-batch values
+                    loss, c, l2 = (dist.all_reduce_mean(x.detach()) for x in (loss, c, l2))
                 history.append([step, loss.item(), c.item(), l2.item()])
-    return mapper.eval(), {"train_seconds": time.perf_counter() - t0, "history": history}
+    return mapper.eval(), {"train_seconds": time.perf_counter() - t0, "history": history, "world_size": n_ranks}
 
 
 class StyleCLIPMapper(EditMethod):
@@ -139,6 +162,7 @@ class StyleCLIPMapper(EditMethod):
 
     name = "styleclip-lm"
     space = "W+"
+    distributed_fit = True  # under torchrun, fit()/fit_prompts() split the mappers over every rank
     strength_name = "multiplier"
     default_strength = 0.1
 
@@ -159,7 +183,8 @@ class StyleCLIPMapper(EditMethod):
         """Per-prompt training happens on first use (prompts are not known here); this only
         prepares the inverted training latents (cached)."""
         t0 = time.perf_counter()
-        self.training_latents()
+        with dist.rank0_first():  # rank 0 inverts and caches, the other ranks load
+            self.training_latents()
         return {"fit_seconds": time.perf_counter() - t0, "config": self.cfg.to_dict(),
                 "run_dir": str(self.run_dir), "note": "mappers are trained per prompt on first use"}
 
@@ -177,37 +202,61 @@ class StyleCLIPMapper(EditMethod):
                 os.replace(tmp, f)
         return self._w_train
 
-    def mapper_for(self, target: str) -> LevelsMapper:
-        """The mapper for ``target`` (loaded from the cache, or trained and saved)."""
+    def _files(self, target: str) -> tuple[Path, Path]:
+        base = self.run_dir / slug(target)
+        return base.with_suffix(".safetensors"), base.with_suffix(".json")
+
+    def mapper_for(self, target: str, ddp: bool = False) -> LevelsMapper:
+        """The mapper for ``target`` (loaded from the cache, or trained and saved; ``ddp``:
+        trained by all ranks together, saved by rank 0)."""
         target = " ".join(target.split())
         if target in self._mappers:
             return self._mappers[target]
         G = self.domain.generator
-        base = self.run_dir / slug(target)
-        f, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        f, meta = self._files(target)
         mapper = LevelsMapper(G.n_latent, G.style_dim).to(self.domain.device)
         if f.is_file() and meta.is_file():
             mapper.load_state_dict(safetensors.torch.load_file(str(f)))
             info = json.loads(meta.read_text())
         else:
             mapper, info = train_mapper(self.domain, target, self.cfg, self.training_latents(), self.seed,
-                                        desc=f"styleclip-lm '{target}'")
+                                        desc=f"styleclip-lm '{target}'", ddp=ddp)
             info = {"target": target, **info}
-            f.parent.mkdir(parents=True, exist_ok=True)
-            tmp = f.with_name(f.name + ".tmp")
-            safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()},
-                                        str(tmp))
-            os.replace(tmp, f)
-            meta.write_text(json.dumps(info, indent=1))
+
+            def save() -> None:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                tmp = f.with_name(f.name + ".tmp")
+                safetensors.torch.save_file({k: v.detach().cpu().contiguous()
+                                             for k, v in mapper.state_dict().items()}, str(tmp))
+                os.replace(tmp, f)
+                meta.write_text(json.dumps(info, indent=1))
+
+            if ddp:
+                dist.on_rank0(save)
+            else:
+                save()
         self.train_info[target] = info
         self._mappers[target] = mapper.eval()
         return mapper
 
     def fit_prompts(self, prompts: list[tuple[str, str]]) -> dict:
-        """Train (or load) the mappers of all ``prompts`` now; returns seconds per prompt."""
+        """Train (or load) the mappers of all ``prompts`` now; returns seconds per prompt.
+
+        Under torchrun every rank calls this together: whole rounds of one untrained prompt per
+        rank are split over the ranks, the rest is trained with DDP by all ranks at once."""
+        targets = list(dict.fromkeys(check_prompts(s, t)[1] for s, t in prompts))
+        if dist.is_distributed():
+            # Rank 0 decides what is untrained, before any rank writes a mapper.
+            todo = dist.on_rank0(lambda: [t for t in targets if not all(x.is_file() for x in self._files(t))])
+            n = dist.world_size()
+            split = len(todo) - len(todo) % n if self.cfg.batch % n == 0 else len(todo)
+            for t in dist.shard(todo[:split]):
+                self.mapper_for(t)
+            for t in todo[split:]:
+                self.mapper_for(t, ddp=True)
+            dist.barrier()  # every mapper is saved; the other ranks' ones load below
         out = {}
-        for s, t in prompts:
-            t = check_prompts(s, t)[1]
+        for t in targets:
             self.mapper_for(t)
             out[t] = self.train_info[t].get("train_seconds", 0.0)
         return out

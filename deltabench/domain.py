@@ -23,6 +23,17 @@ class SynthfacesDomain:
     """The synthetic world as a domain: renderer images are the "real" test images."""
 
     kind = "synthfaces"
+    # The distilled generator keeps hair, background and skin colour in its toRGB styles, so
+    # DeltaEdit maps those too here (deltaedit.train.DeltaEditConfig.torgb has the measurement).
+    deltaedit_torgb = True
+    # The default benchmark: one edit per attribute (``--prompts all`` runs all 23).
+    BENCHMARK_TARGETS = ("face with red hair", "face with long hair", "smiling face", "face with glasses",
+                         "face with a beard", "face on a purple background", "face with dark skin",
+                         "face with large eyes", "wide face")
+    # CPU budget of the default run (``deltabench run``; user --options override): StyleCLIP-OP
+    # and -LM are the cost (a 64-latent Adam step through G, CLIP and the identity net takes
+    # ~1.2 s on 2 cores). Official: OP 300 steps, LM 50k steps on a GPU. Real domains keep 300.
+    method_defaults = {"styleclip-op": {"config": {"steps": 100}}, "styleclip-lm": {"config": {"steps": 150}}}
 
     def __init__(self, world: World):
         from deltabench.world.captions import templates

@@ -15,9 +15,21 @@ written first (atomically), then its rows are appended to ``results.csv`` in one
 restart a unit counts as done only when its rows are there, and a torn last line left by a kill
 is dropped. So a run killed at any moment and started again with the same command finishes
 without recomputing or duplicating a finished unit.
+
+Under ``torchrun`` (see :mod:`deltabench.distributed`) the *units* are dealt round-robin to
+the ranks; each rank edits and scores its units over all images, writes their metric states
+to ``units/`` and appends their rows to its own ``results.rank<r>.csv``. Rank 0 then merges
+every shard into ``results.csv`` (sorted by method, prompt, strength, image: the order of a
+single-process run; each row exactly once) and alone writes ``summary.csv`` and the report.
+Units, not images, are sharded so that every per-row number is computed from the same
+batches as in a single process and is bitwise identical; the test images' inversion and
+starting images are split by whole batches across ranks and gathered, which is exact too. A
+re-run (with any number of ranks) reads ``results.csv`` and every shard and computes only the
+missing units.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -31,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deltabench import distributed as dist
 from deltabench.methods import expand_methods, get_method
 from deltabench.utils import float_to_uint8, progress, seed_everything
 from deltabench.world import store
@@ -40,6 +53,11 @@ ROW_KEYS = ("method", "prompt_index", "source", "target", "attribute", "value", 
 
 
 GRID_IMAGES = 4  # edited examples kept per (method, prompt) for the report's grids
+# Images per inversion chunk across ranks: a multiple of the domains' own invert batches
+# (synthfaces 128, real 16), so every encoder call sees the batch it sees in one process.
+INVERT_CHUNK = 128
+# Tests only: "R:K" makes rank R exit abruptly after finishing K units (a crashed rank).
+FAIL_ENV = "DELTABENCH_FAIL_AFTER_UNITS"
 
 
 class RunConfigError(ValueError):
@@ -116,10 +134,33 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
     return tuple(out)
 
 
-def default_prompts(domain) -> tuple[Prompt, ...]:
+def default_prompts(domain, every: bool = False) -> tuple[Prompt, ...]:
+    """The domain's benchmark prompts; ``every``: all of its edit prompts.
+
+    synthfaces benchmarks one edit per attribute (``SynthfacesDomain.BENCHMARK_TARGETS``), so
+    the default run fits its CPU budget; ``--prompts all`` runs all 23.
+    """
+    if getattr(domain, "prompts", None):  # a real domain's config names its prompts
+        return tuple(domain.prompts)
     from deltabench.world.captions import EDIT_PROMPTS
 
-    return tuple(Prompt(p.source, p.target, p.attribute, p.value) for p in EDIT_PROMPTS)
+    keep = None if every else set(getattr(domain, "BENCHMARK_TARGETS", ()) or ())
+    return tuple(Prompt(p.source, p.target, p.attribute, p.value) for p in EDIT_PROMPTS
+                 if not keep or p.target in keep)
+
+
+def with_domain_defaults(options: dict, domain, methods) -> dict:
+    """Per-method options: the domain's defaults (``domain.method_defaults``) under the user's."""
+    out = {}
+    for m in methods:
+        base = dict(getattr(domain, "method_defaults", {}).get(m, {}))
+        user = dict(options.get(m, {}))
+        merged = {**base, **user}
+        if isinstance(base.get("config"), dict) and isinstance(user.get("config"), dict):
+            merged["config"] = {**base["config"], **user["config"]}
+        if merged:
+            out[m] = merged
+    return out
 
 
 # --- results file ------------------------------------------------------------------------
@@ -160,6 +201,77 @@ def _unit_key(method: str, prompt_index: int, scale: float) -> str:
     return f"{method}|{prompt_index}|{scale!r}"
 
 
+def _row_key(r: dict) -> tuple[str, int, float, int]:
+    return r["method"], int(r["prompt_index"]), float(r["strength_scale"]), int(r["image_index"])
+
+
+def shard_files(out: Path) -> list[Path]:
+    """The per-rank results files of a distributed run not yet merged into ``results.csv``."""
+    return sorted(Path(out).glob("results.rank*.csv"), key=lambda p: int(p.name.split(".")[1][4:] or 0))
+
+
+def _all_rows(out: Path) -> list[dict]:
+    """Rows of ``results.csv`` then of every rank's shard (torn last lines cut off)."""
+    rows = _read_rows(out / "results.csv")
+    for f in shard_files(out):
+        rows += _read_rows(f)
+    return rows
+
+
+def done_units(out: Path, images: int) -> set[str]:
+    """Keys of the units whose rows for all ``images`` images are written (in any file)."""
+    seen: dict[str, set[int]] = {}
+    for r in _all_rows(out):
+        seen.setdefault(_unit_key(r["method"], int(r["prompt_index"]), float(r["strength_scale"])),
+                        set()).add(int(r["image_index"]))
+    return {k for k, v in seen.items() if len(v) >= images}
+
+
+def merge_results(out: Path, cfg: RunConfig) -> int:
+    """Fold the rank shards into ``results.csv``: each (method, prompt, strength, image) row
+    once (the last written wins), sorted in single-process order: methods as given, prompts,
+    strengths as in the sweep, images. Rewritten atomically, then the shards are removed (a
+    kill in between leaves rows that the next merge deduplicates). Returns the row count.
+
+    Without shards and without duplicate rows ``results.csv`` is left as it is."""
+    out = Path(out)
+    results, shards = out / "results.csv", shard_files(out)
+    base = _read_rows(results)
+    rows = base + [r for f in shards for r in _read_rows(f)]
+    unique: dict[tuple, dict] = {}
+    for r in rows:
+        unique[_row_key(r)] = r
+    if not shards and len(unique) == len(rows):
+        return len(rows)
+    m_order = {m: i for i, m in enumerate(cfg.methods)}
+    s_order = {float(s): i for i, s in enumerate(cfg.sweep)}
+
+    def order(k):
+        m, j, s, n = k
+        return (m_order.get(m, len(m_order)), m, j, s_order.get(s, len(s_order)), s, n)
+
+    ordered = [unique[k] for k in sorted(unique, key=order)]
+    if not ordered:
+        for f in shards:
+            f.unlink()
+        return 0
+    # Columns: those of the file that holds the first row (as a single process would have
+    # written them), then any other file's extra columns.
+    headers = [list(base[0].keys())] if base else []
+    headers += [list(_read_rows(f)[0].keys()) for f in shards if _read_rows(f)]
+    first = next((list(r.keys()) for r in ordered[:1]), [])
+    columns = list(first)
+    for h in headers:
+        columns += [c for c in h if c not in columns]
+    tmp = results.with_name(results.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _append_rows(tmp, ordered, columns)
+    os.replace(tmp, results)
+    for f in shards:
+        f.unlink()
+    return len(ordered)
+
+
 # --- the run -----------------------------------------------------------------------------
 
 def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> dict:
@@ -192,6 +304,7 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     from deltabench.metrics.suite import build_metrics
 
     out = Path(out)
+    dist.init_from_env()  # launched by torchrun but not through `python -m deltabench`: join the group
     methods = expand_methods(list(cfg.methods))
     for m in methods:
         get_method(m)  # an unregistered method is an error before any work
@@ -200,44 +313,64 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     domain = domain or load_domain(cfg.world)
     if not cfg.prompts:
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain)})
-    cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.config_hash, "methods": tuple(methods)})
-    prepare_out_dir(out, cfg, resume, force)
-    (out / "units").mkdir(exist_ok=True)
-    results = out / "results.csv"
-    done = {_unit_key(r["method"], int(r["prompt_index"]), float(r["strength_scale"]))
-            for r in _read_rows(results)}
+    cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.config_hash, "methods": tuple(methods),
+                       "method_options": with_domain_defaults(cfg.method_options, domain, methods)})
+
+    def prepare() -> set[str]:
+        prepare_out_dir(out, cfg, resume, force)
+        (out / "units").mkdir(exist_ok=True)
+        return done_units(out, cfg.images)
+
+    # Rank 0 checks the directory and reads what is done (cutting torn lines) before any rank
+    # writes; every rank gets the same set, so they deal the same remaining units.
+    done = dist.on_rank0(prepare)
+    rank, n_ranks = dist.rank(), dist.world_size()
+    results = out / ("results.csv" if n_ranks == 1 else f"results.rank{rank}.csv")
+    say = log if dist.is_main() else (lambda *a, **k: None)
+    fail_after = _fail_after(rank)
     work_dir = Path(work_dir) if work_dir else store.cache_root() / "methods" / domain.key
 
     seed_everything(cfg.seed)
     test = domain.test_images(cfg.images, seed=cfg.seed + 1)
     inputs = test.images  # [N, 3, H, W]
-    w = domain.invert(inputs)  # [N, L, D]
     G = domain.generator
     with torch.no_grad():
-        start = torch.cat([G.synthesis(w[i : i + cfg.batch]) for i in range(0, len(w), cfg.batch)])
+        w = dist.map_chunks(lambda a, b: domain.invert(inputs[a:b]), cfg.images, INVERT_CHUNK)  # [N, L, D]
+        w = w.to(domain.device)
+        start = dist.map_chunks(lambda a, b: G.synthesis(w[a:b]), cfg.images, cfg.batch)  # [N, 3, H, W]
+    start = start.to(domain.device)
     fits = json.loads((out / "fits.json").read_text()) if (out / "fits.json").is_file() else {}
+    # Every (method, prompt, strength) unit not yet done, in single-process order, dealt
+    # round-robin over the ranks.
+    todo_all = [(name, j, float(s)) for name in methods for j, _ in enumerate(cfg.prompts) for s in cfg.sweep
+                if _unit_key(name, j, float(s)) not in done]
+    mine = dist.shard(todo_all)
     columns: list[str] | None = None
+    finished = 0
     for name in methods:
         cls = get_method(name)
         method = cls(domain, work_dir, seed=cfg.seed, **cfg.method_options.get(name, {}))
-        todo = [(j, s) for j, _ in enumerate(cfg.prompts) for s in cfg.sweep
-                if _unit_key(name, j, float(s)) not in done]
+        todo = [(j, s) for m, j, s in mine if m == name]
         t0 = time.perf_counter()
-        stats = method.fit() or {}
-        if hasattr(method, "fit_prompts"):  # per-prompt training (StyleCLIP-LM) is fit cost too
-            per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
-            stats = {**stats, "fit_seconds": float(stats.get("fit_seconds", 0.0)) + sum(per_prompt.values()),
-                     "per_prompt_seconds": per_prompt}
+        # A method that splits its own fitting across ranks (DDP training, sharded
+        # precompute) is fitted by all ranks together; any other is fitted by rank 0 into the
+        # method cache first, then loaded from it by the others.
+        with (contextlib.nullcontext() if getattr(method, "distributed_fit", False) else dist.rank0_first()):
+            stats = method.fit() or {}
+            if hasattr(method, "fit_prompts"):  # per-prompt training (StyleCLIP-LM) is fit cost too
+                per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
+                stats = {**stats, "fit_seconds": float(stats.get("fit_seconds", 0.0)) + sum(per_prompt.values()),
+                         "per_prompt_seconds": per_prompt}
         fit_s = time.perf_counter() - t0
-        if name not in fits:  # the first fit of this run is the one that trained (later ones load)
+        if name not in fits and dist.is_main():  # the first fit of this run is the one that trained
             # A method cached by an earlier run loads in a moment; report what fitting cost then.
             fits[name] = {"fit_seconds": float(stats.get("fit_seconds", fit_s)), "loaded_seconds": fit_s,
                           "stats": {k: v for k, v in stats.items() if k != "history"}}
             store.write_json(fits, out / "fits.json")
-        if not todo:
-            log(f"[{name}] all {len(cfg.prompts) * len(cfg.sweep)} units done")
+        if not any(m == name for m, _, _ in todo_all):
+            say(f"[{name}] all {len(cfg.prompts) * len(cfg.sweep)} units done")
             continue
-        for j, scale in progress(todo, desc=f"run {name}"):
+        for j, scale in progress(todo, desc=f"run {name}" + (f" [rank {rank}]" if n_ranks > 1 else "")):
             p = cfg.prompts[j]
             strength = method.default_strength * float(scale)
             suite = build_metrics(domain, p, seed=cfg.seed)
@@ -273,24 +406,46 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
                 row.update({k: float(v[n]) for k, v in per_image.items()})
                 rows.append(row)
             if columns is None:
-                existing = _read_rows(results)
+                existing = _read_rows(results) or _read_rows(out / "results.csv")
                 columns = list(existing[0].keys()) if existing else list(rows[0].keys())
             _append_rows(results, rows, columns)
-    if not (out / "inputs.pt").is_file():
-        k = min(GRID_IMAGES, cfg.images)
-        torch.save({"inputs": torch.from_numpy(float_to_uint8(inputs[:k])),
-                    "start": torch.from_numpy(float_to_uint8(start[:k]))}, out / "inputs.pt")
-    summarize(out, domain, cfg)
-    from deltabench.report import write_report
+            finished += 1
+            if fail_after is not None and finished >= fail_after:
+                os._exit(3)  # tests only: a rank that dies mid-run, without any clean-up
 
-    write_report(out)
+    def finish() -> None:
+        merge_results(out, cfg)
+        if not (out / "inputs.pt").is_file():
+            k = min(GRID_IMAGES, cfg.images)
+            torch.save({"inputs": torch.from_numpy(float_to_uint8(inputs[:k])),
+                        "start": torch.from_numpy(float_to_uint8(start[:k]))}, out / "inputs.pt")
+        summarize(out, domain, cfg)
+        from deltabench.report import write_report
+
+        write_report(out)
+
+    dist.barrier()  # every rank's units are written
+    dist.on_rank0(finish)  # and the others wait for the summary and report
     return out
+
+
+def _fail_after(rank: int) -> int | None:
+    """``$DELTABENCH_FAIL_AFTER_UNITS`` = ``"R:K"``: rank R exits after K units (tests only)."""
+    spec = os.environ.get(FAIL_ENV)
+    if not spec:
+        return None
+    try:
+        r, k = (int(x) for x in spec.split(":"))
+    except ValueError:
+        raise ValueError(f"{FAIL_ENV}={spec!r}: expected 'RANK:UNITS', e.g. '1:2'") from None
+    return k if r == rank else None
 
 
 def summarize(out: Path, domain, cfg: RunConfig):
     """``summary.csv``: per method at the default strength, merged metric states + cost."""
     import pandas as pd
 
+    from deltabench.checkpoints import safe_torch_load
     from deltabench.metrics.suite import build_metrics
 
     fits = json.loads((out / "fits.json").read_text()) if (out / "fits.json").is_file() else {}
@@ -301,7 +456,7 @@ def summarize(out: Path, domain, cfg: RunConfig):
             f = out / "units" / f"{name}__{j}__{1.0!r}.pt"
             if not f.is_file():
                 continue
-            state = torch.load(f, map_location="cpu", weights_only=True)
+            state = safe_torch_load(f, "a deltabench run unit (metric states)")
             suite = build_metrics(domain, p, seed=cfg.seed)
             suite.load_state_dict(state["suite"])
             ms.append(state["ms_per_edit"])

@@ -10,6 +10,8 @@ flattened (2464 channels). That gives 82,660,576 parameters.
 
 Generalisation (ours): a coarse/medium group whose layers have unequal widths (small
 generators) cannot share one per-layer module, so it is flattened like the fine group.
+``torgb=True`` (not in the official model) adds a fourth, flattened group over the toRGB
+styles, with its own Style/Condition/Fusion modules; see ``DeltaEditConfig.torgb``.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ class GroupSpec:
     @property
     def per_layer(self) -> bool:
         """Share one mapper across the group's layers (official coarse/medium at 1024px)."""
-        return self.name != "fine" and len(set(self.widths)) == 1
+        return self.name in ("coarse", "medium") and len(set(self.widths)) == 1
 
     @property
     def unit(self) -> int:
@@ -66,13 +68,16 @@ class GroupSpec:
         return sum(self.widths)
 
 
-def group_specs(slayout) -> tuple[GroupSpec, ...]:
-    """Coarse/medium/fine group widths from a generator's ``SLayout`` (empty groups dropped)."""
+def group_specs(slayout, torgb: bool = False) -> tuple[GroupSpec, ...]:
+    """Coarse/medium/fine group widths from a generator's ``SLayout`` (empty groups dropped),
+    plus a ``torgb`` group when asked (matching ``sspace.gather(..., torgb=True)``)."""
     specs = []
     for name in GROUPS:
         idx = slayout.groups[name]
         if idx:
             specs.append(GroupSpec(name, tuple(slayout.widths[i] for i in idx)))
+    if torgb:
+        specs.append(GroupSpec("torgb", tuple(w for w, t in zip(slayout.widths, slayout.is_torgb) if t)))
     return tuple(specs)
 
 
@@ -83,9 +88,9 @@ class DeltaMapper(nn.Module):
     ``cond: [B, 2 * clip_dim]``; returns ``Δs': [B, S]``.
     """
 
-    def __init__(self, slayout, clip_dim: int, num_layers: int = 4):
+    def __init__(self, slayout, clip_dim: int, num_layers: int = 4, torgb: bool = False):
         super().__init__()
-        self.specs = group_specs(slayout)
+        self.specs = group_specs(slayout, torgb)
         self.clip_dim = clip_dim
         self.s_dim = sum(g.total for g in self.specs)
         c = 2 * clip_dim

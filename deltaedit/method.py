@@ -32,6 +32,7 @@ class DeltaEdit(EditMethod):
     name = "deltaedit"
     space = "S"
     naive = False
+    distributed_fit = True  # under torchrun, fit() trains with DDP on every rank (deltaedit.train)
 
     def __init__(self, domain, work_dir, seed: int = 0, config: DeltaEditConfig | dict | None = None,
                  beta: float = 0.0, relevance: torch.Tensor | None = None, **options):
@@ -39,7 +40,7 @@ class DeltaEdit(EditMethod):
         cfg = config if isinstance(config, DeltaEditConfig) else DeltaEditConfig.from_dict(dict(config or {}))
         if cfg.naive != self.naive:
             cfg = DeltaEditConfig.from_dict({**cfg.to_dict(), "naive": self.naive})
-        self.cfg = cfg
+        self.cfg = cfg.resolve(domain)
         self.beta = float(beta)
         self.relevance = relevance
         self.mapper = None
@@ -73,7 +74,7 @@ class DeltaEdit(EditMethod):
         alpha = self.default_strength if strength is None else float(strength)
         G = self.domain.generator
         styles = G.styles(w_plus.to(self.domain.device))
-        s = sspace.gather(styles, G.slayout)  # [B, S]
+        s = sspace.gather(styles, G.slayout, self.cfg.torgb)  # [B, S]
         i1 = self.domain.clip.encode_image(G.synthesis_from_styles(styles))  # [B, D] unit
         conds = torch.stack([self.condition(src, tgt) for src, tgt in prompts])  # [P, D]
         B, P = s.shape[0], conds.shape[0]
@@ -81,9 +82,12 @@ class DeltaEdit(EditMethod):
         ds = self.mapper(s[:, None].expand(B, P, -1).reshape(B * P, -1), cond.reshape(B * P, -1))
         ds = ds.reshape(B, P, -1)
         if self.beta > 0 and self.relevance is not None:
-            r = conds @ self.relevance.to(conds).T  # [P, S]
-            ds = ds * (r.abs() >= self.beta)[None]
-        return [sspace.scatter(styles, s + alpha * ds[:, p], G.slayout) for p in range(P)]
+            r = conds @ self.relevance.to(conds).T  # [P, S_nt]: fs3 covers the non-toRGB channels
+            keep = (r.abs() >= self.beta).to(ds.dtype)
+            if keep.shape[1] < ds.shape[2]:  # toRGB columns (cfg.torgb) have no relevance: kept
+                keep = torch.cat([keep, keep.new_ones(P, ds.shape[2] - keep.shape[1])], dim=1)
+            ds = ds * keep[None]
+        return [sspace.scatter(styles, s + alpha * ds[:, p], G.slayout, self.cfg.torgb) for p in range(P)]
 
     def edit(self, w_plus, source, target, strength=None):
         return self.edit_batch(w_plus, [(source, target)], strength)[0]

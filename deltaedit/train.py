@@ -1,4 +1,11 @@
-"""Text-free training of the DeltaMapper (official ``scripts/train.py``), resumable."""
+"""Text-free training of the DeltaMapper (official ``scripts/train.py``), resumable.
+
+Under ``torchrun`` the mapper trains with DistributedDataParallel: every rank draws the same
+global batch of random pairs from the same seeded generator and takes its own equal slice of
+it (what ``DistributedSampler`` does with a shared seeded permutation), DDP averages the
+gradients, so each step follows the global-batch gradient, as in one process, up to float
+rounding. Rank 0 builds the pool and writes every file. In one process nothing changes.
+"""
 from __future__ import annotations
 
 import json
@@ -10,7 +17,9 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from deltabench import distributed as dist
 from deltabench import sspace
+from deltabench.checkpoints import safe_torch_load
 from deltabench.config import config_from_dict
 from deltabench.utils import progress
 from deltaedit.data import LatentPool, build_pool, pair_batch
@@ -32,6 +41,14 @@ class DeltaEditConfig:
     cos_lambda: float = 1.0
     checkpoint_every: int = 500
     naive: bool = False
+    # Edit the toRGB styles too (not in the official model, which maps the non-toRGB channels
+    # only). None: the domain decides (``domain.deltaedit_torgb``): False for the real domains
+    # (official), True for synthfaces, whose distilled generator keeps colour in its toRGB
+    # styles: even the *true* Δs of a hair-colour or background change, restricted to the
+    # non-toRGB channels, gives 0 % of red-hair / black-hair / blue-background edits
+    # (measured on the default world, 100 faces), so the official layer set cannot edit
+    # colour there at all.
+    torgb: bool | None = None
 
     @staticmethod
     def from_dict(d: dict) -> "DeltaEditConfig":
@@ -39,6 +56,12 @@ class DeltaEditConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def resolve(self, domain) -> "DeltaEditConfig":
+        """``torgb=None`` replaced by the domain's choice (the resolved value is what is hashed)."""
+        if self.torgb is not None:
+            return self
+        return DeltaEditConfig.from_dict({**self.to_dict(), "torgb": bool(getattr(domain, "deltaedit_torgb", False))})
 
 
 def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,
@@ -57,13 +80,16 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, pool_dir: Path) -> LatentPool:
     """The pool depends only on its size and seed, so DeltaEdit and its naive variant share it."""
+    cfg = cfg.resolve(domain)
     key = {"n_generated": cfg.n_generated, "n_inverted": cfg.n_inverted, "seed": seed}
+    if cfg.torgb:  # absent otherwise: pools cached before the option existed stay valid
+        key["torgb"] = True
     pool_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}"
+    stem = f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}" + ("-torgb" if cfg.torgb else "")
     f, meta = pool_dir / f"{stem}.safetensors", pool_dir / f"{stem}.json"
     if f.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
         return LatentPool.from_state_dict(safetensors.torch.load_file(str(f)))
-    pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed)
+    pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed, torgb=bool(cfg.torgb))
     tmp = f.with_name(f.name + ".tmp")
     safetensors.torch.save_file(pool.state_dict(), str(tmp))
     os.replace(tmp, f)
@@ -76,10 +102,11 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     """Train (or resume, or load a finished) DeltaMapper in ``out_dir``; never calls a text encoder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.resolve(domain)
     G = domain.generator
-    mapper = DeltaMapper(G.slayout, clip_dim=_clip_dim(domain)).to(domain.device)
+    mapper = DeltaMapper(G.slayout, clip_dim=_clip_dim(domain), torgb=cfg.torgb).to(domain.device)
     final, info_f = out_dir / "mapper.safetensors", out_dir / "train.json"
-    want = {"config": cfg.to_dict(), "seed": seed, "s_dim": sspace.edit_width(G.slayout)}
+    want = {"config": cfg.to_dict(), "seed": seed, "s_dim": sspace.edit_width(G.slayout, cfg.torgb)}
     if final.is_file() and info_f.is_file():
         info = json.loads(info_f.read_text())
         if {k: info.get(k) for k in want} == want:
@@ -89,18 +116,28 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
                          f"({info.get('config')}, seed {info.get('seed')}); use another directory or delete it")
 
     t0 = time.perf_counter()
-    pool = load_or_build_pool(domain, cfg, seed, Path(pool_dir) if pool_dir else out_dir)
+    with dist.rank0_first():  # rank 0 builds and saves the pool, the others load it
+        pool = load_or_build_pool(domain, cfg, seed, Path(pool_dir) if pool_dir else out_dir)
     pool = LatentPool(pool.s.to(domain.device), pool.clip.to(domain.device), pool.n_generated)
     pool_seconds = time.perf_counter() - t0
 
     torch.manual_seed(seed)
-    mapper = DeltaMapper(G.slayout, clip_dim=_clip_dim(domain)).to(domain.device)
+    mapper = DeltaMapper(G.slayout, clip_dim=_clip_dim(domain), torgb=cfg.torgb).to(domain.device)
     opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(seed)
+    n_ranks = dist.world_size()
+    if cfg.batch % n_ranks:
+        raise ValueError(f"DeltaMapper batch {cfg.batch} does not split evenly over {n_ranks} ranks; "
+                         f"give a batch that is a multiple of {n_ranks} (--batch)")
+    part = slice(dist.rank() * cfg.batch // n_ranks, (dist.rank() + 1) * cfg.batch // n_ranks)
+    model = mapper
+    if n_ranks > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None)
     step, history = 0, []
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = safe_torch_load(ckpt, "a DeltaMapper training checkpoint")
         if state.get("want") == json.dumps(want, sort_keys=True):
             mapper.load_state_dict(state["mapper"])
             opt.load_state_dict(state["optim"])
@@ -112,15 +149,17 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     log_every = max(1, min(50, cfg.steps // 10))
     mapper.train()
     for step in bar:
-        s1, cond, ds = pair_batch(pool, cfg.batch, gen, naive=cfg.naive)
-        loss, l2, cos = delta_loss(mapper(s1, cond), ds, cfg.l2_lambda, cfg.cos_lambda)
+        s1, cond, ds = pair_batch(pool, cfg.batch, gen, naive=cfg.naive)  # the global batch
+        s1, cond, ds = s1[part], cond[part], ds[part]  # this rank's slice (all of it in one process)
+        loss, l2, cos = delta_loss(model(s1, cond), ds, cfg.l2_lambda, cfg.cos_lambda)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % log_every == 0 or step == cfg.steps - 1:
+            loss, l2, cos = (dist.all_reduce_mean(x.detach()) for x in (loss, l2, cos))  # global-batch values
             history.append([step, loss.item(), l2.item(), cos.item()])
             bar.set_postfix(loss=f"{loss.item():.4f}", cos=f"{1 - cos.item():.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and dist.is_main():
             _atomic_torch_save({"mapper": mapper.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
                                 "step": step + 1, "history": history,
                                 "want": json.dumps(want, sort_keys=True)}, ckpt)
@@ -132,13 +171,19 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     info = {**want, "pool_seconds": pool_seconds, "train_seconds": train_seconds,
             "fit_seconds": pool_seconds + train_seconds,
             "steps_per_second": (cfg.steps - history[0][0] if history else cfg.steps) / max(time.perf_counter() - t1, 1e-9),
-            "final_mse": float(l2), "final_cos": 1 - float(cos), "pool_size": len(pool), "history": history}
-    tmp = final.with_name(final.name + ".tmp")
-    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()}, str(tmp))
-    os.replace(tmp, final)
-    info_f.write_text(json.dumps(info, indent=1))
-    if ckpt.exists():
-        ckpt.unlink()
+            "final_mse": float(l2), "final_cos": 1 - float(cos), "pool_size": len(pool), "world_size": n_ranks,
+            "history": history}
+
+    def save() -> None:
+        tmp = final.with_name(final.name + ".tmp")
+        safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()},
+                                    str(tmp))
+        os.replace(tmp, final)
+        info_f.write_text(json.dumps(info, indent=1))
+        if ckpt.exists():
+            ckpt.unlink()
+
+    dist.on_rank0(save)
     return mapper, info
 
 

@@ -100,14 +100,19 @@ def test_edit_batches_images_by_prompts(domain, tmp_path):
     assert len(batched) == 2 and len(batched[0]) == len(domain.generator.slayout)
     for a, b in zip(batched[1], single):
         assert torch.allclose(a[:1], b, atol=1e-5)
-    # alpha = 0 is the identity edit; toRGB styles are never touched.
+    # alpha = 0 is the identity edit.
     zero = m.edit(w, "face", "face with glasses", strength=0.0)
     for a, b in zip(zero, domain.generator.styles(w)):
         assert torch.allclose(a, b, atol=1e-6)
+    # toRGB styles are touched only when the config says (synthfaces' default, see torgb).
     sl = domain.generator.slayout
-    for i in range(len(sl)):
+    faithful = DeltaEdit(domain, tmp_path / "nt", seed=0, config={**TINY.to_dict(), "torgb": False})
+    faithful.fit()
+    for i, b in enumerate(faithful.edit_batch(w, prompts)[0]):
         if sl.is_torgb[i]:
-            assert torch.equal(batched[0][i], domain.generator.styles(w)[i])
+            assert torch.equal(b, domain.generator.styles(w)[i])
+    assert any(not torch.equal(batched[0][i], domain.generator.styles(w)[i])
+               for i in range(len(sl)) if sl.is_torgb[i])
 
 
 def test_naive_conditions_on_the_target_text_only(domain, tmp_path):
@@ -127,3 +132,24 @@ def test_naive_conditions_on_the_target_text_only(domain, tmp_path):
 def test_bad_prompts(domain, tmp_path, source, target, msg):
     with pytest.raises(ValueError, match=msg):
         DeltaEdit(domain, tmp_path, config=TINY).condition(source, target)
+
+
+def test_torgb_option_adds_a_group_and_round_trips(domain):
+    from deltabench import sspace
+
+    G = domain.generator
+    sl = G.slayout
+    m = DeltaMapper(sl, clip_dim=8, torgb=True)
+    rgb = sum(w for w, t in zip(sl.widths, sl.is_torgb) if t)
+    assert [g.name for g in m.specs][-1] == "torgb" and m.s_dim == sl.total_non_torgb + rgb == sl.total
+    styles = G.styles(domain.sample_w_plus(2, seed=0))
+    s = sspace.gather(styles, sl, torgb=True)
+    bumped = sspace.scatter(styles, s + 1.0, sl, torgb=True)
+    assert all(torch.allclose(b, a + 1.0) for a, b in zip(styles, bumped))  # every layer edited
+    kept = sspace.scatter(styles, sspace.gather(styles, sl) + 1.0, sl)
+    assert all(torch.equal(b, a) == t for a, b, t in zip(styles, kept, sl.is_torgb))  # toRGB kept
+    # The choice is the domain's unless the config says: synthfaces edits toRGB, others don't.
+    assert DeltaEditConfig().resolve(domain).torgb is True
+    assert DeltaEditConfig().resolve(object()).torgb is False
+    assert DeltaEditConfig(torgb=False).resolve(domain).torgb is False
+    assert DeltaEdit(domain, "/tmp/unused", config={"torgb": False}).cfg.torgb is False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 
 
-
 class Metric:
     def __init__(self):
         self._defaults: dict[str, tuple[object, str]] = {}
@@ -33,8 +32,12 @@ class Metric:
     def merge(self, other: "Metric") -> "Metric":
         if type(other) is not type(self):
             raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        return self.merge_state_dict(other.state_dict())
+
+    def merge_state_dict(self, d: dict) -> Metric:
+        """Merge a ``state_dict()`` of a metric of this kind (another rank's, for instance)."""
         for name, (_, reduce) in self._defaults.items():
-            a, b = getattr(self, name), getattr(other, name)
+            a, b = getattr(self, name), d[name]
             setattr(self, name, a + b if reduce == "sum" else list(a) + list(b))
         return self
 
