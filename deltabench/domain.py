@@ -19,7 +19,36 @@ class TestImages:
     params: object | None = None  # FaceParams in synthfaces (ground truth), None on real data
 
 
-class SynthfacesDomain:
+class ClipTextImage:
+    """Text and image embeddings every domain provides through its ``clip`` and ``templates``
+    (needs ``self.clip``, ``self.templates`` and a ``self._text_cache`` dict)."""
+
+    clip_batch = 256
+
+    @torch.no_grad()
+    def text_embedding(self, text: str) -> torch.Tensor:
+        """A prompt's CLIP embedding averaged over the domain templates: ``[D]``, unit norm.
+
+        Each templated text is normalised, the mean taken and renormalised (StyleCLIP
+        ``MapTS.zeroshot_classifier``, DeltaEdit ``utils/map_tool.py``).
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"empty prompt {text!r}: give a text such as 'face with glasses'")
+        key = " ".join(text.lower().split())
+        if key not in self._text_cache:
+            emb = self.clip.encode_text([t.format(key) for t in self.templates])  # [T, D] unit
+            mean = emb.mean(0)
+            self._text_cache[key] = mean / mean.norm()
+        return self._text_cache[key]
+
+    @torch.no_grad()
+    def clip_image(self, images: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """Unit CLIP image embeddings ``[N, D]`` of ``images [N, 3, H, W]`` in [-1, 1]."""
+        batch = batch or self.clip_batch
+        return torch.cat([self.clip.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+class SynthfacesDomain(ClipTextImage):
     """The synthetic world as a domain: renderer images are the "real" test images."""
 
     kind = "synthfaces"
@@ -82,25 +111,6 @@ class SynthfacesDomain:
         """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder."""
         return torch.cat([self.encoder(images[i : i + batch].to(self.device)) for i in range(0, len(images), batch)])
 
-    @torch.no_grad()
-    def text_embedding(self, text: str) -> torch.Tensor:
-        """A prompt's CLIP embedding averaged over the domain templates: ``[D]``, unit norm.
-
-        Each templated text is normalised, the mean taken and renormalised (StyleCLIP
-        ``MapTS.zeroshot_classifier``, DeltaEdit ``utils/map_tool.py``).
-        """
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"empty prompt {text!r}: give a text such as 'face with glasses'")
-        key = " ".join(text.lower().split())
-        if key not in self._text_cache:
-            emb = self.clip.encode_text([t.format(key) for t in self.templates])  # [T, D] unit
-            mean = emb.mean(0)
-            self._text_cache[key] = mean / mean.norm()
-        return self._text_cache[key]
-
-    @torch.no_grad()
-    def clip_image(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-        return torch.cat([self.clip.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
 def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu", weights: str | None = None,

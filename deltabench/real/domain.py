@@ -26,7 +26,7 @@ import torch
 
 from deltabench.checkpoints import CheckpointError
 from deltabench.config import config_from_dict
-from deltabench.domain import TestImages
+from deltabench.domain import ClipTextImage, TestImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -202,7 +202,7 @@ class GeneratedInverter:
         return torch.stack(out).to(self.domain.device)
 
 
-class RealDomain:
+class RealDomain(ClipTextImage):
     """A domain from official pretrained weights; see the module docstring."""
 
     kind = "real"
@@ -363,23 +363,10 @@ class RealDomain:
         """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder."""
         return torch.cat([self.encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
 
-    # -- CLIP --------------------------------------------------------------------------------
-    @torch.no_grad()
-    def text_embedding(self, text: str) -> torch.Tensor:
-        """Template-averaged unit text embedding ``[D]`` over the 79 ImageNet templates
-        (StyleCLIP ``MapTS.zeroshot_classifier``, DeltaEdit ``map_tool.GetDt``)."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"empty prompt {text!r}: give a text such as 'face with glasses'")
-        key = " ".join(text.split())
-        if key not in self._text_cache:
-            emb = self.clip.encode_text([t.format(key) for t in self.templates])  # [T, D] unit
-            mean = emb.mean(0)
-            self._text_cache[key] = mean / mean.norm()
-        return self._text_cache[key]
-
-    @torch.no_grad()
-    def clip_image(self, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
-        return torch.cat([self.clip.encode_image(images[i:i + batch]) for i in range(0, len(images), batch)])
+    # -- CLIP: text_embedding (over the 79 ImageNet templates) and clip_image come from
+    # ClipTextImage; open_clip's tokenizer lowercases anyway, so the shared lowercased cache
+    # key changes nothing.
+    clip_batch = 64
 
 
 def load_real_domain(name_or_path: str | Path, weights: str | Path | None = None, images: str | Path | None = None,
