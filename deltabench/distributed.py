@@ -147,7 +147,7 @@ def all_gather_object(obj: T) -> list[T]:
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    """The mean of ``x`` over ranks (``x`` itself in a single process); a new tensor."""
+    """The mean of ``x`` over ranks, as a new tensor (``x`` itself in a single process)."""
     if not is_distributed():
         return x
     y = x.detach().clone()
