@@ -45,13 +45,15 @@ def main() -> None:
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name()
 
+    torgb = DeltaEditConfig().resolve(domain).torgb  # the domain's layer set (synthfaces: with toRGB)
+    out["torgb"] = torgb
     t = time.perf_counter()
-    pool = build_pool(domain, args.pool, 0, seed=0)
+    pool = build_pool(domain, args.pool, 0, seed=0, torgb=torgb)
     _sync(device)
     out["pool_samples_per_s"] = args.pool / (time.perf_counter() - t)
 
     pool.s, pool.clip = pool.s.to(device), pool.clip.to(device)
-    mapper = DeltaMapper(domain.generator.slayout, clip_dim=pool.clip.shape[1]).to(device)
+    mapper = DeltaMapper(domain.generator.slayout, clip_dim=pool.clip.shape[1], torgb=torgb).to(device)
     opt = torch.optim.Adam(mapper.parameters(), lr=0.5)
     gen = torch.Generator().manual_seed(0)
     for i in range(args.steps + 10):
