@@ -292,7 +292,8 @@ class StyleCLIPGlobal(EditMethod):
 
     def fit(self, force: bool = False) -> dict:
         self.fs3, self.std, info = fit_fs3(self.domain, self.work_dir, self.cfg, force=force)
-        return info
+        # What computing fs3 cost, also when it was loaded from the cache (reports show fit cost).
+        return {**info, "fit_seconds": float(info.get("seconds", 0.0))}
 
     def direction(self, prompts: list[tuple[str, str]]) -> torch.Tensor:
         """Δs for each prompt: ``[P, S_edit]`` (before α)."""
