@@ -380,7 +380,6 @@ def build_generator(cfg: GeneratorConfig, resolution: int | None = None) -> Styl
 
 
 # -- rosinality checkpoints ------------------------------------------------------------------
-__all__ = ["CheckpointError"]  # re-exported: rosinality loading errors are the project-wide ones
 
 
 def save_rosinality_checkpoint(path: str | Path, G: StyleGAN2, latent_avg: torch.Tensor) -> None:
