@@ -155,6 +155,40 @@ def test_generator_refine_phase_continues_the_cached_base(micro_root, tmp_path):
     # Refining moved the weights, and from where the base ended (not from a fresh init).
     assert abs(info["stats"]["psnr_init"] - generator_psnr(base.generator, 64, 12345)) < 0.05
     assert generator_psnr(world.generator, 64, 12345) != pytest.approx(generator_psnr(base.generator, 64, 12345))
-    d["clip"] = {**d["clip"], "refine": {"steps": 1}}
-    with pytest.raises(ValueError, match=r"clip config: unknown keys \['refine'\]"):
+    d["identity"] = {**d["identity"], "refine": {"steps": 1}}
+    with pytest.raises(ValueError, match=r"unknown keys \['refine'\]"):
         build_world(resolve_sections(type(CFG).from_dict(d)), root=tmp_path / "x", log=lambda s: None)
+
+
+def test_clip_refine_phase_continues_the_cached_clip(micro_root, tmp_path):
+    import torch
+
+    from deltabench.world.components import resolve_sections
+
+    stages = tmp_path / "stages"
+    shutil.copytree(micro_root / "stages", stages)
+    d = CFG.to_dict()
+    d["clip"] = {**d["clip"], "refine": {"steps": 3, "lr": 1e-4, "pool_groups": 16, "pair_frac": 1.0,
+                                         "pair_attrs": ["eye_size"]}}
+    cfg = resolve_sections(type(CFG).from_dict(d))
+    # The refine phase is resolved as what it trains with: the base keys with its own laid over.
+    r = cfg.refine("clip")
+    assert r["steps"] == 3 and r["pair_attrs"] == ["eye_size"] and r["batch_size"] == CFG.section("clip")["batch_size"]
+    assert cfg.without_refine("clip").stage_hash("clip") == CFG.stage_hash("clip")
+    assert cfg.stage_hash("clip") != CFG.stage_hash("clip")
+    assert cfg.stage_hash("generator") == CFG.stage_hash("generator")
+    base_file = stages / f"clip-{CFG.stage_hash('clip')}.safetensors"
+    before = base_file.stat().st_mtime_ns
+    logs = []
+    world = load_world(cfg, roots=[build_world(cfg, root=tmp_path, log=logs.append).parent])
+    assert base_file.stat().st_mtime_ns == before and any("refining clip-" in s for s in logs)
+    base = load_world(CFG, roots=[micro_root])
+    assert world.clip.tokenizer.to_dict() == base.clip.tokenizer.to_dict()
+    a, b = world.clip.state_dict(), base.clip.state_dict()
+    assert a.keys() == b.keys()
+    moved = [k for k in a if not torch.equal(a[k], b[k])]
+    # Continued from the base: three small steps move the weights a little, not to a fresh init.
+    assert moved and max(float((a[k] - b[k]).abs().max()) for k in moved) < 0.05
+    d["clip"]["refine"] = {"steps": 1, "model": d["clip"]["model"]}
+    with pytest.raises(ValueError, match="cannot change 'model'"):
+        resolve_sections(type(CFG).from_dict(d))

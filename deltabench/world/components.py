@@ -103,12 +103,24 @@ def _enc_train(cfg: WorldConfig, models: dict):
 
 # --- clip --------------------------------------------------------------------------------
 
-def _clip_cfg(cfg: WorldConfig):
+def _clip_cfg(cfg: WorldConfig, phase: str = "base"):
+    return _clip_phase(cfg.section("clip"), phase)
+
+
+def _clip_phase(section: dict, phase: str = "base"):
+    """The CLIP section's schedule; ``phase='refine'``: its ``refine`` phase, i.e. the base
+    keys with the refine keys laid over them (the model must stay the base's)."""
     from deltabench.world.train_clip import ClipTrainConfig
 
-    d = cfg.section("clip")
-    if "refine" in d:
-        raise ValueError("world config section 'clip': a 'refine' phase is only supported for the generator")
+    d = dict(section)
+    refine = d.pop("refine", None)
+    if phase == "refine":
+        if refine is None:
+            raise ValueError("world config section 'clip' has no 'refine' phase")
+        if "model" in refine:
+            raise ValueError("world config section 'clip': a 'refine' phase continues the base model, "
+                             "it cannot change 'model'; remove 'model' from 'refine'")
+        d = {**d, **refine}
     return ClipTrainConfig.from_dict(d)
 
 
@@ -123,6 +135,14 @@ def _clip_train(cfg: WorldConfig, models: dict):
     from deltabench.world.train_clip import train_clip
 
     clip, stats = train_clip(_clip_cfg(cfg), cfg.resolution, cfg.stage_seed("clip"))
+    return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
+
+
+def _clip_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dict):
+    from deltabench.world.train_clip import train_clip
+
+    # A seed of its own: the refine phase draws a fresh pool, not the base run's again.
+    clip, stats = train_clip(_clip_cfg(cfg, "refine"), cfg.resolution, cfg.stage_seed("clip") + 500, init=base)
     return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
 
 
@@ -163,7 +183,7 @@ def _or_train(cfg: WorldConfig, models: dict):
 COMPONENT_SPECS: dict[str, ComponentSpec] = {
     "generator": ComponentSpec("generator", _gen_build, _gen_train, torch.float16, refine=_gen_refine),
     "encoder": ComponentSpec("encoder", _enc_build, _enc_train, torch.float16),
-    "clip": ComponentSpec("clip", _clip_build, _clip_train, torch.float16),
+    "clip": ComponentSpec("clip", _clip_build, _clip_train, torch.float16, refine=_clip_refine),
     "identity": ComponentSpec("identity", _id_build, _id_train, torch.float16),
     "oracle": ComponentSpec("oracle", _or_build, _or_train, torch.float16),
 }
@@ -188,14 +208,16 @@ def resolve_sections(cfg: WorldConfig) -> WorldConfig:
     from deltabench.models.identity import IdentityConfig
     from deltabench.models.oracle import OracleConfig
     from deltabench.models.stylegan2 import GeneratorConfig
-    from deltabench.world.train_clip import ClipTrainConfig
     from deltabench.world.train_encoder import EncoderTrainConfig
     from deltabench.world.train_generator import DistillConfig
 
     d = cfg.to_dict()
     d["generator"] = _resolve_split("generator", d["generator"], GeneratorConfig, DistillConfig)
     d["encoder"] = _resolve_split("encoder", d["encoder"], EncoderConfig, EncoderTrainConfig)
-    d["clip"] = ClipTrainConfig.from_dict(d["clip"]).to_dict()
+    clip = _clip_phase(d["clip"]).to_dict()
+    if "refine" in d["clip"]:  # resolved as what it trains with: the base keys, refine keys laid over
+        clip["refine"] = {k: v for k, v in _clip_phase(d["clip"], "refine").to_dict().items() if k != "model"}
+    d["clip"] = clip
     d["identity"] = IdentityConfig.from_dict(d["identity"]).to_dict()
     d["oracle"] = OracleConfig.from_dict(d["oracle"]).to_dict()
     return WorldConfig.from_dict(d)

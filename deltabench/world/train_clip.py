@@ -62,6 +62,9 @@ class ClipTrainConfig:
     pool_groups: int = 4000  # pool of pool_groups * group_size rendered faces
     fine_attrs: tuple[str, ...] = ("smile", "glasses", "beard", "eye_size", "face_width")
     pair_frac: float = 0.0  # share of pool groups that vary one fine attribute only
+    # The attributes the minimal-pair groups vary; empty: ``fine_attrs``. A refine phase can
+    # aim its pairs at an attribute one tower failed to learn.
+    pair_attrs: tuple[str, ...] = ()
     p_full: float = 0.5  # share of captions naming every attribute; the rest name 0..max_short
     max_short: int = 3
     lr: float = 1e-3
@@ -78,11 +81,12 @@ class ClipTrainConfig:
         d = dict(d)
         if "model" in d:
             d["model"] = ClipConfig.from_dict(d["model"])
-        if "fine_attrs" in d:
-            d["fine_attrs"] = tuple(d["fine_attrs"])
-            bad = [a for a in d["fine_attrs"] if a not in ATTRIBUTE_NAMES]
-            if bad:
-                raise ValueError(f"clip config: fine_attrs {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
+        for key in ("fine_attrs", "pair_attrs"):
+            if key in d:
+                d[key] = tuple(d[key])
+                bad = [a for a in d[key] if a not in ATTRIBUTE_NAMES]
+                if bad:
+                    raise ValueError(f"clip config: {key} {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
         cfg = config_from_dict(ClipTrainConfig, d, "clip config")
         if not 0.0 <= cfg.pair_frac <= 1.0:
             raise ValueError(f"clip config: pair_frac {cfg.pair_frac} must be in [0, 1]")
@@ -93,6 +97,9 @@ class ClipTrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fine_attrs"] = list(self.fine_attrs)
+        d["pair_attrs"] = list(self.pair_attrs)
+        if not self.pair_attrs:  # absent when unused, so stages trained before it keep their hashes
+            d.pop("pair_attrs")
         return d
 
 
@@ -153,13 +160,15 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
                render_fn: RenderFn | None = None,
-               callback: Callable[[int, ClipModel], None] | None = None) -> tuple[ClipModel, dict]:
-    """Contrastive training from scratch on rendered faces and their captions.
+               callback: Callable[[int, ClipModel], None] | None = None,
+               init: ClipModel | None = None) -> tuple[ClipModel, dict]:
+    """Contrastive training on rendered faces and their captions, from scratch or from ``init``.
 
     Returns ``(clip.eval(), stats)``; the same ``seed`` gives the same weights. The
     tokenizer's vocabulary (``clip.tokenizer.to_dict()``) must be stored with the weights.
     ``callback(step, clip)`` runs after each step (for experiments; it must not draw from
-    the global RNGs if the run is to stay reproducible).
+    the global RNGs if the run is to stay reproducible). ``init``: continue from this model
+    (a refine phase; its tokenizer and temperature are kept, ``init`` itself is not modified).
     """
     t0 = time.perf_counter()
     gen = seed_everything(seed)
@@ -167,14 +176,19 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
     n_pairs = int(round(cfg.pool_groups * cfg.pair_frac))
     params = group_params(cfg.pool_groups - n_pairs, cfg.group_size, cfg.fine_attrs, rng)
     if n_pairs:
-        pairs = pair_params(n_pairs, cfg.group_size, cfg.fine_attrs, rng)
+        pairs = pair_params(n_pairs, cfg.group_size, cfg.pair_attrs or cfg.fine_attrs, rng)
         params = FaceParams(np.concatenate([params.attrs, pairs.attrs]), np.concatenate([params.ident, pairs.ident]))
     pool = render_pool(params, resolution, render_fn, desc="render clip pool")  # uint8 [N, 3, H, W]
     t_render = time.perf_counter() - t0
 
-    model = build_clip(cfg.model, resolution).train()
-    with torch.no_grad():
-        model.clip.logit_scale.fill_(float(np.log(1.0 / cfg.init_temperature)))
+    if init is not None:
+        model = build_clip(cfg.model, resolution, init.tokenizer)
+        model.load_state_dict(init.state_dict())
+        model.train()
+    else:
+        model = build_clip(cfg.model, resolution).train()
+        with torch.no_grad():
+            model.clip.logit_scale.fill_(float(np.log(1.0 / cfg.init_temperature)))
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     per_batch = cfg.batch_size // cfg.group_size
     offs = torch.arange(cfg.group_size)
