@@ -1,7 +1,7 @@
 """StyleCLIP global directions (GD) as a benchmark method, with a fast fs3 precompute.
 
 fs3 (official ``global_directions/SingleChannel.py`` + ``GetFs`` in ``MapTS.py``): for every
-non-toRGB S channel c, move c to -5σ_c and +5σ_c on N sampled images, embed both images with
+non-toRGB S channel c (and the toRGB ones too where ``FS3Config.torgb``, see there), move c to -5σ_c and +5σ_c on N sampled images, embed both images with
 CLIP, and take ``fs3_c = norm(mean_n norm(norm(E(x+)) - norm(E(x-))))`` (unit per channel).
 
 The official precompute renders one channel at a time at 1024px (4-24 GPU hours). Here it is
@@ -49,6 +49,12 @@ class FS3Config:
     max_batch: int = 512  # images per forward pass (channels x 2 x images)
     # "auto": fp16 autocast on CUDA, fp32 on CPU; "bf16" is ~1.5x faster on CPUs with AMX.
     precision: str = "auto"
+    # Also perturb the toRGB channels (not in the official code, whose fs3 covers the 6048
+    # non-toRGB channels of 9088 at 1024px). None: the domain decides (``domain.edit_torgb``,
+    # as for DeltaEdit): True on synthfaces, whose distilled generator keeps hair, skin and
+    # background colour in its toRGB styles, so the official channel set cannot make a colour
+    # edit there (GD scored 0.00 on the red-hair, dark-skin and purple-background prompts).
+    torgb: bool | None = None
 
     def __post_init__(self):
         for k in ("n_images", "n_std", "max_batch"):
@@ -64,7 +70,15 @@ class FS3Config:
     def to_dict(self) -> dict:
         d = as_dict(self)
         d.pop("max_batch")  # does not change the result
+        if not d["torgb"]:  # absent when off, so fs3 computed before the option stays valid
+            d.pop("torgb")
         return d
+
+    def resolve(self, domain) -> "FS3Config":
+        """``torgb=None`` replaced by the domain's choice (the resolved value is what is cached)."""
+        if self.torgb is not None:
+            return self
+        return FS3Config.from_dict({**as_dict(self), "torgb": bool(getattr(domain, "edit_torgb", False))})
 
     def autocast(self, device: torch.device):
         """The autocast context for this precision on ``device``."""
@@ -105,6 +119,29 @@ def _noise(G) -> list:
     return [getattr(G.noises, f"noise_{i}") for i in range(G.num_layers)]
 
 
+def _torgb_module(G, l: int):
+    return G.to_rgb1 if l == 1 else G.to_rgbs[(l - 2) // 3]
+
+
+def _torgb_images(G, l: int, x: torch.Tensor, s_l: torch.Tensor, base_style: torch.Tensor,
+                  base_img: torch.Tensor) -> torch.Tensor:
+    """Final images when only toRGB layer ``l``'s style changes, without re-running the convs.
+
+    ``x [N, C, r, r]`` is that layer's input (unchanged by its style), ``s_l [M*N, C]`` the
+    perturbed styles (copy-major over the N images), ``base_img [N, 3, H, W]`` the unperturbed
+    result. The skip path is linear: every later ToRGB adds ``upsample(skip)`` to its own
+    output, so the change at layer l reaches the image as that change upsampled by each later
+    ToRGB's ``upsample``: image = base + U(conv(x, s') - conv(x, s)) (the bias cancels).
+    """
+    m = _torgb_module(G, l)
+    k = s_l.shape[0] // x.shape[0]
+    d = m.conv(_rep(x, k), s_l) - _rep(m.conv(x, base_style), k)
+    for l2 in range(l + 1, len(G.slayout)):
+        if G.slayout.is_torgb[l2]:
+            d = _torgb_module(G, l2).upsample(d)
+    return _rep(base_img, k) + d
+
+
 def _rep(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
     """``[N, ...] -> [k*N, ...]`` (k copies, copy-major)."""
     return None if t is None else t.repeat(k, *([1] * (t.ndim - 1)))
@@ -112,16 +149,20 @@ def _rep(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def channel_std(domain, cfg: FS3Config) -> torch.Tensor:
-    """σ of every non-toRGB S channel over ``n_std`` sampled codes: ``[S_edit]`` (official ``code_std``)."""
+    """σ of every edited S channel over ``n_std`` sampled codes: ``[S_edit]`` (official ``code_std``)."""
     G = domain.generator
     w = domain.sample_w_plus(cfg.n_std, cfg.seed + 1)
-    s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout) for i in range(0, len(w), 1024)])
+    s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, bool(cfg.torgb))
+                   for i in range(0, len(w), 1024)])
     return s.std(0)
 
 
 @torch.no_grad()
 def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """The relevance matrix ``fs3: [S_edit, D]`` (unit rows), the channel σ ``[S_edit]`` and timing."""
+    """The relevance matrix ``fs3: [S_edit, D]`` (unit rows, ``sspace.gather`` order), the
+    channel σ ``[S_edit]`` and timing. ``cfg.torgb`` must be resolved (True/False)."""
+    if cfg.torgb is None:
+        raise ValueError("FS3Config.torgb is None; resolve it for the domain first (FS3Config.resolve)")
     G, clip = domain.generator, domain.clip
     sl = G.slayout
     dev = domain.device
@@ -133,7 +174,8 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     noise = _noise(G)
     N = w.shape[0]
     amp = cfg.autocast(dev)
-    edit_layers = sspace.edit_indices(sl)
+    edit_layers = sspace.edit_indices(sl, cfg.torgb)
+    base_img = G.synthesis_from_styles(styles) if cfg.torgb else None
     offsets, o = {}, 0
     for l in edit_layers:
         offsets[l] = o
@@ -148,7 +190,7 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     state = (None, None)
     with amp:
         for l in range(len(sl)):
-            if not sl.is_torgb[l]:
+            if l in offsets:
                 C = sl.widths[l]
                 sig = cfg.sigma * std[offsets[l] : offsets[l] + C]  # [C]
                 for c0 in range(0, C, k_max):
@@ -160,10 +202,13 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                     s_l = styles[l][None, None].repeat(k, 2, 1, 1)
                     delta = torch.stack([-sig[ch], sig[ch]], 1)  # [k, 2]
                     s_l[torch.arange(k, device=dev), :, :, ch] += delta[:, :, None]
-                    rest = [_rep(s, 2 * k) for s in styles]
-                    rest[l] = s_l.reshape(2 * k * N, C)
-                    st = (_rep(state[0], 2 * k), _rep(state[1], 2 * k))
-                    img = synthesize_from(G, l, st, rest, noise)  # [2kN, 3, H, W]
+                    if sl.is_torgb[l]:
+                        img = _torgb_images(G, l, state[0], s_l.reshape(2 * k * N, C), styles[l], base_img)
+                    else:
+                        rest = [_rep(s, 2 * k) for s in styles]
+                        rest[l] = s_l.reshape(2 * k * N, C)
+                        st = (_rep(state[0], 2 * k), _rep(state[1], 2 * k))
+                        img = synthesize_from(G, l, st, rest, noise)  # [2kN, 3, H, W]
                     e = normalize(clip.encode_image(img).float()).reshape(k, 2, N, -1)
                     d = normalize(e[:, 1] - e[:, 0])  # +5σ minus -5σ, [k, N, D]
                     rows[l, c0] = normalize(d.mean(1))
@@ -192,14 +237,14 @@ def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor) -> torch.Tensor
     sl = G.slayout
     w = domain.sample_w_plus(cfg.n_images, cfg.seed)
     styles = G.styles(w)
-    s = sspace.gather(styles, sl)  # [N, S]
+    s = sspace.gather(styles, sl, bool(cfg.torgb))  # [N, S]
     rows = []
     for c in range(s.shape[1]):
         embs = []
         for sign in (-1.0, 1.0):
             s2 = s.clone()
             s2[:, c] += sign * cfg.sigma * std[c]
-            embs.append(normalize(clip.encode_image(G.synthesis_from_styles(sspace.scatter(styles, s2, sl)))))
+            embs.append(normalize(clip.encode_image(G.synthesis_from_styles(sspace.scatter(styles, s2, sl, bool(cfg.torgb))))))
         rows.append(normalize(normalize(embs[1] - embs[0]).mean(0)))
     return torch.stack(rows)
 
@@ -278,7 +323,7 @@ class StyleCLIPGlobal(EditMethod):
                  beta: float = 0.15, alpha: float | None = None, **options):
         super().__init__(domain, work_dir, seed, **options)
         cfg = config if isinstance(config, FS3Config) else FS3Config.from_dict(dict(config or {}))
-        self.cfg = cfg
+        self.cfg = cfg.resolve(domain)
         self.beta = float(beta)
         if alpha is not None:
             self.default_strength = float(alpha)
@@ -314,9 +359,9 @@ class StyleCLIPGlobal(EditMethod):
         alpha = self.default_strength if strength is None else float(strength)
         G = self.domain.generator
         styles = G.styles(check_latents(self.domain, w_plus))
-        s = sspace.gather(styles, G.slayout)  # [B, S]
+        s = sspace.gather(styles, G.slayout, self.cfg.torgb)  # [B, S]
         ds = self.direction(prompts).to(s)  # [P, S]
-        return [sspace.scatter(styles, s + alpha * ds[p][None], G.slayout) for p in range(len(prompts))]
+        return [sspace.scatter(styles, s + alpha * ds[p][None], G.slayout, self.cfg.torgb) for p in range(len(prompts))]
 
     def edit(self, w_plus, source, target, strength=None):
         return self.edit_batch(w_plus, [(source, target)], strength)[0]
@@ -335,7 +380,7 @@ def _cmd_fit(args) -> int:
     cfg = FS3Config.from_dict({k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
                                                  ("max_batch", args.max_batch)) if v is not None})
     m = StyleCLIPGlobal(domain, work, config=cfg)
-    _, _, info = fit_fs3(domain, m.work_dir, cfg, force=args.force,
+    _, _, info = fit_fs3(domain, m.work_dir, m.cfg, force=args.force,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
     if not info.get("cached"):
         print(f"fs3: {info['channels']} channels in {info['seconds']:.1f} s "

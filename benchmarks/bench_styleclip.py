@@ -86,15 +86,20 @@ def bench_fs3(domain, n_images: int, channels: int | None, max_batch: int, preci
     """Time fs3 over the first layers until ``channels`` channels (all when None); extrapolate."""
     import baselines.gd as gd
 
+    from deltabench import sspace
+
     sl = domain.generator.slayout
-    total = sl.total_non_torgb
-    cfg = FS3Config(n_images=n_images, n_std=2000, max_batch=max_batch, precision=precision)
+    cfg = FS3Config(n_images=n_images, n_std=2000, max_batch=max_batch, precision=precision).resolve(domain)
+    total = sspace.edit_width(sl, cfg.torgb)
     std = gd.channel_std(domain, cfg)
     if channels is None or channels >= total:
         _sync(domain.device)
         _, _, info = compute_fs3(domain, cfg, std=std)
         return {"channels": total, "seconds": info["seconds"], "cpu_seconds": info["cpu_seconds"],
                 "channels_per_second": info["channels_per_second"], "n_images": n_images, "measured_channels": total}
+    if cfg.torgb:
+        raise ValueError("--fs3-channels samples the non-toRGB layers only, and this domain's fs3 covers the "
+                         "toRGB channels too; time every channel (leave --fs3-channels out)")
     # Time a sample of channels from every layer (cost differs by depth), then extrapolate.
     layers = sl.non_torgb_indices
     per_layer, cpu_layer, measured = {}, {}, 0

@@ -53,8 +53,9 @@ class SynthfacesDomain(ClipTextImage):
 
     kind = "synthfaces"
     # The distilled generator keeps hair, background and skin colour in its toRGB styles, so
-    # DeltaEdit maps those too here (deltaedit.train.DeltaEditConfig.torgb has the measurement).
-    deltaedit_torgb = True
+    # the S-space methods (DeltaEdit, StyleCLIP-GD) edit those too here
+    # (deltaedit.train.DeltaEditConfig.torgb has the measurement).
+    edit_torgb = True
     # The default benchmark: one edit per attribute (``--prompts all`` runs all 23).
     BENCHMARK_TARGETS = ("face with red hair", "face with long hair", "smiling face", "face with glasses",
                          "face with a beard", "face on a purple background", "face with dark skin",

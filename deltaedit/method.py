@@ -82,9 +82,11 @@ class DeltaEdit(EditMethod):
         ds = self.mapper(s[:, None].expand(B, P, -1).reshape(B * P, -1), cond.reshape(B * P, -1))
         ds = ds.reshape(B, P, -1)
         if self.beta > 0 and self.relevance is not None:
-            r = conds @ self.relevance.to(conds).T  # [P, S_nt]: fs3 covers the non-toRGB channels
-            keep = (r.abs() >= self.beta).to(ds.dtype)
-            if keep.shape[1] < ds.shape[2]:  # toRGB columns (cfg.torgb) have no relevance: kept
+            # fs3 rows are in sspace.gather order: the non-toRGB channels, then (if GD computed
+            # them, FS3Config.torgb) the toRGB ones.
+            r = conds @ self.relevance.to(conds).T  # [P, S_fs3]
+            keep = (r.abs() >= self.beta).to(ds.dtype)[:, : ds.shape[2]]
+            if keep.shape[1] < ds.shape[2]:  # toRGB columns without a relevance: kept
                 keep = torch.cat([keep, keep.new_ones(P, ds.shape[2] - keep.shape[1])], dim=1)
             ds = ds * keep[None]
         return [sspace.scatter(styles, s + alpha * ds[:, p], G.slayout, self.cfg.torgb) for p in range(P)]

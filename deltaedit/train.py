@@ -42,7 +42,7 @@ class DeltaEditConfig:
     checkpoint_every: int = 500
     naive: bool = False
     # Edit the toRGB styles too (not in the official model, which maps the non-toRGB channels
-    # only). None: the domain decides (``domain.deltaedit_torgb``): False for the real domains
+    # only). None: the domain decides (``domain.edit_torgb``): False for the real domains
     # (official), True for synthfaces, whose distilled generator keeps colour in its toRGB
     # styles: even the *true* Δs of a hair-colour or background change, restricted to the
     # non-toRGB channels, gives 0 % of red-hair / black-hair / blue-background edits
@@ -61,7 +61,7 @@ class DeltaEditConfig:
         """``torgb=None`` replaced by the domain's choice (the resolved value is what is hashed)."""
         if self.torgb is not None:
             return self
-        return DeltaEditConfig.from_dict({**self.to_dict(), "torgb": bool(getattr(domain, "deltaedit_torgb", False))})
+        return DeltaEditConfig.from_dict({**self.to_dict(), "torgb": bool(getattr(domain, "edit_torgb", False))})
 
 
 def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,

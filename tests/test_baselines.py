@@ -143,11 +143,14 @@ def test_gd_delta_s_is_zero_below_beta_and_follows_the_sign_of_dt():
     assert int(n0) == 0 and torch.equal(none, torch.zeros_like(none))
 
 
-def test_fs3_batched_equals_the_naive_loop(domain):
-    cfg = FS3Config(n_images=2, n_std=200, max_batch=12)  # 3 channels per pass, chunks across layers
+@pytest.mark.parametrize("torgb", [False, True])
+def test_fs3_batched_equals_the_naive_loop(domain, torgb):
+    # 3 channels per pass, chunks across layers; toRGB rows take the linear skip-path shortcut.
+    cfg = FS3Config(n_images=2, n_std=200, max_batch=12, torgb=torgb)
     fs3, std, info = compute_fs3(domain, cfg)
     ref = compute_fs3_naive(domain, cfg, std)
-    S = domain.generator.slayout.total_non_torgb
+    S = sspace.edit_width(domain.generator.slayout, torgb)
+    assert S > domain.generator.slayout.total_non_torgb or not torgb
     assert fs3.shape == ref.shape == (S, domain.text_embedding("face").shape[0])
     assert torch.allclose(fs3.norm(dim=1), torch.ones(S), atol=1e-4)
     assert torch.allclose(fs3, ref, atol=2e-4), (fs3 - ref).abs().max()
@@ -161,7 +164,9 @@ def test_gd_fit_caches_fs3_and_edits_along_it(domain, w, tmp_path, monkeypatch):
     assert not info["cached"] and m.fs3_path.is_file() and m.fs3_path.with_suffix(".json").is_file()
     fs3, std, meta = load_fs3(m.work_dir)
     assert meta["slayout"]["widths"] == list(domain.generator.slayout.widths)
-    assert fs3.shape[0] == sspace.edit_width(domain.generator.slayout)  # DeltaEdit's relevance=[S_edit, D]
+    # The domain decides toRGB (synthfaces: yes, like DeltaEdit), and the cache records it.
+    assert m.cfg.torgb is True and meta["config"]["torgb"] is True
+    assert fs3.shape[0] == sspace.edit_width(domain.generator.slayout, True)  # DeltaEdit's relevance=[S_edit, D]
 
     def boom(*a, **k):
         raise AssertionError("fs3 recomputed although cached")
@@ -177,12 +182,12 @@ def test_gd_fit_caches_fs3_and_edits_along_it(domain, w, tmp_path, monkeypatch):
         StyleCLIPGlobal(domain, tmp_path, config=FS3Config(n_images=3, n_std=200)).fit()
 
     G = domain.generator
-    s0 = sspace.gather(G.styles(w), G.slayout)
-    up = sspace.gather(m2.edit(w, "face", "face with glasses"), G.slayout) - s0
+    s0 = sspace.gather(G.styles(w), G.slayout, True)
+    up = sspace.gather(m2.edit(w, "face", "face with glasses"), G.slayout, True) - s0
     ds = m2.direction([("face", "face with glasses")])[0]
     assert torch.allclose(up, 4.1 * ds[None].expand_as(up), atol=1e-5)  # default alpha 4.1, same for every image
     assert int(m2.last_n_channels[0]) == int((ds != 0).sum()) > 0
-    down = sspace.gather(m2.edit(w, "face with glasses", "face"), G.slayout) - s0
+    down = sspace.gather(m2.edit(w, "face with glasses", "face"), G.slayout, True) - s0
     assert torch.allclose(down, -up, atol=1e-5)  # swapping the prompts flips Δt and Δs
     zero = m2.edit(w, "face", "face with glasses", strength=0.0)
     for a, b in zip(zero, G.styles(w)):
