@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from deltabench import sspace
 from deltabench.domain import SynthfacesDomain
 from deltabench.models.stylegan2 import GeneratorConfig, build_generator
 from deltaedit import data as de_data
@@ -113,6 +114,25 @@ def test_edit_batches_images_by_prompts(domain, tmp_path):
             assert torch.equal(b, domain.generator.styles(w)[i])
     assert any(not torch.equal(batched[0][i], domain.generator.styles(w)[i])
                for i in range(len(sl)) if sl.is_torgb[i])
+
+    # beta with a StyleCLIP-GD relevance matrix (official inference.py): channels whose
+    # |fs3 . dt| < beta keep the source style. fs3 rows are in gather order; an fs3 without
+    # toRGB rows keeps every toRGB column, one with them is cut to the method's width.
+    D = domain.text_embedding("face").shape[0]
+    s0 = {t: sspace.gather(domain.generator.styles(w), sl, t) for t in (False, True)}
+    for method, rows in ((m, sl.total_non_torgb), (m, sl.total), (faithful, sl.total)):
+        rel = torch.nn.functional.normalize(torch.randn(rows, D, generator=torch.Generator().manual_seed(rows)), dim=1)
+        t = method.cfg.torgb
+        full = sspace.gather(method.edit_batch(w, prompts[:1])[0], sl, t) - s0[t]
+        method.beta, method.relevance = 0.1, rel
+        cut = sspace.gather(method.edit_batch(w, prompts[:1])[0], sl, t) - s0[t]
+        method.beta, method.relevance = 0.0, None
+        r = (method.condition(*prompts[0]) @ rel.T).abs()  # [rows]
+        keep = torch.ones(full.shape[1], dtype=torch.bool)
+        keep[: min(rows, full.shape[1])] = (r >= 0.1)[: full.shape[1]]
+        assert 0 < int(keep.sum()) < keep.numel()
+        assert torch.allclose(cut[:, keep], full[:, keep], atol=1e-5)
+        assert torch.equal(cut[:, ~keep], torch.zeros_like(cut[:, ~keep]))
 
 
 def test_naive_conditions_on_the_target_text_only(domain, tmp_path):
