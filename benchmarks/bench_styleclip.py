@@ -21,6 +21,7 @@ import torch
 from baselines.gd import FS3Config, StyleCLIPGlobal, compute_fs3
 from baselines.lm import LMConfig, StyleCLIPMapper
 from baselines.op import OPConfig, StyleCLIPOptimization
+from deltabench import sspace
 
 
 class RandomDomain:
@@ -85,8 +86,6 @@ def _sync(dev):
 def bench_fs3(domain, n_images: int, channels: int | None, max_batch: int, precision: str = "auto") -> dict:
     """Time fs3 over the first layers until ``channels`` channels (all when None); extrapolate."""
     import baselines.gd as gd
-
-    from deltabench import sspace
 
     sl = domain.generator.slayout
     cfg = FS3Config(n_images=n_images, n_std=2000, max_batch=max_batch, precision=precision).resolve(domain)
@@ -221,7 +220,9 @@ def main(argv=None) -> int:
         domain = RandomDomain(a.arch, a.device)
     sl = domain.generator.slayout
     res = {"source": a.world or a.arch, "device": str(domain.device), "threads": a.threads,
-           "resolution": domain.resolution, "s_channels": sl.total_non_torgb, "n_latent": domain.generator.n_latent}
+           "resolution": domain.resolution, "n_latent": domain.generator.n_latent,
+           # the channels fs3 and GD edit: non-toRGB, plus toRGB where the domain says (synthfaces)
+           "s_channels": sspace.edit_width(sl, FS3Config().resolve(domain).torgb)}
     if a.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name()
     if not a.skip_fs3:
