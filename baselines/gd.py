@@ -38,9 +38,10 @@ from deltabench.utils import progress
 class FS3Config:
     """fs3 precompute settings. Official: ±5σ (``M.alpha=[-5, 5]``), 100 images, σ from 100k
     sampled codes. ``n_images`` defaults to 6, not 100: fs3 costs channels x 2 x n_images
-    syntheses (928 x 200 = 185,600 at 64px: 40-80 min on 2 CPU cores, measured), and the
-    world's budget is 2 minutes (6 images: ~115 s at the best rate measured). Give
-    ``n_images=100`` for the official estimate (on a GPU)."""
+    syntheses (the 928 non-toRGB channels x 200 = 185,600 at 64px: 40-80 min on 2 CPU cores,
+    measured), and the world's budget is 2 minutes (6 images, toRGB channels included: 1,408
+    channels in 118 s on 2 idle cores, the default run's cold fit). Give ``n_images=100`` for
+    the official estimate (on a GPU)."""
 
     n_images: int = 6
     sigma: float = 5.0
