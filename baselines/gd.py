@@ -151,9 +151,9 @@ def _rep(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
 @torch.no_grad()
 def channel_std(domain, cfg: FS3Config) -> torch.Tensor:
     """σ of every edited S channel over ``n_std`` sampled codes: ``[S_edit]`` (official ``code_std``)."""
-    G = domain.generator
+    G, cfg = domain.generator, cfg.resolve(domain)
     w = domain.sample_w_plus(cfg.n_std, cfg.seed + 1)
-    s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, bool(cfg.torgb))
+    s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, cfg.torgb)
                    for i in range(0, len(w), 1024)])
     return s.std(0)
 
@@ -161,9 +161,8 @@ def channel_std(domain, cfg: FS3Config) -> torch.Tensor:
 @torch.no_grad()
 def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The relevance matrix ``fs3: [S_edit, D]`` (unit rows, ``sspace.gather`` order), the
-    channel σ ``[S_edit]`` and timing. ``cfg.torgb`` must be resolved (True/False)."""
-    if cfg.torgb is None:
-        raise ValueError("FS3Config.torgb is None; resolve it for the domain first (FS3Config.resolve)")
+    channel σ ``[S_edit]`` and timing. ``cfg.torgb=None`` is the domain's choice."""
+    cfg = cfg.resolve(domain)
     G, clip = domain.generator, domain.clip
     sl = G.slayout
     dev = domain.device
@@ -234,18 +233,18 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
 @torch.no_grad()
 def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor) -> torch.Tensor:
     """Reference: one channel at a time, full synthesis (the official loop). For tests."""
-    G, clip = domain.generator, domain.clip
+    G, clip, cfg = domain.generator, domain.clip, cfg.resolve(domain)
     sl = G.slayout
     w = domain.sample_w_plus(cfg.n_images, cfg.seed)
     styles = G.styles(w)
-    s = sspace.gather(styles, sl, bool(cfg.torgb))  # [N, S]
+    s = sspace.gather(styles, sl, cfg.torgb)  # [N, S]
     rows = []
     for c in range(s.shape[1]):
         embs = []
         for sign in (-1.0, 1.0):
             s2 = s.clone()
             s2[:, c] += sign * cfg.sigma * std[c]
-            embs.append(normalize(clip.encode_image(G.synthesis_from_styles(sspace.scatter(styles, s2, sl, bool(cfg.torgb))))))
+            embs.append(normalize(clip.encode_image(G.synthesis_from_styles(sspace.scatter(styles, s2, sl, cfg.torgb)))))
         rows.append(normalize(normalize(embs[1] - embs[0]).mean(0)))
     return torch.stack(rows)
 
@@ -273,7 +272,7 @@ def load_fs3(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 
 def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Load ``<work_dir>/fs3.safetensors`` if it was made with ``cfg`` for this layout, else compute and save it."""
-    work_dir = Path(work_dir)
+    work_dir, cfg = Path(work_dir), cfg.resolve(domain)
     f, meta_f = work_dir / "fs3.safetensors", work_dir / "fs3.json"
     want = {"config": cfg.to_dict(), "slayout": slayout_dict(domain.generator.slayout)}
     if not force and f.is_file() and meta_f.is_file():
