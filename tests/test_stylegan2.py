@@ -19,6 +19,7 @@ from deltabench.models.stylegan2 import (
 from deltabench.world.train_generator import (
     DistillConfig,
     detail_weights,
+    distill_loss,
     generator_psnr,
     lr_factor,
     sample,
@@ -264,6 +265,25 @@ def test_detail_weights_mark_edges_only():
     w = detail_weights(img, 4.0, 0.1)
     # both pixels of the edge, dilated by one pixel
     assert torch.all(w[..., 6:9] == 4.0) and torch.all(w[..., :6] == 1.0) and torch.all(w[..., 9:] == 1.0)
+
+
+def test_distill_loss_l1_or_mse():
+    target = -torch.ones(2, 3, 16, 16)
+    target[..., :, 8:] = 1.0
+    img = target.clone()
+    img[0, :, 2, 2] += 0.5  # off the edge: weight 1
+    img[1, :, 4, 8] -= 0.5  # on the edge: weight 4
+    wsum = 3 * (1 + 4)  # over 2*3*16*16 pixels, channels included
+    mse = distill_loss(img, target, DistillConfig(loss="mse"))
+    assert mse.item() == pytest.approx(wsum * 0.25 / img.numel())
+    # L1: the weighted |error| plus the image-gradient L1, so it is larger than the weighted L1 alone
+    l1 = distill_loss(img, target, DistillConfig())
+    assert l1.item() > wsum * 0.5 / img.numel()
+    assert distill_loss(img, target, DistillConfig(grad_weight=0.0)).item() == pytest.approx(wsum * 0.5 / img.numel())
+    assert "loss" not in DistillConfig().to_dict()  # the default keeps old stage hashes
+    assert DistillConfig.from_dict(DistillConfig(loss="mse").to_dict()).loss == "mse"
+    with pytest.raises(ValueError, match="loss must be 'l1' or 'mse'"):
+        DistillConfig(loss="l2")
 
 
 def test_lr_rampdown():
