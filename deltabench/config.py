@@ -106,14 +106,32 @@ class WorldConfig:
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def refine_phases(self, component: str) -> list[dict]:
+        """The section's ``refine`` phases in training order: ``refine`` is one phase (a dict)
+        or a list of them, each continuing from the stage the phases before it produced."""
+        r = thaw(self.sections[component]).get("refine")
+        if r is None:
+            return []
+        phases = [r] if isinstance(r, dict) else r
+        if not isinstance(phases, list) or not phases or not all(isinstance(p, dict) for p in phases):
+            raise ValueError(f"world config section {component!r}: 'refine' must be a phase (a JSON "
+                             f"object) or a non-empty list of phases, got {r!r}")
+        return phases
+
     def refine(self, component: str) -> dict | None:
-        """The section's ``refine`` phase (training continued from the base stage), if any."""
-        return thaw(self.sections[component]).get("refine")
+        """The last ``refine`` phase (what this stage trains on top of its base), if any."""
+        phases = self.refine_phases(component)
+        return phases[-1] if phases else None
 
     def without_refine(self, component: str) -> "WorldConfig":
-        """This config with ``component``'s ``refine`` phase removed: the base stage it refines."""
+        """This config with ``component``'s last ``refine`` phase removed: the stage it refines.
+        One phase left is written as a dict, so ``[a, b]`` refines exactly the cached ``a``."""
+        phases = self.refine_phases(component)
         d = self.to_dict()
-        d[component].pop("refine", None)
+        if len(phases) <= 1:
+            d[component].pop("refine", None)
+        else:
+            d[component]["refine"] = phases[0] if len(phases) == 2 else phases[:-1]
         return WorldConfig.from_dict(d)
 
     def stage_seed(self, component: str) -> int:

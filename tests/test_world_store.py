@@ -192,3 +192,39 @@ def test_clip_refine_phase_continues_the_cached_clip(micro_root, tmp_path):
     d["clip"]["refine"] = {"steps": 1, "model": d["clip"]["model"]}
     with pytest.raises(ValueError, match="cannot change 'model'"):
         resolve_sections(type(CFG).from_dict(d))
+
+
+def test_clip_refine_phases_chain_on_the_cached_stages(micro_root, tmp_path):
+    """``refine: [a, b]`` is phase ``b`` trained on the cached ``refine: a`` stage, which is the
+    same stage (same hash, same file) as a config with the single phase ``a``."""
+    from deltabench.world.components import resolve_sections
+
+    stages = tmp_path / "stages"
+    shutil.copytree(micro_root / "stages", stages)
+    a = {"steps": 2, "lr": 1e-4, "pool_groups": 16, "pair_frac": 1.0, "pair_attrs": ["eye_size"]}
+    b = {"steps": 2, "lr": 1e-4, "pool_groups": 16}
+    d = CFG.to_dict()
+    d["clip"] = {**d["clip"], "refine": a}
+    one = resolve_sections(type(CFG).from_dict(d))
+    d["clip"] = {**d["clip"], "refine": [a, b]}
+    two = resolve_sections(type(CFG).from_dict(d))
+    assert len(two.refine_phases("clip")) == 2 and two.refine("clip")["pair_frac"] == CFG.section("clip")["pair_frac"]
+    assert two.without_refine("clip").stage_hash("clip") == one.stage_hash("clip")
+    assert two.without_refine("clip").without_refine("clip").stage_hash("clip") == CFG.stage_hash("clip")
+    assert len({CFG.stage_hash("clip"), one.stage_hash("clip"), two.stage_hash("clip")}) == 3
+    d["clip"]["refine"] = [a]  # a one-phase list is the phase itself
+    assert resolve_sections(type(CFG).from_dict(d)).stage_hash("clip") == one.stage_hash("clip")
+    logs = []
+    build_world(one, root=tmp_path, log=logs.append)
+    mid = stages / f"clip-{one.stage_hash('clip')}.safetensors"
+    before = mid.stat().st_mtime_ns
+    logs.clear()
+    build_world(two, root=tmp_path, log=logs.append)
+    assert mid.stat().st_mtime_ns == before
+    assert any(f"refining clip-{one.stage_hash('clip')}" in s for s in logs)
+    info = json.loads((stages / f"clip-{two.stage_hash('clip')}.json").read_text())
+    assert info["stats"]["base_stage"] == one.stage_hash("clip")
+    for bad in ([], [1], "x"):
+        d["clip"]["refine"] = bad
+        with pytest.raises(ValueError, match="non-empty list of phases"):
+            resolve_sections(type(CFG).from_dict(d))

@@ -41,6 +41,12 @@ def _split(section: dict, what: str) -> tuple[dict, dict]:
     return section.get("model", {}), section.get("train", {})
 
 
+def _refine_seed(cfg: WorldConfig, name: str) -> int:
+    # A seed of its own per phase: a refine phase draws fresh batches, not those of the stage
+    # it continues (phase k: stage seed + 500 k; the single-phase seed is unchanged).
+    return cfg.stage_seed(name) + 500 * len(cfg.refine_phases(name))
+
+
 # --- generator ---------------------------------------------------------------------------
 
 def _gen_cfgs(cfg: WorldConfig):
@@ -71,8 +77,7 @@ def _gen_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dic
 
     gcfg, _ = _gen_cfgs(cfg)
     rcfg = DistillConfig.from_dict(cfg.refine("generator"))
-    # A seed of its own: the refine phase draws fresh batches, not the base run's again.
-    G, stats = train_generator(gcfg, rcfg, cfg.resolution, cfg.stage_seed("generator") + 500, init=base)
+    G, stats = train_generator(gcfg, rcfg, cfg.resolution, _refine_seed(cfg, "generator"), init=base)
     latent_avg = stats.pop("latent_avg", None)
     return G, stats, {"latent_avg": latent_avg}
 
@@ -114,6 +119,8 @@ def _clip_phase(section: dict, phase: str = "base"):
 
     d = dict(section)
     refine = d.pop("refine", None)
+    if isinstance(refine, list):  # phases in order; this stage trains the last one
+        refine = refine[-1] if refine else None
     if phase == "refine":
         if refine is None:
             raise ValueError("world config section 'clip' has no 'refine' phase")
@@ -141,8 +148,7 @@ def _clip_train(cfg: WorldConfig, models: dict):
 def _clip_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dict):
     from deltabench.world.train_clip import train_clip
 
-    # A seed of its own: the refine phase draws a fresh pool, not the base run's again.
-    clip, stats = train_clip(_clip_cfg(cfg, "refine"), cfg.resolution, cfg.stage_seed("clip") + 500, init=base)
+    clip, stats = train_clip(_clip_cfg(cfg, "refine"), cfg.resolution, _refine_seed(cfg, "clip"), init=base)
     return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
 
 
@@ -193,8 +199,23 @@ def _resolve_split(name: str, section: dict, model_cls, train_cls) -> dict:
     m, t = _split(section, name)
     out = {"model": model_cls.from_dict(m).to_dict(), "train": train_cls.from_dict(t).to_dict()}
     if "refine" in section:  # absent (not empty) when unused, so base stages keep their hashes
-        out["refine"] = train_cls.from_dict(section["refine"]).to_dict()
+        out["refine"] = _map_phases(section["refine"], lambda p: train_cls.from_dict(p).to_dict())
     return out
+
+
+def _map_phases(refine, fn):
+    """``fn`` over a ``refine`` value: one phase (dict) or a list of phases; a one-phase list is
+    written as its dict, so both spellings hash (and cache) alike."""
+    if isinstance(refine, list):
+        if not refine or not all(isinstance(p, dict) for p in refine):
+            raise ValueError(f"world config: 'refine' must be a phase (a JSON object) or a non-empty "
+                             f"list of phases, got {refine!r}")
+        out = [fn(p) for p in refine]
+        return out[0] if len(out) == 1 else out
+    if not isinstance(refine, dict):
+        raise ValueError(f"world config: 'refine' must be a phase (a JSON object) or a non-empty "
+                         f"list of phases, got {refine!r}")
+    return fn(refine)
 
 
 def resolve_sections(cfg: WorldConfig) -> WorldConfig:
@@ -215,8 +236,10 @@ def resolve_sections(cfg: WorldConfig) -> WorldConfig:
     d["generator"] = _resolve_split("generator", d["generator"], GeneratorConfig, DistillConfig)
     d["encoder"] = _resolve_split("encoder", d["encoder"], EncoderConfig, EncoderTrainConfig)
     clip = _clip_phase(d["clip"]).to_dict()
-    if "refine" in d["clip"]:  # resolved as what it trains with: the base keys, refine keys laid over
-        clip["refine"] = {k: v for k, v in _clip_phase(d["clip"], "refine").to_dict().items() if k != "model"}
+    if "refine" in d["clip"]:  # each phase resolved as what it trains with: base keys, its keys laid over
+        base = {k: v for k, v in d["clip"].items() if k != "refine"}
+        clip["refine"] = _map_phases(d["clip"]["refine"], lambda p: {
+            k: v for k, v in _clip_phase({**base, "refine": p}, "refine").to_dict().items() if k != "model"})
     d["clip"] = clip
     d["identity"] = IdentityConfig.from_dict(d["identity"]).to_dict()
     d["oracle"] = OracleConfig.from_dict(d["oracle"]).to_dict()
