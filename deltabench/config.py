@@ -110,13 +110,7 @@ class WorldConfig:
         """The section's ``refine`` phases in training order: ``refine`` is one phase (a dict)
         or a list of them, each continuing from the stage the phases before it produced."""
         r = thaw(self.sections[component]).get("refine")
-        if r is None:
-            return []
-        phases = [r] if isinstance(r, dict) else r
-        if not isinstance(phases, list) or not phases or not all(isinstance(p, dict) for p in phases):
-            raise ValueError(f"world config section {component!r}: 'refine' must be a phase (a JSON "
-                             f"object) or a non-empty list of phases, got {r!r}")
-        return phases
+        return [] if r is None else as_phases(r, f"world config section {component!r}")
 
     def refine(self, component: str) -> dict | None:
         """The last ``refine`` phase (what this stage trains on top of its base), if any."""
@@ -137,6 +131,15 @@ class WorldConfig:
     def stage_seed(self, component: str) -> int:
         # Distinct, stable seeds per component: rebuilding one stage never shifts another.
         return self.seed * 1000 + COMPONENTS.index(component) + 1
+
+
+def as_phases(refine, where: str) -> list[dict]:
+    """A ``refine`` value as its list of phases: one phase (a dict) or a non-empty list of them."""
+    phases = [refine] if isinstance(refine, dict) else refine
+    if not isinstance(phases, list) or not phases or not all(isinstance(p, dict) for p in phases):
+        raise ValueError(f"{where}: 'refine' must be a phase (a JSON object) or a non-empty list of "
+                         f"phases, got {refine!r}")
+    return phases
 
 
 def builtin_world_names() -> list[str]:

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from deltabench.config import WorldConfig
+from deltabench.config import WorldConfig, as_phases
 
 Train = Callable[[WorldConfig, dict], "tuple[nn.Module, dict, dict]"]
 Build = Callable[[WorldConfig, dict], nn.Module]
@@ -206,16 +206,8 @@ def _resolve_split(name: str, section: dict, model_cls, train_cls) -> dict:
 def _map_phases(refine, fn):
     """``fn`` over a ``refine`` value: one phase (dict) or a list of phases; a one-phase list is
     written as its dict, so both spellings hash (and cache) alike."""
-    if isinstance(refine, list):
-        if not refine or not all(isinstance(p, dict) for p in refine):
-            raise ValueError(f"world config: 'refine' must be a phase (a JSON object) or a non-empty "
-                             f"list of phases, got {refine!r}")
-        out = [fn(p) for p in refine]
-        return out[0] if len(out) == 1 else out
-    if not isinstance(refine, dict):
-        raise ValueError(f"world config: 'refine' must be a phase (a JSON object) or a non-empty "
-                         f"list of phases, got {refine!r}")
-    return fn(refine)
+    out = [fn(p) for p in as_phases(refine, "world config")]
+    return out[0] if len(out) == 1 else out
 
 
 def resolve_sections(cfg: WorldConfig) -> WorldConfig:
