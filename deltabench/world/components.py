@@ -119,11 +119,10 @@ def _clip_phase(section: dict, phase: str = "base"):
 
     d = dict(section)
     refine = d.pop("refine", None)
-    if isinstance(refine, list):  # phases in order; this stage trains the last one
-        refine = refine[-1] if refine else None
     if phase == "refine":
         if refine is None:
             raise ValueError("world config section 'clip' has no 'refine' phase")
+        refine = as_phases(refine, "world config section 'clip'")[-1]  # this stage trains the last
         if "model" in refine:
             raise ValueError("world config section 'clip': a 'refine' phase continues the base model, "
                              "it cannot change 'model'; remove 'model' from 'refine'")
