@@ -303,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from baselines.gd import add_parser as add_fit_parser
     from deltabench.gap.run import add_parser as add_gap_parser
+    from deltabench.real.align import add_parser as add_align_parser
     from deltabench.weights import add_parser as add_weights_parser
 
     add_gap_parser(sub)
     add_fit_parser(sub)
     add_weights_parser(sub)
+    add_align_parser(sub)
 
     v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
     v.add_argument("--methods", default="deltaedit,deltaedit-naive")
