@@ -108,6 +108,14 @@ def test_large_photo_is_detected_on_a_downscaled_copy(astronaut, faces):
                                2 * np.array(_centres(faces[0].landmarks)) + 0.5, atol=3.0)
 
 
+def test_exif_orientation_is_applied(tmp_path, astronaut):
+    # a phone photo stored sideways with orientation 6 ("rotate 90 degrees clockwise to view")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(astronaut).copy()).save(tmp_path / "phone.png", exif=exif)
+    assert np.array_equal(np.asarray(A.load_photo(tmp_path / "phone.png")), astronaut)
+
+
 def test_photo_without_a_face_is_a_clear_error():
     coffee = data.coffee()
     assert A.detect_faces(coffee) == []

@@ -251,7 +251,7 @@ class Aligned:
         """JSON-ready: everything :func:`paste_back` needs, and the landmarks."""
         r = {"format": RECORD_FORMAT, "source": source, "photo_size": list(self.photo_size),
              "size": self.size, "transform_size": self.transform_size,
-             "quad": self.quad.round(4).tolist(),
+             "quad": self.quad.tolist(),
              "quad_corners": "top-left, bottom-left, bottom-right, top-right; photo pixel coordinates "
                              "(EXIF orientation applied); the aligned image's corners map to quad + 0.5",
              "landmarks": self.landmarks.round(4).tolist(),
@@ -403,6 +403,12 @@ def paste_back(original, aligned_edit, quad, mask="face", feather: float = 0.15)
     return Image.fromarray(out)
 
 
+def _record_json(record: dict) -> str:
+    """One key a line, each value compact (68 landmark pairs stay readable)."""
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
+                                for k, v in record.items()) + "\n}\n"
+
+
 def load_record(path: str | Path) -> dict:
     """A ``.json`` record written by ``deltabench align`` (``quad`` as an array)."""
     p = Path(path)
@@ -469,6 +475,6 @@ def _cmd_align(args) -> int:
         res.n_faces = n
         png, rec = out / f"{p.stem}.png", out / f"{p.stem}.json"
         res.image.save(png)
-        rec.write_text(json.dumps(res.record(str(p)), indent=1) + "\n")
+        rec.write_text(_record_json(res.record(str(p))))
         print(f"{p} -> {png}")
     return 0
