@@ -116,6 +116,13 @@ def test_large_photo_is_detected_on_a_downscaled_copy(astronaut, faces):
     assert found and found[0].box[1] < 400  # the face, in full-size coordinates
     np.testing.assert_allclose(np.array(_centres(found[0].landmarks)),
                                2 * np.array(_centres(faces[0].landmarks)) + 0.5, atol=3.0)
+    # at 64 px the face (quad side ~350 px) is over 4x the output: the recipe shrinks the photo
+    # by 2 first, and the result matches aligning the original photo
+    lm2 = 2 * faces[0].landmarks + 0.5
+    assert int(A.ffhq_quad(lm2)[1] / 64 * 0.5) == 2
+    small = np.asarray(A.align_face(astronaut, 64, landmarks=faces[0].landmarks).image).astype(int)
+    shrunk = np.asarray(A.align_face(big, 64, landmarks=lm2).image).astype(int)
+    assert np.abs(small - shrunk).mean() < 0.5
 
 
 def test_exif_orientation_is_applied(tmp_path, astronaut):
