@@ -97,13 +97,29 @@ class LMConfig:
     id_lambda: float = 0.1
     n_train: int = 1000  # inverted training faces
     train_seed: int = 90_001  # test-like images drawn away from the evaluation seeds
+    # target prompt -> a released StyleCLIP mapper file (mapper/pretrained/*.pt), loaded with
+    # load_official_mapper and used for that prompt instead of training one.
+    checkpoints: dict[str, str] | None = None
+
+    def __post_init__(self):
+        if self.checkpoints is not None:
+            if not isinstance(self.checkpoints, dict) or not all(
+                    isinstance(k, str) and k.strip() and isinstance(v, (str, Path))
+                    for k, v in self.checkpoints.items()):
+                raise ValueError("LMConfig.checkpoints must map target prompts to mapper file paths, "
+                                 f"got {self.checkpoints!r}")
+            object.__setattr__(self, "checkpoints", {" ".join(k.split()): str(v)
+                                                     for k, v in sorted(self.checkpoints.items())})
 
     @staticmethod
     def from_dict(d: dict) -> "LMConfig":
         return config_from_dict(LMConfig, d, "styleclip-lm config")
 
     def to_dict(self) -> dict:
-        return as_dict(self)
+        d = as_dict(self)
+        if not d["checkpoints"]:  # absent when unused, so configs from before the option keep their hash
+            d.pop("checkpoints")
+        return d
 
 
 def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed: int = 0,
@@ -176,7 +192,10 @@ class StyleCLIPMapper(EditMethod):
     @property
     def run_dir(self) -> Path:
         G = self.domain.generator
-        key = {"config": self.cfg.to_dict(), "seed": self.seed, "n_latent": G.n_latent, "style_dim": G.style_dim}
+        # ``checkpoints`` is left out: the trained mappers do not depend on it, and a released
+        # mapper is read from its own file, never from or into this cache.
+        cfg = {k: v for k, v in self.cfg.to_dict().items() if k != "checkpoints"}
+        key = {"config": cfg, "seed": self.seed, "n_latent": G.n_latent, "style_dim": G.style_dim}
         return self.work_dir / config_hash(key)
 
     def fit(self) -> dict:
@@ -212,6 +231,8 @@ class StyleCLIPMapper(EditMethod):
         target = " ".join(target.split())
         if target in self._mappers:
             return self._mappers[target]
+        if target in (self.cfg.checkpoints or {}):  # a released mapper instead of training
+            return _use_released_mapper(self, target, self.cfg.checkpoints[target])
         G = self.domain.generator
         f, meta = self._files(target)
         mapper = LevelsMapper(G.n_latent, G.style_dim).to(self.domain.device)
@@ -247,7 +268,8 @@ class StyleCLIPMapper(EditMethod):
         targets = list(dict.fromkeys(check_prompts(s, t)[1] for s, t in prompts))
         if dist.is_distributed():
             # Rank 0 decides what is untrained, before any rank writes a mapper.
-            todo = dist.on_rank0(lambda: [t for t in targets if not all(x.is_file() for x in self._files(t))])
+            todo = dist.on_rank0(lambda: [t for t in targets if t not in (self.cfg.checkpoints or {})
+                                          and not all(x.is_file() for x in self._files(t))])
             n = dist.world_size()
             split = len(todo) - len(todo) % n if self.cfg.batch % n == 0 else len(todo)
             for t in dist.shard(todo[:split]):
@@ -267,3 +289,136 @@ class StyleCLIPMapper(EditMethod):
         m = self.default_strength if strength is None else float(strength)
         mapper = self.mapper_for(check_prompts(source, target)[1])
         return self.domain.generator.styles(w_plus + m * mapper(w_plus))
+
+
+# -- released StyleCLIP mappers ------------------------------------------------------------------
+# Official file layout (orpatashnik/StyleCLIP mapper/): training/coach.py ``__get_save_dict``
+# saves ``{'state_dict': StyleCLIPMapper.state_dict(), 'opts': vars(opts)}``; the state dict has
+# ``mapper.*`` (styleclip_mapper.py ``self.mapper``) and ``decoder.*`` (the 1024 px StyleGAN2)
+# keys. latent_mappers.py ``LevelsMapper`` holds ``course_mapping`` (sic), ``medium_mapping``
+# and ``fine_mapping``, each ``Mapper`` = ``nn.Sequential(PixelNorm(), 4 x EqualLinear)``, so
+# its linear layers are ``mapping.1`` .. ``mapping.4``; a sub-mapper switched off
+# (``--no_fine_mapper`` etc.) has no keys and outputs zeros. ``forward`` splits W+ at the fixed
+# entries 4 and 8 (``x[:, :4]``, ``x[:, 4:8]``, ``x[:, 8:]``).
+OFFICIAL_LM_GROUPS = (("coarse", "course_mapping"), ("medium", "medium_mapping"), ("fine", "fine_mapping"))
+OFFICIAL_LM_SPLIT = (4, 8)
+_LM_WHAT = "a StyleCLIP latent mapper checkpoint (mapper/training/coach.py: 'state_dict' and 'opts')"
+
+
+def load_official_mapper(path: str | Path, map_location: str | torch.device = "cpu") -> LevelsMapper:
+    """A released StyleCLIP latent mapper (``mapper/pretrained/<edit>.pt``) as a :class:`LevelsMapper`.
+
+    Called on ``w [B, n_latent, 512]`` it equals the official ``LevelsMapper.forward`` (the
+    edit is ``w + 0.1 * mapper(w)``, official ``mapper/scripts/inference.py`` ``run_on_batch``).
+    ``n_latent`` is read from the file's decoder (or ``opts['stylegan_size']``; 18 for the
+    released 1024 px FFHQ mappers); the W+ split is the official 0-3 / 4-7 / 8-end. A sub-mapper
+    missing from the file (trained with ``--no_{coarse,medium,fine}_mapper``) gets zero
+    weights, so it outputs exactly zeros as the official one does. ``mapper.official_info``
+    holds the file's ``description``, groups and size.
+
+    Read with ``torch.load(weights_only=True)`` (``opts`` is a plain dict of argparse values;
+    an ``argparse.Namespace`` is allowed too). A file of another kind (a DeltaEdit checkpoint,
+    a generator, a StyleSpace or single mapper) raises :class:`CheckpointError` naming what
+    was expected and found.
+    """
+    import argparse
+
+    from deltabench.checkpoints import CheckpointError, safe_torch_load
+
+    obj = safe_torch_load(path, _LM_WHAT, allow=[argparse.Namespace], map_location=map_location)
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
+        found = (", ".join(repr(k) for k in sorted(map(str, obj))[:6]) if isinstance(obj, dict)
+                 else f"a {type(obj).__name__}")
+        hint = ""
+        if isinstance(obj, dict) and any(str(k).startswith("sm_coarse.") for k in obj):
+            hint = " (this is a DeltaEdit checkpoint such as net_face.pth: use deltaedit.load_official_checkpoint)"
+        elif isinstance(obj, dict) and "g_ema" in obj:
+            hint = " (this is a StyleGAN2 generator checkpoint)"
+        raise CheckpointError(f"{path}: not {_LM_WHAT}: expected keys 'opts', 'state_dict'; found {found}{hint}")
+    sd = obj["state_dict"]
+    opts = obj.get("opts") or {}
+    if isinstance(opts, argparse.Namespace):
+        opts = vars(opts)
+    if not isinstance(opts, dict):
+        raise CheckpointError(f"{path}: 'opts' should be a dict, found {type(opts).__name__}")
+    mkeys = [k for k in sd if str(k).startswith("mapper.")]
+    if not mkeys:
+        raise CheckpointError(f"{path}: not {_LM_WHAT}: its state_dict has no 'mapper.' keys "
+                              f"(found {sorted(map(str, sd))[:4]})")
+    if opts.get("work_in_stylespace") or any(k.startswith("mapper.mapper_") for k in mkeys):
+        raise CheckpointError(f"{path}: a StyleSpace mapper (work_in_stylespace, keys mapper.mapper_<i>.*); "
+                              "styleclip-lm edits W+ and loads the W+ LevelsMapper only")
+    if opts.get("mapper_type", "LevelsMapper") != "LevelsMapper" or any(k.startswith("mapper.mapping.") for k in mkeys):
+        raise CheckpointError(f"{path}: a {opts.get('mapper_type', 'SingleMapper')} (one mapper over all W+ "
+                              "entries); deltabench loads the official LevelsMapper only")
+    weights, present, dim = {}, [], None
+    for ours, official in OFFICIAL_LM_GROUPS:
+        pre = f"mapper.{official}.mapping."
+        have = {k[len(pre):]: sd[k] for k in mkeys if k.startswith(pre)}
+        want = [f"{i}.{p}" for i in range(1, 5) for p in ("weight", "bias")]
+        off = opts.get(f"no_{ours}_mapper")
+        if not have:
+            if off is False:
+                raise CheckpointError(f"{path}: opts say the {ours} mapper is on, but there are no "
+                                      f"'{pre}*' keys")
+            continue
+        if off:
+            raise CheckpointError(f"{path}: opts say no_{ours}_mapper, but the file has '{pre}*' keys")
+        if sorted(have) != sorted(want):
+            raise CheckpointError(f"{path}: not {_LM_WHAT}: expected keys {pre}{{1..4}}.{{weight,bias}}, "
+                                  f"found {pre}{{{', '.join(sorted(have))}}}")
+        d = int(have["1.weight"].shape[1]) if dim is None else dim
+        for i in range(1, 5):
+            for p, shape in (("weight", (d, d)), ("bias", (d,))):
+                if tuple(have[f"{i}.{p}"].shape) != shape:
+                    raise CheckpointError(f"{path}: {pre}{i}.{p} has shape {list(have[f'{i}.{p}'].shape)}, "
+                                          f"expected {list(shape)} (latent width {d})")
+        dim = d
+        present.append(ours)
+        weights.update({f"{ours}.layers.{i - 1}.{p}": have[f"{i}.{p}"].float() for i in range(1, 5)
+                        for p in ("weight", "bias")})
+    if not present:
+        raise CheckpointError(f"{path}: no sub-mapper keys (mapper.course_mapping / medium_mapping / fine_mapping)")
+    # n_latent from the decoder (rosinality Generator: log_size - 2 to_rgbs, 2 * log_size - 2
+    # W+ entries), else from opts['stylegan_size'] (official default 1024).
+    n_rgb = len({k.split(".")[2] for k in sd if str(k).startswith("decoder.to_rgbs.")})
+    size_opts = opts.get("stylegan_size")
+    size = 2 ** (n_rgb + 2) if n_rgb else int(size_opts or 1024)
+    if n_rgb and size_opts is not None and int(size_opts) != size:
+        raise CheckpointError(f"{path}: opts say stylegan_size {size_opts}, but its decoder is {size} px")
+    n_latent = 2 * size.bit_length() - 4  # 2 * log2(size) - 2
+    if n_latent <= OFFICIAL_LM_SPLIT[1]:
+        raise CheckpointError(f"{path}: a {size} px generator has {n_latent} W+ entries; the official "
+                              f"LevelsMapper needs more than {OFFICIAL_LM_SPLIT[1]}")
+    mapper = LevelsMapper(n_latent, dim)
+    a, b = OFFICIAL_LM_SPLIT
+    mapper.split = (slice(0, a), slice(a, b), slice(b, n_latent))  # the official split (18: as level_split)
+    for ours, _ in OFFICIAL_LM_GROUPS:
+        if ours not in present:  # official: zeros_like; all-zero weights give exactly 0
+            weights.update({f"{ours}.layers.{i}.{p}": torch.zeros(dim, dim) if p == "weight" else torch.zeros(dim)
+                            for i in range(4) for p in ("weight", "bias")})
+    mapper.load_state_dict(weights, strict=True)
+    mapper.official_info = {"description": opts.get("description"), "groups": present,
+                            "stylegan_size": size, "n_latent": n_latent}
+    return mapper.eval()
+
+
+def _use_released_mapper(method: StyleCLIPMapper, target: str, path: str) -> LevelsMapper:
+    """``StyleCLIPMapper.mapper_for`` with ``LMConfig.checkpoints[target]``: load, check against
+    the domain's generator, record where it came from (never cached: the file is the mapper)."""
+    from deltabench.checkpoints import CheckpointError
+    from deltabench.weights import sha256_file
+
+    G = method.domain.generator
+    t0 = time.perf_counter()
+    mapper = load_official_mapper(path)
+    info = mapper.official_info
+    if (info["n_latent"], mapper.coarse.layers[0].weight.shape[1]) != (G.n_latent, G.style_dim):
+        raise CheckpointError(f"{path}: a mapper for a {info['stylegan_size']} px generator "
+                              f"({info['n_latent']} W+ entries of width {mapper.coarse.layers[0].weight.shape[1]}); "
+                              f"the domain's generator has {G.n_latent} of width {G.style_dim}")
+    method.train_info[target] = {"target": target, "checkpoint": str(path), "sha256": sha256_file(Path(path)),
+                                 "description": info["description"], "groups": info["groups"],
+                                 "train_seconds": 0.0, "load_seconds": time.perf_counter() - t0}
+    method._mappers[target] = mapper.to(method.domain.device).eval()
+    return method._mappers[target]
