@@ -56,8 +56,18 @@ class FS3Config:
     # background colour in its toRGB styles, so the official channel set cannot make a colour
     # edit there (GD scored 0.00 on the red-hair, dark-skin and purple-background prompts).
     torgb: bool | None = None
+    # A released fs3.npy (StyleCLIP global_directions/npy/ffhq/fs3.npy) used instead of computing
+    # fs3 (see load_official_fs3); σ is still computed from n_std sampled codes (channel_std).
+    official_fs3: str | None = None
 
     def __post_init__(self):
+        if self.official_fs3 is not None:
+            if not isinstance(self.official_fs3, (str, Path)) or not str(self.official_fs3):
+                raise ValueError(f"FS3Config.official_fs3 must be a path to an fs3.npy, got {self.official_fs3!r}")
+            object.__setattr__(self, "official_fs3", str(self.official_fs3))
+            if self.torgb:
+                raise ValueError("FS3Config.official_fs3: the official fs3 covers the non-toRGB channels only; "
+                                 "torgb must be false (or unset)")
         for k in ("n_images", "n_std", "max_batch"):
             if getattr(self, k) < 1:
                 raise ValueError(f"FS3Config.{k} must be >= 1, got {getattr(self, k)}")
@@ -73,13 +83,16 @@ class FS3Config:
         d.pop("max_batch")  # does not change the result
         if not d["torgb"]:  # absent when off, so fs3 computed before the option stays valid
             d.pop("torgb")
+        if d["official_fs3"] is None:  # likewise
+            d.pop("official_fs3")
         return d
 
     def resolve(self, domain) -> "FS3Config":
         """``torgb=None`` replaced by the domain's choice (the resolved value is what is cached)."""
         if self.torgb is not None:
             return self
-        return FS3Config.from_dict({**as_dict(self), "torgb": bool(getattr(domain, "edit_torgb", False))})
+        torgb = False if self.official_fs3 else bool(getattr(domain, "edit_torgb", False))
+        return FS3Config.from_dict({**as_dict(self), "torgb": torgb})
 
     def autocast(self, device: torch.device):
         """The autocast context for this precision on ``device``."""
@@ -273,6 +286,8 @@ def load_fs3(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
 def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Load ``<work_dir>/fs3.safetensors`` if it was made with ``cfg`` for this layout, else compute and save it."""
     work_dir, cfg = Path(work_dir), cfg.resolve(domain)
+    if cfg.official_fs3:  # the released file instead of computing (nothing is cached)
+        return _fit_official_fs3(domain, cfg, log)
     f, meta_f = work_dir / "fs3.safetensors", work_dir / "fs3.json"
     want = {"config": cfg.to_dict(), "slayout": slayout_dict(domain.generator.slayout)}
     if not force and f.is_file() and meta_f.is_file():
@@ -404,3 +419,104 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="recompute even if a cached fs3 matches")
     p.set_defaults(func=_cmd_fit)
+
+
+# -- the released fs3.npy ---------------------------------------------------------------------
+def load_official_fs3(path: str | Path, slayout, pad: bool = False) -> torch.Tensor:
+    """The released StyleCLIP relevance matrix ``fs3.npy`` as a float tensor ``[rows, D]``.
+
+    Rows are in the file's order, which is ``sspace.gather`` order (non-toRGB layers in
+    synthesis order, channels within a layer): ``global_directions/SingleChannel.py`` lines
+    73-84 loop over the non-toRGB layer indices ``M.mindexs`` (ToRGB names skipped,
+    ``manipulate.py`` ``LoadData`` lines 47-54; ``[0, 2, 3, 5, ...]`` in ``global_torch/
+    manipulate.py`` line 213) and their channels, one row each, and ``MapTS.SplitS`` (lines
+    60-91) reads the rows back in that order. ``D`` is the CLIP width (512 for ViT-B/32).
+
+    The real shape of ``global_directions/npy/ffhq/fs3.npy``: **[6048, 512]**, all 6,048
+    non-toRGB channels of the 1024 px generator, although the published ``SingleChannel.py``
+    would make only 5,376 rows (line 71 keeps the layers with ``mindexs <= 16``, "below or equal
+    to 128 resolution": 10 x 512 + 256). Evidence:
+
+    - DeltaEdit ships the same file: its ``models/stylegan2/npy_ffhq/fs3.npy`` is git blob
+      ``ef9dc0a49a4e2ffe1c81b8632baab6e3a4466726``, the blob of StyleCLIP's
+      ``global_directions/npy/ffhq/fs3.npy`` (and ``global_torch/npy/ffhq/fs3.npy``): byte-identical.
+    - DeltaEdit ``scripts/inference.py`` lines 26-36, 82 and 103 index the mapper's
+      ``Δs [6048]`` (``delta_mapper.py``: 3*512 + 4*512 + 2464) with the boolean mask
+      ``|fs3 · Δt| < threshold``; torch refuses a mask of another length, so the released
+      DeltaEdit inference only runs with 6048 rows.
+    - StyleCLIP's own reader tolerates fewer rows (``MapTS.SplitS`` line 75 gives layers past
+      the end Δs = 0), so its code does not pin the length; the README (lines 188-189) says the
+      ffhq file was precomputed, not that it came from the published ``<= 16`` loop.
+
+    The file's bytes are not in this repository's reach (no copy here), so its dtype is not
+    known; any float dtype is accepted and returned as float32. ``S_mean_std`` next to it is a
+    Python pickle (``GetCode.py`` lines 219-227) and is not read: σ comes from
+    :func:`channel_std` on the domain's generator (the same statistic, ``GetCodeMS``).
+
+    Checked against ``slayout``: the file must have ``slayout.total_non_torgb`` rows, or a
+    whole-layer prefix of them (e.g. 5,376 = layers up to 128 px at 1024 px, as the published
+    script makes); ``pad=True`` appends zero rows for the missing layers, which is what
+    ``SplitS`` does with them. Rows must be finite unit vectors (``GetFs`` normalises them).
+    Loaded with ``np.load(allow_pickle=False)``; anything else raises :class:`CheckpointError`.
+    """
+    import numpy as np
+
+    from deltabench.checkpoints import CheckpointError
+
+    path = Path(path)
+    what = "StyleCLIP's fs3.npy (global_directions/npy/ffhq/fs3.npy)"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (expected {what})")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:  # an object array (pickle) or a damaged header
+        raise CheckpointError(f"{path}: not {what}: np.load(allow_pickle=False) refused it ({e})") from e
+    except (OSError, EOFError) as e:
+        raise CheckpointError(f"{path}: cannot read {what} ({e})") from e
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise CheckpointError(f"{path}: not {what}: an .npz archive of {sorted(arr.files)}, expected one array")
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise CheckpointError(f"{path}: not {what}: expected a float matrix [channels, clip_dim], "
+                              f"found {arr.dtype} of shape {list(arr.shape)}")
+    widths = [slayout.widths[i] for i in slayout.non_torgb_indices]
+    prefix = [int(x) for x in np.cumsum(widths)]
+    full, rows = prefix[-1], int(arr.shape[0])
+    res = max(slayout.resolution)
+    if rows not in prefix:
+        hint = (f" (a file with toRGB channels too: {slayout.total} rows is not the official format)"
+                if rows == slayout.total else "")
+        raise CheckpointError(
+            f"{path}: fs3 for another S layout: expected {full} rows (the non-toRGB channels of the "
+            f"{res} px generator) or a whole-layer prefix of them ({', '.join(map(str, prefix[-4:-1]))}, ...); "
+            f"found {rows} rows of width {arr.shape[1]}{hint}")
+    fs3 = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    bad = (~torch.isfinite(fs3)).any(1).nonzero().flatten().tolist()
+    if bad:
+        raise CheckpointError(f"{path}: fs3 has non-finite values in {len(bad)} rows (the first is row {bad[0]})")
+    norms = fs3.norm(dim=1)
+    if not torch.allclose(norms, torch.ones_like(norms), atol=1e-2):
+        raise CheckpointError(f"{path}: not {what}: its rows should be unit vectors (GetFs normalises them), "
+                              f"found norms from {norms.min().item():.3g} to {norms.max().item():.3g}")
+    if pad and rows < full:
+        fs3 = torch.cat([fs3, fs3.new_zeros(full - rows, fs3.shape[1])])
+    return fs3
+
+
+def _fit_official_fs3(domain, cfg: FS3Config, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``fit_fs3`` with ``cfg.official_fs3``: the released matrix (zero rows for layers it lacks)
+    and σ of the domain's generator (``channel_std``, ``cfg.n_std`` codes)."""
+    from deltabench.weights import sha256_file
+
+    t0 = time.perf_counter()
+    G = domain.generator
+    fs3 = load_official_fs3(cfg.official_fs3, G.slayout)
+    rows = int(fs3.shape[0])  # as in the file; the layers it lacks get zero rows (MapTS.SplitS)
+    fs3 = torch.cat([fs3, fs3.new_zeros(G.slayout.total_non_torgb - rows, fs3.shape[1])])
+    std = channel_std(domain, cfg)
+    secs = time.perf_counter() - t0
+    if log:
+        log(f"fs3: the released {cfg.official_fs3} ({rows} of {fs3.shape[0]} channels) in {secs:.1f} s")
+    info = {"config": cfg.to_dict(), "slayout": slayout_dict(G.slayout), "official_fs3": cfg.official_fs3,
+            "sha256": sha256_file(Path(cfg.official_fs3)), "channels": int(fs3.shape[0]), "rows_in_file": rows,
+            "seconds": secs, "clip_dim": int(fs3.shape[1]), "cached": False}
+    return fs3.to(domain.device), std.to(domain.device), info
