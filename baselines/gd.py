@@ -18,17 +18,16 @@ Defaults α = 4.1 and β = 0.15 from the official ``StyleCLIP_global.ipynb`` sli
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors.torch
 import torch
 
 from baselines.common import as_dict, check_latents, check_prompts, config_from_dict, normalize
 from deltabench import distributed as dist
+from deltabench import integrity
 from deltabench import sspace
 from deltabench.methods import EditMethod
 from deltabench.utils import progress
@@ -279,8 +278,12 @@ def load_fs3(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     meta_f = p.with_suffix(".json")
     if not p.is_file() or not meta_f.is_file():
         raise FileNotFoundError(f"no fs3 at {p} (with {meta_f.name}); compute it with `deltabench fit styleclip-gd`")
-    t = safetensors.torch.load_file(str(p))
-    return t["fs3"], t["std"], json.loads(meta_f.read_text())
+    hint = "`deltabench fit styleclip-gd --force` (with the run's --world and fs3 settings)"
+    t = integrity.load_tensors(p, hint)
+    if set(t) != {"fs3", "std"}:
+        raise integrity.CacheIntegrityError(f"{p} holds {sorted(t)}, expected the tensors fs3 and std; "
+                                            f"{integrity.fix_hint(p, hint)}")
+    return t["fs3"], t["std"], integrity.read_json(meta_f, "the fs3 record", hint)
 
 
 def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -300,11 +303,8 @@ def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=Non
     meta = {**want, **info, "clip_dim": int(fs3.shape[1])}
 
     def save() -> None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f.name + ".tmp")
-        safetensors.torch.save_file({"fs3": fs3.cpu().contiguous(), "std": std.cpu().contiguous()}, str(tmp))
-        os.replace(tmp, f)
-        meta_f.write_text(json.dumps(meta, indent=1))
+        integrity.save_tensors({"fs3": fs3, "std": std}, f)
+        integrity.atomic_write_text(meta_f, json.dumps(meta, indent=1))
 
     dist.on_rank0(save)
     return fs3, std, {**meta, "cached": False}
@@ -330,6 +330,7 @@ class StyleCLIPGlobal(EditMethod):
 
     name = "styleclip-gd"
     space = "S"
+    config_class = FS3Config
     distributed_fit = True  # under torchrun, fit() splits the fs3 channels over every rank
     strength_name = "alpha"
     default_strength = 4.1

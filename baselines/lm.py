@@ -19,12 +19,10 @@ averages the gradients, so the step is the global-batch step up to float roundin
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -32,6 +30,7 @@ from baselines.common import (as_dict, check_latents, check_prompts, clip_loss, 
                               domain_models, frozen, has_identity, id_loss, loss_identity,
                               raw_text_embedding, slug)
 from deltabench import distributed as dist
+from deltabench import integrity
 from deltabench.methods import EditMethod
 from deltabench.models.ops import EqualLinear, PixelNorm
 from deltabench.utils import progress
@@ -178,6 +177,7 @@ class StyleCLIPMapper(EditMethod):
 
     name = "styleclip-lm"
     space = "W+"
+    config_class = LMConfig
     distributed_fit = True  # under torchrun, fit()/fit_prompts() split the mappers over every rank
     strength_name = "multiplier"
     default_strength = 0.1
@@ -211,14 +211,11 @@ class StyleCLIPMapper(EditMethod):
         if self._w_train is None:
             f = self.run_dir / "train_latents.safetensors"
             if f.is_file():
-                self._w_train = safetensors.torch.load_file(str(f))["w"].to(self.domain.device)
+                self._w_train = integrity.load_tensors(f)["w"].to(self.domain.device)
             else:
                 imgs = self.domain.test_images(self.cfg.n_train, self.cfg.train_seed + self.seed).images
                 self._w_train = self.domain.invert(imgs)
-                f.parent.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_name(f.name + ".tmp")
-                safetensors.torch.save_file({"w": self._w_train.detach().cpu().contiguous()}, str(tmp))
-                os.replace(tmp, f)
+                integrity.save_tensors({"w": self._w_train}, f)
         return self._w_train
 
     def _files(self, target: str) -> tuple[Path, Path]:
@@ -237,20 +234,16 @@ class StyleCLIPMapper(EditMethod):
         f, meta = self._files(target)
         mapper = LevelsMapper(G.n_latent, G.style_dim).to(self.domain.device)
         if f.is_file() and meta.is_file():
-            mapper.load_state_dict(safetensors.torch.load_file(str(f)))
-            info = json.loads(meta.read_text())
+            mapper.load_state_dict(integrity.load_tensors(f))
+            info = integrity.read_json(meta, f"the styleclip-lm mapper record of {target!r}")
         else:
             mapper, info = train_mapper(self.domain, target, self.cfg, self.training_latents(), self.seed,
                                         desc=f"styleclip-lm '{target}'", ddp=ddp)
             info = {"target": target, **info}
 
             def save() -> None:
-                f.parent.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_name(f.name + ".tmp")
-                safetensors.torch.save_file({k: v.detach().cpu().contiguous()
-                                             for k, v in mapper.state_dict().items()}, str(tmp))
-                os.replace(tmp, f)
-                meta.write_text(json.dumps(info, indent=1))
+                integrity.save_tensors(mapper.state_dict(), f)
+                integrity.atomic_write_text(meta, json.dumps(info, indent=1))
 
             if ddp:
                 dist.on_rank0(save)

@@ -100,6 +100,7 @@ class StyleCLIPOptimization(EditMethod):
     space = "W+"
     strength_name = "l2_lambda"
     default_strength = 0.008
+    config_class = OPConfig
 
     def __init__(self, domain, work_dir, seed: int = 0, config: OPConfig | dict | None = None, **options):
         super().__init__(domain, work_dir, seed, **options)

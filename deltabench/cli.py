@@ -1,16 +1,75 @@
-"""The ``deltabench`` command line."""
+"""deltabench: benchmark text-driven image editing (DeltaEdit beside the StyleCLIP baselines)
+on a synthetic world or on real pretrained weights."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
+
+
+class CliError(ValueError):
+    """A bad command-line value: printed as one ``deltabench: error:`` line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as the one-line ``deltabench: error:`` every command uses."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"deltabench: error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
+        return v
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise CliError(f"{what} {path} is not a text file (it holds binary data); give a UTF-8 JSON/CSV file") from None
+    except OSError as e:
+        raise CliError(f"{what} {path} cannot be read ({e.strerror})") from None
+
+
+def _check_world(world: str) -> None:
+    """A --world value that is a file must be readable JSON text (before any model loads)."""
+    p = Path(world)
+    if p.suffix == ".json" or p.exists():
+        if p.is_dir():
+            raise CliError(f"--world {world} is a directory; give a built-in world name or a JSON config file")
+        if p.is_file():
+            _read_text(p, "--world config")
 
 
 def _cmd_world_build(args) -> int:
     from deltabench.config import load_world_config
     from deltabench.world.build import build_world
 
+    _check_world(args.world)
     cfg = load_world_config(args.world)
     if args.threads:
         import torch
@@ -28,6 +87,9 @@ def _cmd_world_card(args) -> int:
     from deltabench.world.card import save_comparison_grid, world_card
     from deltabench.world.world import load_world
 
+    _check_world(args.world)
+    if args.grid:
+        _check_out_file(Path(args.grid), "--grid")
     world = load_world(args.world)
     card = world_card(world, n=args.n, seed=args.seed)
     if args.grid:
@@ -70,21 +132,40 @@ def _make_method(name: str, domain, args, **options):
     from deltabench.methods import get_method
 
     cls = get_method(name)
-    if name.startswith("deltaedit"):
-        from deltaedit.train import DeltaEditConfig
-
-        cfg = {}
-        for k in ("steps", "n_generated", "n_inverted", "batch"):
-            v = getattr(args, k, None)
-            if v:
-                cfg[k] = v
-        options.setdefault("config", DeltaEditConfig.from_dict(cfg))
+    cfg = _train_flags(args)
+    if cfg:
+        options.setdefault("config", cls.config_class.from_dict(cfg))
     return cls(domain, _method_dir(domain, getattr(args, "work_dir", None)), seed=args.seed, **options)
+
+
+def _train_flags(args) -> dict:
+    """The DeltaMapper settings given on the command line (a given 0 counts: it is checked)."""
+    return {k: getattr(args, k) for k in ("steps", "n_generated", "n_inverted", "batch")
+            if getattr(args, k, None) is not None}
+
+
+def _check_method_args(name: str, args) -> None:
+    """The method exists and the training flags make a valid config, before any model loads."""
+    from deltabench.methods import get_method
+
+    cls = get_method(name)
+    cfg = _train_flags(args)
+    if not cfg:
+        return
+    if cls.config_class is None or not set(cfg) <= {f.name for f in dataclasses.fields(cls.config_class)}:
+        raise CliError(f"--steps/--n-generated/--n-inverted/--batch set a DeltaMapper's training; "
+                       f"{name} has no such settings")
+    try:
+        cls.config_class.from_dict(cfg)
+    except ValueError as e:
+        raise CliError(f"{e} (--steps/--n-generated/--n-inverted/--batch)") from None
 
 
 def _cmd_train(args) -> int:
     from deltabench.domain import load_domain
 
+    _check_world(args.world)
+    _check_method_args(args.method, args)
     domain = load_domain(args.world)
     method = _make_method(args.method, domain, args)
     info = method.fit()
@@ -101,11 +182,13 @@ def _load_image(path: Path, resolution: int):
 
     from deltabench.utils import uint8_to_float
 
+    if path.is_dir():
+        raise CliError(f"image {path} is a directory; give one PNG or JPEG file")
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = _to_rgb8(im, path)
             if im.size != (resolution, resolution):
                 warnings.warn(f"{path} is {im.size[0]}x{im.size[1]}; resizing to the domain's "
                               f"{resolution}x{resolution}", stacklevel=2)
@@ -114,6 +197,46 @@ def _load_image(path: Path, resolution: int):
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path} is not a readable image ({e}); give a PNG or JPEG file") from None
     return uint8_to_float(arr[None])
+
+
+def _to_rgb8(im, path: Path):
+    """8-bit RGB. 16- and 32-bit images are scaled to 8 bits (PIL's ``convert("RGB")`` would
+    clip every value above 255), float images must lie in [0, 1]."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) <= 65535 else float(a.max())
+        if a.min(initial=0) < 0:
+            raise CliError(f"image {path} holds negative 32-bit values; give an 8- or 16-bit image")
+        warnings.warn(f"{path} is a {im.mode} image; scaled from 0..{top:.0f} to 8 bits", stacklevel=3)
+        return Image.fromarray(np.round(a / top * 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        if a.min(initial=0) < 0 or a.max(initial=0) > 1:
+            raise CliError(f"image {path} is a float image with values outside [0, 1]; give an 8- or 16-bit image")
+        return Image.fromarray(np.round(a * 255).astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
+def _check_out_file(dest: Path, flag: str) -> None:
+    if dest.is_dir():
+        raise CliError(f"{flag} {dest} is a directory; give a file path such as {dest / 'edit.png'}")
+    parent = dest.parent
+    if not parent.is_dir():
+        raise CliError(f"{flag} {dest}: the folder {parent} does not exist; create it or give another path")
+
+
+def _edit_dest(args, target: str) -> Path:
+    import re
+
+    if args.out:
+        return Path(args.out)
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", target).strip("_") or "edit"
+    return Path(args.image).with_name(Path(args.image).stem + f"_{args.method}_{slug}.png")
 
 
 def _cmd_edit(args) -> int:
@@ -125,27 +248,31 @@ def _cmd_edit(args) -> int:
     from deltaedit.method import check_prompts
 
     source, target = check_prompts(args.source, args.target)
+    image = Path(args.image)
+    if image.is_dir():
+        raise CliError(f"image {image} is a directory; give one PNG or JPEG file")
+    if not image.is_file():
+        raise CliError(f"image {image} does not exist")
+    dest = _edit_dest(args, target)
+    _check_out_file(dest, "--out")
+    _check_world(args.world)
+    _check_method_args(args.method, args)
     domain = load_domain(args.world)
-    unknown = [w for t in (source, target) for w in domain.clip.tokenizer.unknown_words(t)]
-    if unknown:
-        print(f"warning: the world CLIP does not know the words {sorted(set(unknown))}; "
-              f"they are ignored", file=sys.stderr)
-    img = _load_image(Path(args.image), domain.resolution)
+    problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
+    if problems:
+        raise CliError(problems[0] + "; rephrase the prompt in words the CLIP knows")
+    img = _load_image(image, domain.resolution)
     method = _make_method(args.method, domain, args)
     method.fit()
     with torch.no_grad():
         w = domain.invert(img)
         out = domain.generator.synthesis_from_styles(method.edit(w, source, target, args.strength))
-    dest = Path(args.out) if args.out else Path(args.image).with_name(
-        Path(args.image).stem + f"_{args.method}_" + "_".join(target.split()) + ".png")
     save_png(float_to_uint8(out)[0], dest)
     print(dest)
     return 0
 
 
 def _cmd_eval(args) -> int:
-    import dataclasses
-
     import pandas as pd
 
     from deltabench.domain import load_domain
@@ -153,10 +280,16 @@ def _cmd_eval(args) -> int:
     from deltabench.methods import expand_methods
     from deltabench.world.captions import EDIT_PROMPTS, HELDOUT_EDIT_PROMPTS
 
+    names = expand_methods(args.methods)
+    for name in names:
+        _check_method_args(name, args)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a file; give a directory")
+    _check_world(args.world)
     domain = load_domain(args.world)
     prompts = {"edit": EDIT_PROMPTS, "heldout": HELDOUT_EDIT_PROMPTS}[args.prompts]
     rows = []
-    for name in expand_methods(args.methods):
+    for name in names:
         method = _make_method(name, domain, args)
         method.fit()
         rows += [dataclasses.asdict(r) for r in evaluate_prompts(method, domain, prompts, args.images,
@@ -178,28 +311,30 @@ def _cmd_eval(args) -> int:
 def _cmd_run(args) -> int:
     from deltabench.runner import RunConfig, load_prompts, run
 
+    from deltabench.runner import check_sweep
+
     every = args.prompts == "all"
     prompts = load_prompts(args.prompts) if args.prompts and not every else ()
-    images = args.images if args.limit is None else min(args.images, args.limit)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"--limit must be at least 1, got {args.limit}")
-        if prompts:
-            prompts = prompts[: args.limit]
-    sweep = tuple(float(x) for x in args.sweep.split(",")) if args.sweep else (1.0,)
+    # --limit caps images too, but never under the 2 images FID and KID need.
+    images = args.images if args.limit is None else min(args.images, max(args.limit, 2))
+    if args.limit is not None and prompts:
+        prompts = prompts[: args.limit]
+    try:
+        sweep = tuple(float(x) for x in args.sweep.split(",")) if args.sweep else (1.0,)
+    except ValueError:
+        raise CliError(f"--sweep takes comma-separated numbers such as 0.5,1,2, got {args.sweep!r}") from None
+    sweep = check_sweep(sweep)
     if 1.0 not in sweep:
         sweep = (1.0, *sweep)
     options = {}
     if args.options:
         src = Path(args.options)
-        text = src.read_text() if src.is_file() else args.options
+        text = _read_text(src, "--options file") if src.is_file() else args.options
         try:
             options = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"--options must be a JSON object or a JSON file ({e})") from None
-        if not isinstance(options, dict):
-            raise ValueError("--options must map method names to their options, e.g. "
-                             '\'{"deltaedit": {"config": {"steps": 500}}}\'')
+            raise CliError(f"--options must be a JSON object or a JSON file ({e})") from None
+    _check_world(args.world)
     cfg = RunConfig(methods=tuple(args.methods.split(",")), world=args.world, prompts=prompts,
                     prompts_file=None if every else args.prompts, images=images, seed=args.seed, sweep=sweep, batch=args.batch,
                     method_options=options)
@@ -221,12 +356,15 @@ def _cmd_run(args) -> int:
 def _cmd_report(args) -> int:
     from deltabench.report import write_report
 
-    print(write_report(Path(args.run_dir)) / "index.html")
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "manifest.json").is_file():
+        raise CliError(f"{run_dir} is not a deltabench run directory (no manifest.json); give the --out of a run")
+    print(write_report(run_dir) / "index.html")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deltabench", description=__doc__)
+    p = _Parser(prog="deltabench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     world = sub.add_parser("world", help="build, inspect and measure synthetic worlds")
@@ -235,15 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
     b.add_argument("--force", action="store_true", help="rebuild even if a built world exists")
     b.add_argument("--root", help="directory for built worlds (default: the user cache)")
-    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
     b.add_argument("--only", help="comma-separated stages to train into the stage cache, without "
                    "assembling the world (e.g. clip,identity)")
     b.set_defaults(func=_cmd_world_build)
     c = wsub.add_parser("card", help="measure a built world against its ground truth")
     c.add_argument("--world", default="synthfaces")
     c.add_argument("--json", action="store_true", help="print JSON")
-    c.add_argument("--n", type=int, default=512, help="held-out faces per measurement")
-    c.add_argument("--seed", type=int, default=10_000)
+    c.add_argument("--n", type=_int_at_least(2), default=512, help="held-out faces per measurement")
+    c.add_argument("--seed", type=_int_at_least(0), default=10_000)
     c.add_argument("--grid", help="also write a PNG: renderer / generator / encoder rows")
     c.set_defaults(func=_cmd_world_card)
     ls = wsub.add_parser("list", help="built-in worlds, their config hash and where they are built")
@@ -251,13 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def method_opts(q, default_method="deltaedit"):
         q.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=_int_at_least(0), default=0)
         q.add_argument("--work-dir", dest="work_dir", help="where trained methods are cached "
                        "(default: <cache>/methods)")
-        q.add_argument("--steps", type=int, help="DeltaMapper training steps")
-        q.add_argument("--n-generated", dest="n_generated", type=int, help="generated samples in the pool")
-        q.add_argument("--n-inverted", dest="n_inverted", type=int, help="inverted real images in the pool")
-        q.add_argument("--batch", type=int, help="training batch size")
+        q.add_argument("--steps", type=_int_at_least(1), help="DeltaMapper training steps")
+        q.add_argument("--n-generated", dest="n_generated", type=_int_at_least(0), help="generated samples in the pool")
+        q.add_argument("--n-inverted", dest="n_inverted", type=_int_at_least(0), help="inverted real images in the pool")
+        q.add_argument("--batch", type=_int_at_least(1), help="training batch size")
 
     t = sub.add_parser("train", help="train a method (text-free for deltaedit); cached and resumable")
     t.add_argument("method", help="deltaedit or deltaedit-naive")
@@ -269,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--source", default="face")
     e.add_argument("--target", required=True)
     e.add_argument("--method", default="deltaedit")
-    e.add_argument("--strength", type=float, default=None, help="edit strength (alpha)")
+    e.add_argument("--strength", type=_finite_float, default=None, help="edit strength (alpha)")
     e.add_argument("--out", help="output PNG (default: next to IMAGE)")
     method_opts(e)
     e.set_defaults(func=_cmd_edit)
@@ -281,13 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prompts", help="CSV (source,target[,attribute,value]) or JSON prompts file, or 'all' "
                    "(default: the domain's benchmark prompts; synthfaces: one edit per attribute; "
                    "'all': its 23 edit prompts)")
-    r.add_argument("--images", type=int, default=8,
+    r.add_argument("--images", type=_int_at_least(2), default=8,
                    help="test images (8 keeps the default run under 30 min on 2 CPU cores, StyleCLIP-OP "
                         "being the cost; use 100+ for stable FID/KID)")
-    r.add_argument("--limit", type=int, help="cap images and prompts at N: a run small enough to try in seconds")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--limit", type=_int_at_least(1), help="cap images and prompts at N: a run small enough to try in seconds")
+    r.add_argument("--seed", type=_int_at_least(0), default=0)
     r.add_argument("--sweep", default="0.5,1,2", help="strength multipliers for the trade-off curves")
-    r.add_argument("--batch", type=int, default=50)
+    r.add_argument("--batch", type=_int_at_least(1), default=50)
     r.add_argument("--options", help="per-method options as JSON (or a JSON file), e.g. "
                    '\'{"deltaedit": {"config": {"steps": 500}}}\'')
     r.add_argument("--out", default="runs/latest")
@@ -314,26 +452,38 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
     v.add_argument("--methods", default="deltaedit,deltaedit-naive")
     v.add_argument("--prompts", choices=["edit", "heldout"], default="edit")
-    v.add_argument("--images", type=int, default=200)
-    v.add_argument("--strength", type=float, default=None)
+    v.add_argument("--images", type=_int_at_least(1), default=200)
+    v.add_argument("--strength", type=_finite_float, default=None)
     v.add_argument("--out", help="directory for per_prompt.csv and summary.csv")
     method_opts(v)
     v.set_defaults(func=_cmd_eval)
     return p
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean bad input or a damaged file, never a bug: one line, exit 2."""
+    from deltabench.integrity import CacheIntegrityError
+    from deltabench.weights import WeightsError
+    from deltabench.world.store import WorldCacheError
+
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+            WorldCacheError, CacheIntegrityError, WeightsError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2, already printed)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted; finished stages are kept and the same command resumes", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        from deltabench.world.store import WorldCacheError
-
-        if isinstance(e, (WorldCacheError, ValueError, FileNotFoundError)):
-            print(f"deltabench: error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - sorted below: user errors get one line, bugs a traceback
+        if isinstance(e, _user_errors()):
+            msg = " ".join(str(e).split()) if str(e) else type(e).__name__
+            print(f"deltabench: error: {msg}", file=sys.stderr)
             return 2
         raise
 

@@ -6,6 +6,7 @@ this interface, so the same code runs on the synthetic world and on real weights
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,8 +16,25 @@ from deltabench.world.world import World, load_world
 
 @dataclass(frozen=True)
 class TestImages:
-    images: torch.Tensor  # [N, 3, H, W] in [-1, 1]
-    params: object | None = None  # FaceParams in synthfaces (ground truth), None on real data
+    """Test images, held (``images``) or drawn a batch at a time (``render(a, b)``), so a
+    benchmark over many images need not hold them all; ``params``: FaceParams in synthfaces
+    (ground truth), None on real data."""
+
+    held: torch.Tensor | None = None  # [N, 3, H, W] in [-1, 1]
+    params: object | None = None
+    render: Callable[[int, int], torch.Tensor] | None = None
+    n: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.held) if self.held is not None else int(self.n)
+
+    def batch(self, a: int, b: int) -> torch.Tensor:
+        """Images ``a:b``: ``[b - a, 3, H, W]`` (bitwise those of :attr:`images`)."""
+        return self.held[a:b] if self.held is not None else self.render(a, min(b, len(self)))
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.held if self.held is not None else self.render(0, len(self))
 
 
 class ClipTextImage:
@@ -40,6 +58,21 @@ class ClipTextImage:
             mean = emb.mean(0)
             self._text_cache[key] = mean / mean.norm()
         return self._text_cache[key]
+
+    def prompt_problems(self, text: str) -> list[str]:
+        """What the domain's CLIP will not read of a prompt as written: words outside its
+        vocabulary (encoded as <unk>) and a templated text longer than its context (cut)."""
+        tok = self.clip.tokenizer
+        out = []
+        unknown = sorted(set(tok.unknown_words(text)))
+        if unknown:
+            out.append(f"the {self.name} CLIP does not know the words {unknown} of {text!r} (they encode as "
+                       f"<unk>, so the prompt reads as what is left of it)")
+        longest = max(tok.n_tokens(t.format(text)) for t in self.templates)
+        if longest > tok.context_length:
+            out.append(f"{text!r} is cut to the CLIP context of {tok.context_length} tokens in its longest "
+                       f"template ({longest} tokens): the words past it are not read")
+        return out
 
     @torch.no_grad()
     def clip_image(self, images: torch.Tensor, batch: int | None = None) -> torch.Tensor:
@@ -117,8 +150,13 @@ class SynthfacesDomain(ClipTextImage):
         return torch.cat([self.world.w_plus(params[i : i + 256]) for i in range(0, n, 256)])
 
     def test_images(self, n: int, seed: int) -> TestImages:
+        """Renderer faces of ``seed``, drawn on demand (the renderer is deterministic per face)."""
         params = self.world.sample_params(n, seed)
-        return TestImages(torch.cat([self.world.render(params[i : i + 256]) for i in range(0, n, 256)]), params)
+
+        def render(a: int, b: int) -> torch.Tensor:
+            return torch.cat([self.world.render(params[i : min(i + 256, b)]) for i in range(a, b, 256)])
+
+        return TestImages(params=params, render=render, n=n)
 
     @torch.no_grad()
     def invert(self, images: torch.Tensor, batch: int = 128) -> torch.Tensor:

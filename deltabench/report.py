@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
+
+from deltabench.checkpoints import safe_torch_load
 
 # (column, header, higher is better); the paper's three first (Table 1: FID, PSNR, IDS).
 COLUMNS = (
@@ -41,7 +42,7 @@ def _grid(run: Path, manifest: dict, max_prompts: int = 6) -> Path | None:
     f = run / "inputs.pt"
     if not f.is_file():
         return None
-    base = torch.load(f, map_location="cpu", weights_only=True)
+    base = safe_torch_load(f, "a deltabench run's input images (inputs.pt)")
     cfg = manifest["config"]
     prompts = cfg["prompts"][:max_prompts]
     columns = [base["inputs"].numpy(), base["start"].numpy()]
@@ -51,7 +52,7 @@ def _grid(run: Path, manifest: dict, max_prompts: int = 6) -> Path | None:
             u = run / "units" / f"{m}__{j}__{1.0!r}.pt"
             if not u.is_file():
                 continue
-            ex = torch.load(u, map_location="cpu", weights_only=True).get("examples")
+            ex = safe_torch_load(u, "a deltabench run unit (metric states)").get("examples")
             if ex is None:
                 continue
             columns.append(ex.numpy())
@@ -102,9 +103,20 @@ def write_report(run: str | Path) -> Path:
         if not (run / need).is_file():
             raise FileNotFoundError(f"{run} is not a finished run directory: {need} is missing "
                                     f"(run `deltabench run --out {run}` first)")
-    manifest = json.loads((run / "manifest.json").read_text())
-    summary = pd.read_csv(run / "summary.csv")
-    results = pd.read_csv(run / "results.csv")
+    from deltabench.runner import _read_manifest
+
+    manifest = _read_manifest(run)
+    if manifest is None:
+        raise ValueError(f"{run} is not a deltabench run directory (no manifest.json); give the --out of a run")
+    try:
+        summary = pd.read_csv(run / "summary.csv")
+        results = pd.read_csv(run / "results.csv")
+    except FileNotFoundError as e:
+        raise ValueError(f"{run}: {Path(e.filename).name} is missing: the run has not finished; run the same "
+                         f"`deltabench run` command again to finish it") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{run}: summary.csv or results.csv is damaged ({' '.join(str(e).split())}); run the "
+                         f"same `deltabench run` command again to rewrite them") from None
     rep = run / "reports"
     rep.mkdir(exist_ok=True)
     table = paper_table(summary)

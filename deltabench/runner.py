@@ -97,7 +97,11 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"prompts file {p} does not exist")
-    text = p.read_text().strip()
+    try:
+        text = p.read_text().strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"prompts file {p} is not a text file (it holds binary data); give a CSV or JSON "
+                         f"file of source,target prompts") from None
     if not text:
         raise ValueError(f"prompts file {p} is empty; give one 'source,target' pair per line")
     if p.suffix == ".json":
@@ -105,7 +109,21 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"prompts file {p}: not valid JSON ({e})") from None
-        rows = [(it["source"], it["target"], it.get("attribute"), it.get("value")) for it in items]
+        shape = ('a JSON list of objects such as [{"source": "face", "target": "smiling face"}] '
+                 '(optional keys: attribute, value)')
+        if not isinstance(items, list):
+            raise ValueError(f"prompts file {p} holds a JSON {type(items).__name__}; give {shape}")
+        rows = []
+        for i, it in enumerate(items, 1):
+            if not isinstance(it, dict):
+                raise ValueError(f"prompts file {p}, prompt {i}: {it!r} is not an object; give {shape}")
+            missing = [k for k in ("source", "target") if not isinstance(it.get(k), str)]
+            if missing:
+                raise ValueError(f"prompts file {p}, prompt {i}: no text for {missing}; give {shape}")
+            unknown = set(it) - {"source", "target", "attribute", "value"}
+            if unknown:
+                raise ValueError(f"prompts file {p}, prompt {i}: unknown keys {sorted(unknown)}; give {shape}")
+            rows.append((it["source"], it["target"], it.get("attribute"), it.get("value")))
     else:
         reader = list(csv.reader(io.StringIO(text)))
         if reader and [c.strip().lower() for c in reader[0][:2]] == ["source", "target"]:
@@ -125,9 +143,16 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
         if s.lower() == t.lower():
             raise ValueError(f"prompts file {p}, prompt {i}: source and target are the same ({s!r})")
         if a is not None:
-            from deltabench.world.attributes import attribute
+            from deltabench.world.attributes import ATTRIBUTES
 
-            attribute(a).index(v)  # clear error for an unknown attribute or value
+            names = [x.name for x in ATTRIBUTES]
+            if a not in names:
+                raise ValueError(f"prompts file {p}, prompt {i}: unknown attribute {a!r}; the world's attributes "
+                                 f"are {names} (or leave the column empty)")
+            values = list(ATTRIBUTES[names.index(a)].values)
+            if v not in values:
+                raise ValueError(f"prompts file {p}, prompt {i}: attribute {a!r} has no value {v!r}; its values "
+                                 f"are {values}")
         out.append(Prompt(s, t, a, v))
     if not out:
         raise ValueError(f"prompts file {p} holds no prompts")
@@ -175,7 +200,19 @@ def _read_rows(path: Path) -> list[dict]:
         with open(path, "r+b") as f:
             f.truncate(cut)
         data = data[:cut]
-    return list(csv.DictReader(io.StringIO(data.decode())))
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode())))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RunConfigError(f"{path} is not a readable results file ({e}); move it away and run the same "
+                             f"command again to recompute its units") from None
+    for i, r in enumerate(rows, 2):
+        try:
+            _row_key(r)
+        except (KeyError, TypeError, ValueError):
+            raise RunConfigError(f"{path}, line {i}: not a deltabench results row (method, prompt_index, "
+                                 f"strength_scale, image_index unreadable); remove that line or move the file "
+                                 f"away, then run the same command again to recompute its units") from None
+    return rows
 
 
 def _append_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -218,12 +255,15 @@ def _all_rows(out: Path) -> list[dict]:
     return rows
 
 
-def done_units(out: Path, images: int) -> set[str]:
-    """Keys of the units whose rows for all ``images`` images are written (in any file)."""
+def done_units(out: Path, images: int, ids: dict[str, str] | None = None) -> set[str]:
+    """Keys of the units whose rows for all ``images`` images are written (in any file); with
+    ``ids`` (key -> unit id, :func:`current_units`) only rows of those very units count."""
     seen: dict[str, set[int]] = {}
     for r in _all_rows(out):
-        seen.setdefault(_unit_key(r["method"], int(r["prompt_index"]), float(r["strength_scale"])),
-                        set()).add(int(r["image_index"]))
+        k = _unit_key(r["method"], int(r["prompt_index"]), float(r["strength_scale"]))
+        if ids is not None and r.get("unit") != ids.get(k):
+            continue
+        seen.setdefault(k, set()).add(int(r["image_index"]))
     return {k for k, v in seen.items() if len(v) >= images}
 
 
@@ -272,29 +312,269 @@ def merge_results(out: Path, cfg: RunConfig) -> int:
     return len(ordered)
 
 
-# --- the run -----------------------------------------------------------------------------
+# --- the run directory ----------------------------------------------------------------
 
-def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> dict:
-    """Create or check the run directory; return its manifest."""
+MARKER = ".deltabench-run"  # written when deltabench creates a run directory: only such a directory may be cleared
+LOCK = ".lock"
+# What a run writes into its directory: all that --force ever removes (anything else is kept).
+RUN_ENTRIES = ("manifest.json", "results.csv", "results.superseded.csv", "summary.csv", "fits.json", "units",
+               "reports", "inputs.pt", ".work", MARKER)
+
+
+def _is_run_entry(name: str) -> bool:
+    return name in RUN_ENTRIES or name == LOCK or (name.startswith("results.rank") and name.endswith(".csv")) \
+        or name.endswith(".tmp")
+
+
+def _read_manifest(out: Path) -> dict | None:
+    """The run manifest of ``out`` (None if there is none); anything else is a clear error."""
     mpath = out / "manifest.json"
-    new = cfg.to_dict()
-    old = json.loads(mpath.read_text()).get("config", {}) if mpath.is_file() else new
-    # With --resume, finished units of the old config whose keys still match are kept.
+    if not mpath.is_file():
+        return None
+    try:
+        m = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunConfigError(f"{mpath} is not valid JSON ({e}): {out} is not a readable deltabench run; "
+                             f"give another --out, or move the directory away") from None
+    if not (isinstance(m, dict) and isinstance(m.get("config"), dict) and "methods" in m["config"]):
+        raise RunConfigError(f"{mpath} is not a deltabench run manifest: {out} is not a deltabench run "
+                             f"directory and is left untouched; give another --out")
+    return m
+
+
+def check_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> None:
+    """Everything about ``--out`` that can refuse the run, checked before any work or write."""
+    if out.exists() and not out.is_dir():
+        raise RunConfigError(f"--out {out} is a file, not a directory; give a directory path")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunConfigError(f"--out {out}: {parent} is a file, not a directory; give a directory path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunConfigError(f"--out {out}: {parent} is not writable; give a directory you can write to")
+    if not out.is_dir():
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    manifest = _read_manifest(out)
+    foreign = [n for n in entries if not _is_run_entry(n)]
+    if manifest is None:
+        if foreign:
+            raise RunConfigError(f"--out {out} is not empty and holds no deltabench run (it holds "
+                                 f"{_names(foreign)}); give a new or empty directory")
+        return
+    old, new = manifest["config"], cfg.to_dict()
     if old != new and not resume:
-        if force:
-            shutil.rmtree(out)
-        else:
+        if not force:
             diff = sorted(k for k in new if old.get(k) != new[k])
             raise RunConfigError(
                 f"{out} holds a run with a different config (differs in: {diff}). Use --resume to "
                 f"keep its finished rows and continue with the new config, --force to delete it and "
                 f"start over, or another --out directory.")
+        if not (out / MARKER).is_file() and foreign:
+            raise RunConfigError(f"--force: {out} was not created by `deltabench run` (no {MARKER} marker) and "
+                                 f"holds files that are not a run's ({_names(foreign)}); nothing was deleted. "
+                                 f"Give another --out, or clear the directory yourself")
+
+
+def _names(names: list[str], k: int = 6) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=print) -> dict:
+    """Check (:func:`check_out_dir`), create or clear the run directory; return its manifest.
+
+    ``--force`` removes only what a run writes (:data:`RUN_ENTRIES`), never another file."""
+    check_out_dir(out, cfg, resume, force)
+    manifest_old = _read_manifest(out) if out.is_dir() else None
+    new = cfg.to_dict()
+    if manifest_old is not None and manifest_old["config"] != new and not resume and force:
+        kept = []
+        for p in sorted(out.iterdir()):
+            if p.name == LOCK:
+                continue
+            if _is_run_entry(p.name):
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            else:
+                kept.append(p.name)
+        log(f"--force: cleared the run in {out}" + (f" (kept files it did not write: {_names(kept)})" if kept else ""))
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).exists():
+        store.write_json({"created_by": "deltabench run", "time": time.time()}, out / MARKER)
     manifest = {"config": new, "config_hash": hashlib.sha256(json.dumps(new, sort_keys=True)
                                                                          .encode()).hexdigest()[:16],
                 **store.describe_environment()}
-    store.write_json(manifest, mpath)
+    store.write_json(manifest, out / "manifest.json")
     return manifest
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold ``<out>/.lock`` for the whole run: a second run into the same directory is refused."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        who = f.read().strip()
+        f.close()
+        raise RunConfigError(f"--out {out}: another deltabench run is writing to this directory"
+                             + (f" ({who})" if who else "") + "; wait for it to finish, or give another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    try:
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
+def unit_id(cfg: RunConfig, method: str, j: int, scale: float) -> str:
+    """What fixes a unit's numbers: method and its options, the prompt's text, the strength, the
+    seed (which draws the test images), their number, the batch and the world's weights. Rows and
+    metric states carry it, so a resumed run never takes a unit of another config for its own."""
+    key = {"method": method, "options": cfg.method_options.get(method, {}), "prompt": asdict(cfg.prompts[j]),
+           "strength_scale": float(scale), "seed": cfg.seed, "images": cfg.images, "batch": cfg.batch,
+           "world": cfg.world, "world_hash": cfg.world_hash}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def current_units(cfg: RunConfig) -> dict[str, str]:
+    """``method|prompt|strength`` -> unit id, for every unit of ``cfg``."""
+    return {_unit_key(m, j, float(s)): unit_id(cfg, m, j, float(s))
+            for m in cfg.methods for j in range(len(cfg.prompts)) for s in cfg.sweep}
+
+
+def drop_stale_rows(out: Path, cfg: RunConfig, log=print) -> int:
+    """Move every row that is not of a current unit (another prompt text, seed, image set, method
+    config ... under the same labels) from ``results.csv`` and the shards to
+    ``results.superseded.csv``; return how many moved. Nothing is rewritten when none is stale."""
+    ids = set(current_units(cfg).values())
+    rows = _all_rows(out)
+    stale = [r for r in rows if r.get("unit") not in ids]
+    if not stale:
+        return 0
+    keep = [r for r in rows if r.get("unit") in ids]
+    sup = out / "results.superseded.csv"
+    cols = list(dict.fromkeys(k for r in stale for k in r))
+    old_sup = _read_rows(sup)
+    if old_sup:
+        cols = list(dict.fromkeys(list(old_sup[0].keys()) + cols))
+        tmp = sup.with_name(sup.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        _append_rows(tmp, old_sup + stale, cols)
+        os.replace(tmp, sup)
+    else:
+        _append_rows(sup, stale, cols)
+    results = out / "results.csv"
+    tmp = results.with_name(results.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    if keep:
+        _append_rows(tmp, keep, list(dict.fromkeys(k for r in keep for k in r)))
+        os.replace(tmp, results)
+    else:
+        results.unlink(missing_ok=True)
+    for f in shard_files(out):
+        f.unlink()
+    log(f"{len(stale)} rows of units that no longer match the config moved to {sup.name}; those units are recomputed")
+    return len(stale)
+
+
+class _Frames:
+    """A float32 array ``[N, ...]`` on disk (``.npy``), written and read a batch at a time, so
+    that a run's memory does not grow with its number of images."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...] | None = None):
+        self.path = path
+        if shape is not None:
+            np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape).flush()
+
+    def write(self, a: int, x: torch.Tensor) -> None:
+        mm = np.load(self.path, mmap_mode="r+")
+        mm[a : a + len(x)] = x.detach().float().cpu().numpy()
+        mm.flush()
+        del mm
+
+    def read(self, a: int, b: int, device=None) -> torch.Tensor:
+        mm = np.load(self.path, mmap_mode="r")
+        t = torch.from_numpy(np.array(mm[a:b]))
+        del mm  # unmapped: what was read does not stay resident
+        return t.to(device) if device is not None else t
+
+
+def _prepare_frames(out: Path, cfg: RunConfig, domain, test) -> dict[str, _Frames]:
+    """Test images, their inversions and the generator's reconstructions, in ``<out>/.work/``,
+    computed by chunks (split over the ranks, exact) unless a complete set for this config is there."""
+    work = out / ".work"
+    key = {"seed": cfg.seed, "images": cfg.images, "world_hash": cfg.world_hash, "world": cfg.world,
+           "batch": cfg.batch}
+    done = work / "done.json"
+    names = ("inputs", "w", "start")
+    if done.is_file() and all((work / f"{n}.npy").is_file() for n in names):
+        try:
+            ok = json.loads(done.read_text()) == key
+        except ValueError:
+            ok = False
+        if ok:
+            return {n: _Frames(work / f"{n}.npy") for n in names}
+    G = domain.generator
+    N, R = cfg.images, domain.resolution
+
+    def create() -> None:
+        work.mkdir(exist_ok=True)
+        done.unlink(missing_ok=True)
+        with torch.no_grad():
+            w0 = domain.invert(test.batch(0, 1))
+        _Frames(work / "inputs.npy", (N, 3, R, R))
+        _Frames(work / "w.npy", (N, *w0.shape[1:]))
+        _Frames(work / "start.npy", (N, 3, R, R))
+
+    dist.on_rank0(create)
+    frames = {n: _Frames(work / f"{n}.npy") for n in names}
+    with torch.no_grad():
+        for a, b in dist.chunk_ranges(N, INVERT_CHUNK):
+            x = test.batch(a, b)
+            w = domain.invert(x).to(domain.device)
+            frames["inputs"].write(a, x)
+            frames["w"].write(a, w)
+        dist.barrier()
+        for a, b in dist.chunk_ranges(N, cfg.batch):  # in the run's batches, as the edits are made
+            frames["start"].write(a, G.synthesis(frames["w"].read(a, b, domain.device)))
+    dist.barrier()
+    dist.on_rank0(lambda: store.write_json(key, done))
+    return frames
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """Every value of ``cfg`` that can be wrong, checked before any work (clear errors)."""
+    from deltabench.methods import validate_options
+
+    if isinstance(cfg.images, bool) or not isinstance(cfg.images, int) or cfg.images < 2:
+        raise ValueError(f"--images must be a whole number of at least 2 (FID and KID compare sets of at "
+                         f"least two images), got {cfg.images!r}")
+    if isinstance(cfg.batch, bool) or not isinstance(cfg.batch, int) or cfg.batch < 1:
+        raise ValueError(f"--batch must be a whole number of at least 1, got {cfg.batch!r}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ValueError(f"--seed must be a whole number >= 0, got {cfg.seed!r}")
+    check_sweep(cfg.sweep)
+    validate_options(cfg.method_options, expand_methods(list(cfg.methods)))
+
+
+def check_sweep(sweep) -> tuple[float, ...]:
+    """Strength multipliers: finite and > 0 (x0 is no edit; a negative one reverses it)."""
+    out = []
+    for x in sweep:
+        v = float(x)
+        if not np.isfinite(v) or v <= 0:
+            raise ValueError(f"--sweep: every strength multiplier must be a finite number > 0, got {x!r}")
+        out.append(v)
+    if not out:
+        raise ValueError("--sweep: give at least one strength multiplier, e.g. 0.5,1,2")
+    return tuple(out)
 
 
 def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: bool = False,
@@ -308,18 +588,32 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     methods = expand_methods(list(cfg.methods))
     for m in methods:
         get_method(m)  # an unregistered method is an error before any work
-    if cfg.images < 1:
-        raise ValueError(f"--images must be at least 1, got {cfg.images}")
+    validate_config(cfg)
+    # --out is checked before a model is loaded (its config check waits for the world hash).
+    dist.on_rank0(check_out_dir, out, cfg, resume=True, force=force)
     domain = domain or load_domain(cfg.world)
     if not cfg.prompts:
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain)})
     cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.config_hash, "methods": tuple(methods),
                        "method_options": with_domain_defaults(cfg.method_options, domain, methods)})
+    dist.on_rank0(check_out_dir, out, cfg, resume, force)
+    if dist.is_main():
+        for p in cfg.prompts:
+            for problem in domain.prompt_problems(p.source) + domain.prompt_problems(p.target):
+                log(f"WARNING: {problem}")
+    with (run_lock(out) if dist.is_main() else contextlib.nullcontext()):
+        return _run_locked(cfg, out, domain, resume, force, work_dir, log, build_metrics)
+
+
+def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, work_dir, log, build_metrics) -> Path:
+    methods = list(cfg.methods)
+    ids = current_units(cfg)
 
     def prepare() -> set[str]:
-        prepare_out_dir(out, cfg, resume, force)
+        prepare_out_dir(out, cfg, resume, force, log=log)
         (out / "units").mkdir(exist_ok=True)
-        return done_units(out, cfg.images)
+        drop_stale_rows(out, cfg, log=log)
+        return done_units(out, cfg.images, ids)
 
     # Rank 0 checks the directory and reads what is done (cutting torn lines) before any rank
     # writes; every rank gets the same set, so they deal the same remaining units.
@@ -332,14 +626,9 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
 
     seed_everything(cfg.seed)
     test = domain.test_images(cfg.images, seed=cfg.seed + 1)
-    inputs = test.images  # [N, 3, H, W]
+    frames = _prepare_frames(out, cfg, domain, test)
     G = domain.generator
-    with torch.no_grad():
-        w = dist.map_chunks(lambda a, b: domain.invert(inputs[a:b]), cfg.images, INVERT_CHUNK)  # [N, L, D]
-        w = w.to(domain.device)
-        start = dist.map_chunks(lambda a, b: G.synthesis(w[a:b]), cfg.images, cfg.batch)  # [N, 3, H, W]
-    start = start.to(domain.device)
-    fits = json.loads((out / "fits.json").read_text()) if (out / "fits.json").is_file() else {}
+    fits = _read_fits(out)
     # Every (method, prompt, strength) unit not yet done, in single-process order, dealt
     # round-robin over the ranks.
     todo_all = [(name, j, float(s)) for name in methods for j, _ in enumerate(cfg.prompts) for s in cfg.sweep
@@ -349,7 +638,8 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     finished = 0
     for name in methods:
         cls = get_method(name)
-        method = cls(domain, work_dir, seed=cfg.seed, **cfg.method_options.get(name, {}))
+        options = cfg.method_options.get(name, {})
+        method = cls(domain, work_dir, seed=cfg.seed, **options)
         todo = [(j, s) for m, j, s in mine if m == name]
         t0 = time.perf_counter()
         # A method that splits its own fitting across ranks (DDP training, sharded
@@ -362,16 +652,19 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
                 stats = {**stats, "fit_seconds": float(stats.get("fit_seconds", 0.0)) + sum(per_prompt.values()),
                          "per_prompt_seconds": per_prompt}
         fit_s = time.perf_counter() - t0
-        if name not in fits and dist.is_main():  # the first fit of this run is the one that trained
-            # A method cached by an earlier run loads in a moment; report what fitting cost then.
-            fits[name] = {"fit_seconds": float(stats.get("fit_seconds", fit_s)), "loaded_seconds": fit_s,
-                          "stats": {k: v for k, v in stats.items() if k != "history"}}
-            store.write_json(fits, out / "fits.json")
+        opts_key = json.loads(json.dumps(options, default=str))
+        if fits.get(name, {}).get("options", opts_key) != opts_key or name not in fits:
+            if dist.is_main():  # the first fit of this run (config) is the one that trained
+                # A method cached by an earlier run loads in a moment; report what fitting cost then.
+                fits[name] = {"fit_seconds": float(stats.get("fit_seconds", fit_s)), "loaded_seconds": fit_s,
+                              "options": opts_key, "stats": {k: v for k, v in stats.items() if k != "history"}}
+                store.write_json(fits, out / "fits.json")
         if not any(m == name for m, _, _ in todo_all):
             say(f"[{name}] all {len(cfg.prompts) * len(cfg.sweep)} units done")
             continue
         for j, scale in progress(todo, desc=f"run {name}" + (f" [rank {rank}]" if n_ranks > 1 else "")):
             p = cfg.prompts[j]
+            uid = ids[_unit_key(name, j, scale)]
             strength = method.default_strength * float(scale)
             suite = build_metrics(domain, p, seed=cfg.seed)
             per_image: dict[str, list] = {}
@@ -379,23 +672,25 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
             cache_by_batch: dict[int, dict] = {}
             t_edit = 0.0
             for i in range(0, cfg.images, cfg.batch):
-                sl = slice(i, i + cfg.batch)
+                b = min(i + cfg.batch, cfg.images)
+                w = frames["w"].read(i, b, domain.device)
                 t1 = time.perf_counter()
-                styles = method.edit(w[sl], p.source, p.target, strength)
+                styles = method.edit(w, p.source, p.target, strength)
                 with torch.no_grad():
                     edited = G.synthesis_from_styles(styles)
                 t_edit += time.perf_counter() - t1
                 if scale == 1.0 and i < GRID_IMAGES:
                     examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
-                scores = suite.update(inputs[sl], edited, start[sl],
-                                      params=test.params[sl] if test.params is not None else None,
+                scores = suite.update(frames["inputs"].read(i, b, domain.device), edited,
+                                      frames["start"].read(i, b, domain.device),
+                                      params=test.params[i:b] if test.params is not None else None,
                                       cache=cache_by_batch.setdefault(i, {}))
                 for k, v in scores.items():
                     per_image.setdefault(k, []).extend(v.tolist())
             ms = 1000 * t_edit / cfg.images
             unit_file = out / "units" / f"{name}__{j}__{scale!r}.pt"
             tmp = unit_file.with_name(unit_file.name + ".tmp")
-            torch.save({"suite": suite.state_dict(), "ms_per_edit": ms,
+            torch.save({"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid,
                         "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}, tmp)
             os.replace(tmp, unit_file)
             rows = []
@@ -404,6 +699,7 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
                        "attribute": p.attribute, "value": p.value, "strength_scale": float(scale),
                        "strength": strength, "image_index": n, "ms_per_edit": ms}
                 row.update({k: float(v[n]) for k, v in per_image.items()})
+                row["unit"] = uid
                 rows.append(row)
             if columns is None:
                 existing = _read_rows(results) or _read_rows(out / "results.csv")
@@ -415,18 +711,32 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
 
     def finish() -> None:
         merge_results(out, cfg)
-        if not (out / "inputs.pt").is_file():
-            k = min(GRID_IMAGES, cfg.images)
-            torch.save({"inputs": torch.from_numpy(float_to_uint8(inputs[:k])),
-                        "start": torch.from_numpy(float_to_uint8(start[:k]))}, out / "inputs.pt")
+        k = min(GRID_IMAGES, cfg.images)
+        torch.save({"inputs": torch.from_numpy(float_to_uint8(frames["inputs"].read(0, k))),
+                    "start": torch.from_numpy(float_to_uint8(frames["start"].read(0, k)))}, out / "inputs.pt")
         summarize(out, domain, cfg)
         from deltabench.report import write_report
 
         write_report(out)
+        shutil.rmtree(out / ".work", ignore_errors=True)  # recomputed (exactly) by a later resume
 
     dist.barrier()  # every rank's units are written
     dist.on_rank0(finish)  # and the others wait for the summary and report
     return out
+
+
+def _read_fits(out: Path) -> dict:
+    f = out / "fits.json"
+    if not f.is_file():
+        return {}
+    try:
+        fits = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError):
+        fits = None
+    if not isinstance(fits, dict):
+        raise RunConfigError(f"{f} is not valid JSON: the run's fit record is damaged; delete it (rm '{f}') and "
+                             f"run the same command again (cached methods load in seconds)")
+    return fits
 
 
 def _fail_after(rank: int) -> int | None:
@@ -448,7 +758,7 @@ def summarize(out: Path, domain, cfg: RunConfig):
     from deltabench.checkpoints import safe_torch_load
     from deltabench.metrics.suite import build_metrics
 
-    fits = json.loads((out / "fits.json").read_text()) if (out / "fits.json").is_file() else {}
+    fits = _read_fits(out)
     rows = []
     for name in cfg.methods:
         merged, ms = None, []
@@ -457,6 +767,9 @@ def summarize(out: Path, domain, cfg: RunConfig):
             if not f.is_file():
                 continue
             state = safe_torch_load(f, "a deltabench run unit (metric states)")
+            if not isinstance(state, dict) or state.get("unit") != unit_id(cfg, name, j, 1.0):
+                raise RunConfigError(f"{f} holds the metric states of another config's unit; run the same "
+                                     f"command again with --resume to recompute it")
             suite = build_metrics(domain, p, seed=cfg.seed)
             suite.load_state_dict(state["suite"])
             ms.append(state["ms_per_edit"])

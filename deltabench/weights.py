@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
@@ -491,6 +492,12 @@ def _table(rows: list[list[str]]) -> str:
 
 def _cmd_weights(args) -> int:
     try:
+        if args.dir and Path(args.dir).exists() and not Path(args.dir).is_dir():
+            raise WeightsError(f"--dir {args.dir} is a file, not a directory; give the weights directory")
+        url = getattr(args, "url", None)
+        if url and urllib.parse.urlparse(url).scheme not in ("http", "https"):
+            raise WeightsError(f"--url {url!r}: only http:// and https:// URLs are fetched; to use a local file, "
+                               f"copy it into the weights directory and run `deltabench weights verify`")
         reg = registry(args.registry)
         root = weights_dir(args.dir)
         files = reg.select(args.names, args.domain)

@@ -32,6 +32,7 @@ class DeltaEdit(EditMethod):
     name = "deltaedit"
     space = "S"
     naive = False
+    config_class = DeltaEditConfig
     distributed_fit = True  # under torchrun, fit() trains with DDP on every rank (deltaedit.train)
 
     def __init__(self, domain, work_dir, seed: int = 0, config: DeltaEditConfig | dict | None = None,

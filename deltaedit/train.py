@@ -14,11 +14,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import safetensors.torch
 import torch
 
 from deltabench import distributed as dist
-from deltabench import sspace
+from deltabench import integrity, sspace
 from deltabench.checkpoints import safe_torch_load
 from deltabench.config import config_from_dict
 from deltabench.utils import progress
@@ -49,6 +48,16 @@ class DeltaEditConfig:
     # (measured on the default world, 100 faces), so the official layer set cannot edit
     # colour there at all.
     torgb: bool | None = None
+
+    def __post_init__(self):
+        for k, low in (("steps", 1), ("batch", 1), ("checkpoint_every", 1), ("n_generated", 0), ("n_inverted", 0)):
+            if getattr(self, k) < low:
+                raise ValueError(f"DeltaEditConfig.{k} must be >= {low}, got {getattr(self, k)}")
+        if self.n_generated + self.n_inverted < 2:
+            raise ValueError(f"DeltaEditConfig: the pool needs at least 2 samples to draw pairs, got "
+                             f"n_generated={self.n_generated} + n_inverted={self.n_inverted}")
+        if not self.lr > 0:
+            raise ValueError(f"DeltaEditConfig.lr must be > 0, got {self.lr}")
 
     @staticmethod
     def from_dict(d: dict) -> "DeltaEditConfig":
@@ -87,13 +96,11 @@ def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, pool_dir: Path) 
     pool_dir.mkdir(parents=True, exist_ok=True)
     stem = f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}" + ("-torgb" if cfg.torgb else "")
     f, meta = pool_dir / f"{stem}.safetensors", pool_dir / f"{stem}.json"
-    if f.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
-        return LatentPool.from_state_dict(safetensors.torch.load_file(str(f)))
+    if f.is_file() and meta.is_file() and integrity.read_json(meta, "a DeltaEdit pool's key") == key:
+        return LatentPool.from_state_dict(integrity.load_tensors(f))
     pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed, torgb=bool(cfg.torgb))
-    tmp = f.with_name(f.name + ".tmp")
-    safetensors.torch.save_file(pool.state_dict(), str(tmp))
-    os.replace(tmp, f)
-    meta.write_text(json.dumps(key))
+    integrity.save_tensors(pool.state_dict(), f)
+    integrity.atomic_write_text(meta, json.dumps(key))
     return pool
 
 
@@ -108,9 +115,9 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     final, info_f = out_dir / "mapper.safetensors", out_dir / "train.json"
     want = {"config": cfg.to_dict(), "seed": seed, "s_dim": sspace.edit_width(G.slayout, cfg.torgb)}
     if final.is_file() and info_f.is_file():
-        info = json.loads(info_f.read_text())
+        info = integrity.read_json(info_f, "a DeltaMapper's training record")
         if {k: info.get(k) for k in want} == want:
-            mapper.load_state_dict(safetensors.torch.load_file(str(final)))
+            mapper.load_state_dict(integrity.load_tensors(final))
             return mapper.eval(), info
         raise ValueError(f"{out_dir} holds a DeltaMapper trained with other settings "
                          f"({info.get('config')}, seed {info.get('seed')}); use another directory or delete it")
@@ -135,6 +142,9 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
         model = torch.nn.parallel.DistributedDataParallel(
             mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None)
     step, history = 0, []
+    # Seconds spent by earlier, interrupted invocations (pool and steps), so that a resumed
+    # fit reports what the whole fit cost, not only its last part.
+    seconds_before = 0.0
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.is_file():
         state = safe_torch_load(ckpt, "a DeltaMapper training checkpoint")
@@ -143,6 +153,7 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
             opt.load_state_dict(state["optim"])
             gen.set_state(state["gen"])
             step, history = int(state["step"]), list(state["history"])
+            seconds_before = float(state.get("seconds", 0.0))
     t1 = time.perf_counter()
     bar = progress(range(step, cfg.steps), desc="deltaedit" + ("-naive" if cfg.naive else ""),
                    initial=step, total=cfg.steps)
@@ -162,6 +173,7 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and dist.is_main():
             _atomic_torch_save({"mapper": mapper.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
                                 "step": step + 1, "history": history,
+                                "seconds": seconds_before + pool_seconds + time.perf_counter() - t1,
                                 "want": json.dumps(want, sort_keys=True)}, ckpt)
     mapper.eval()
     with torch.no_grad():
@@ -169,17 +181,15 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
         _, l2, cos = delta_loss(mapper(s1, cond), ds)
     train_seconds = time.perf_counter() - t1
     info = {**want, "pool_seconds": pool_seconds, "train_seconds": train_seconds,
-            "fit_seconds": pool_seconds + train_seconds,
+            "fit_seconds": seconds_before + pool_seconds + train_seconds,
+            "resumed_seconds": seconds_before,
             "steps_per_second": (cfg.steps - history[0][0] if history else cfg.steps) / max(time.perf_counter() - t1, 1e-9),
             "final_mse": float(l2), "final_cos": 1 - float(cos), "pool_size": len(pool), "world_size": n_ranks,
             "history": history}
 
     def save() -> None:
-        tmp = final.with_name(final.name + ".tmp")
-        safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()},
-                                    str(tmp))
-        os.replace(tmp, final)
-        info_f.write_text(json.dumps(info, indent=1))
+        integrity.save_tensors(mapper.state_dict(), final)
+        integrity.atomic_write_text(info_f, json.dumps(info, indent=1))
         if ckpt.exists():
             ckpt.unlink()
 

@@ -96,7 +96,7 @@ def test_bad_input(cache, tmp_path, capsys):
     assert main([*BASE, "--prompts", str(empty), "--out", str(tmp_path / "p")]) == 2
     assert "is empty" in capsys.readouterr().err
     assert main([*BASE[:-8], "--images", "0", "--options", OPTS, "--out", str(tmp_path / "z")]) == 2
-    assert "--images must be at least 1" in capsys.readouterr().err
+    assert "argument --images: must be at least 2" in capsys.readouterr().err
 
 
 def test_other_config_in_out_dir_is_refused(cache, tmp_path, capsys):

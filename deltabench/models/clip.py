@@ -167,6 +167,10 @@ class WordTokenizer:
         """Words of ``text`` not in the vocabulary (they encode as <unk>)."""
         return [w for w in self.split(text) if w not in self._ids]
 
+    def n_tokens(self, text: str) -> int:
+        """Tokens ``text`` needs with <sot>/<eot>, before truncation to ``context_length``."""
+        return len(self.split(text)) + 2
+
     def encode(self, text: str) -> list[int]:
         """Ids of ``text`` with <sot>/<eot>, no padding; truncated to ``context_length``."""
         ids = [self._ids.get(w, self.UNK) for w in self.split(text)]

@@ -44,6 +44,13 @@ class OpenClipTokenizer:
         """BPE has no unknown words."""
         return []
 
+    def n_tokens(self, text: str) -> int:
+        """BPE tokens ``text`` needs with <sot>/<eot>, before truncation to ``context_length``."""
+        enc = getattr(self._tok, "encode", None) or getattr(getattr(self._tok, "tokenizer", None), "encode", None)
+        if enc is None:  # a tokenizer without an encoder of single texts: measure the padded ids
+            return int((self._tok([text])[0] != 0).sum())
+        return len(enc(text)) + 2
+
 
 class OpenClipModel(ClipModel):
     """A real open_clip model with the :class:`ClipModel` interface (images in [-1, 1]).

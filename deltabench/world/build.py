@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from deltabench import integrity
 from deltabench.config import COMPONENTS, WorldConfig
 from deltabench.world import store
 from deltabench.world.components import COMPONENT_SPECS
@@ -64,8 +65,12 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
     files = {}
     for name in COMPONENTS:
         f = partial / f"{name}.safetensors"
-        shutil.copyfile(stages_dir / f"{name}-{cfg.stage_hash(name)}.safetensors", f)
-        files[f.name] = {"sha256": store.sha256_file(f), "bytes": f.stat().st_size}
+        src = stages_dir / f"{name}-{cfg.stage_hash(name)}.safetensors"
+        integrity.verify(src, stage_rebuild_hint(cfg, name))  # never bless a damaged stage into a world
+        shutil.copyfile(src, f)
+        files[f.name] = integrity.file_record(f)
+        if files[f.name] != json.loads(integrity.record_path(src).read_text()):
+            raise integrity.CacheIntegrityError(f"{src} changed while it was copied into {f}; run the build again")
     manifest = {
         "format": store.FORMAT,
         "name": cfg.name,
@@ -93,6 +98,10 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
     return final
 
 
+def stage_rebuild_hint(cfg: WorldConfig, name: str) -> str:
+    return f"`deltabench world build --world {cfg.name} --only {name} --force`"
+
+
 def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: bool, log) -> tuple:
     """Load stage ``name`` of ``cfg`` from the stage cache, or train and save it; ``(model, info)``.
 
@@ -102,10 +111,11 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
     spec = COMPONENT_SPECS[name]
     key = f"{name}-{cfg.stage_hash(name)}"
     wfile, sfile = stages_dir / f"{key}.safetensors", stages_dir / f"{key}.json"
+    hint = stage_rebuild_hint(cfg, name)
     if wfile.is_file() and sfile.is_file() and not force:
-        info = json.loads(sfile.read_text())
+        info = integrity.read_json(sfile, f"the {name} stage's stats", hint)
         model = spec.build(cfg, info.get("extra", {}))
-        sd = store.load_tensors(wfile, cfg)
+        sd = integrity.load_tensors(wfile, hint)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
         log(f"[{name}] resumed from {wfile} (built in {info['seconds']:.0f} s)")
         return model.eval(), info
@@ -127,14 +137,14 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
         t0 = time.perf_counter()
         model, stats, extra = spec.train(cfg, models)
         seconds = time.perf_counter() - t0
-    store.save_tensors(model.state_dict(), wfile, spec.save_dtype)
+    integrity.save_tensors(model.state_dict(), wfile, spec.save_dtype)
     info = {"seconds": seconds, "stats": stats, "extra": extra, "seed": cfg.stage_seed(name),
             "stage_hash": cfg.stage_hash(name)}
     store.write_json(info, sfile)
     # Evaluate what was saved (fp16 round trip included), not the in-memory fp32 copy.
     model = spec.build(cfg, extra)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in store.load_tensors(wfile, cfg).items()})
+                           for k, v in integrity.load_tensors(wfile, hint).items()})
     log(f"[{name}] done in {seconds:.0f} s: {_short(stats)}")
     return model.eval(), info
 

@@ -9,7 +9,6 @@ is an error that names the file and the command that rebuilds it, never a silent
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ import safetensors.torch
 import torch
 
 from deltabench.config import WorldConfig
+from deltabench.integrity import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "deltabench-world/1"
@@ -52,14 +52,6 @@ def rebuild_hint(cfg: WorldConfig) -> str:
     return f"`deltabench world build --world {cfg.name} --force`"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def versions() -> dict:
     import numpy
 
@@ -86,19 +78,6 @@ def git_commit() -> str | None:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, dtype: torch.dtype | None) -> None:
-    """Atomically write a safetensors file (tmp + rename); floating tensors cast to ``dtype``."""
-    out = {}
-    for k, v in tensors.items():
-        v = v.detach().cpu()
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
-        out[k] = v.contiguous().clone()
-    tmp = path.with_name(path.name + ".tmp")
-    safetensors.torch.save_file(out, str(tmp))
-    os.replace(tmp, path)
 
 
 def _jsonable(x):
@@ -136,7 +115,26 @@ def find_world(cfg: WorldConfig, roots: list[Path] | None = None) -> Path:
 
 
 def verify_world(cfg: WorldConfig, d: Path) -> dict:
-    """Check manifest, config and every file's size and sha256; return the manifest."""
+    """Check manifest, config and every file's size and sha256; return the manifest.
+
+    A damaged copy in the user cache of a world that also ships with the package is an error
+    that says to delete the copy (the intact shipped world is then used), not to rebuild."""
+    try:
+        return _verify_world(cfg, d)
+    except WorldCacheError as e:
+        shipped = shipped_root() / world_dirname(cfg)
+        if Path(d).resolve() == shipped.resolve() or not shipped.is_dir():
+            raise
+        try:
+            _verify_world(cfg, shipped)
+        except WorldCacheError:
+            raise e from None
+        raise WorldCacheError(f"{e.args[0].split(' Rebuild with')[0]} This damaged copy in the user cache "
+                              f"shadows the intact world shipped with deltabench: delete it (rm -r '{d}') "
+                              f"and the shipped world is used; no rebuild is needed.") from None
+
+
+def _verify_world(cfg: WorldConfig, d: Path) -> dict:
     mpath = d / MANIFEST
     hint = rebuild_hint(cfg)
     if not mpath.is_file():
