@@ -46,6 +46,13 @@ def _finite_float(text: str) -> float:
     return v
 
 
+def _feather(text: str) -> float:
+    v = _finite_float(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return v
+
+
 def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text()
@@ -174,6 +181,37 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _photo_domain(world: str):
+    """The real-domain config of ``--world`` when its images are FFHQ-aligned faces
+    (``face_crop: "ffhq"``), else None (synthfaces, LSUN). Reads the config only: no weights."""
+    from deltabench.real.domain import domain_names, is_real_domain_config, load_domain_config
+
+    if world in domain_names() or is_real_domain_config(world):
+        cfg = load_domain_config(world)
+        return cfg if cfg.face_crop == "ffhq" else None
+    return None
+
+
+def _align_photo(path: Path, size: int):
+    """FFHQ alignment of the photo ``path`` at ``size`` px: ``(photo, Aligned)``; every failure
+    (unreadable file, no face, dlib missing) is an ``AlignError`` before any model loads."""
+    from deltabench.real import align as A
+
+    photo = A.load_photo(path)
+    faces = A.detect_faces(photo)
+    if not faces:
+        raise A.NoFaceError(f"{path}: no face found (dlib's frontal face detector needs a roughly frontal "
+                            "face at least about 40 px wide); give another photo, or --no-align if it is "
+                            "already aligned the FFHQ way")
+    if len(faces) > 1:
+        l, t, r, b = faces[0].box
+        print(f"deltabench: {path}: {len(faces)} faces found; editing the largest "
+              f"({r - l + 1}x{b - t + 1} px at ({l}, {t}))", file=sys.stderr)
+    res = A.align_face(photo, size, face=faces[0])
+    res.n_faces = len(faces)
+    return photo, res
+
+
 def _load_image(path: Path, resolution: int):
     import warnings
 
@@ -240,10 +278,17 @@ def _edit_dest(args, target: str) -> Path:
 
 
 def _cmd_edit(args) -> int:
+    """Invert, edit, save. On a real face domain (config ``face_crop: "ffhq"``) the photo is
+    first aligned the FFHQ way (``--no-align``: it already is); the aligned input is written as
+    ``<out stem>_aligned.png`` with its transform in ``<out stem>_aligned.json``, and
+    ``--paste-back`` writes the edited face blended back into the photo as ``<out stem>_pasted.png``.
+    ``--out`` is always the edit itself (the domain's resolution). Every written path is printed,
+    the edit last."""
+    import numpy as np
     import torch
 
     from deltabench.domain import load_domain
-    from deltabench.utils import float_to_uint8
+    from deltabench.utils import float_to_uint8, uint8_to_float
     from deltabench.viz import save_png
     from deltaedit.method import check_prompts
 
@@ -257,18 +302,44 @@ def _cmd_edit(args) -> int:
     _check_out_file(dest, "--out")
     _check_world(args.world)
     _check_method_args(args.method, args)
+    face_cfg = _photo_domain(args.world)
+    if args.paste_back and face_cfg is None:
+        raise CliError(f"--paste-back puts an edited face back into its photo, but --world {args.world} does "
+                       "not align photos (only real face domains such as ffhq do); drop --paste-back")
+    if args.paste_back and args.no_align:
+        raise CliError("--paste-back needs the alignment transform, which --no-align skips; drop one of them")
+    aligned_png = dest.with_name(dest.stem + "_aligned.png")
+    pasted_png = dest.with_name(dest.stem + "_pasted.png")
+    photo = aligned = None
+    if face_cfg is not None and not args.no_align:
+        photo, aligned = _align_photo(image, face_cfg.resolution)  # before any model loads
     domain = load_domain(args.world)
     problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
     if problems:
         raise CliError(problems[0] + "; rephrase the prompt in words the CLIP knows")
-    img = _load_image(image, domain.resolution)
+    if aligned is not None:
+        img = uint8_to_float(np.asarray(aligned.image, dtype=np.uint8)[None])
+    else:
+        img = _load_image(image, domain.resolution)
     method = _make_method(args.method, domain, args)
     method.fit()
     with torch.no_grad():
         w = domain.invert(img)
         out = domain.generator.synthesis_from_styles(method.edit(w, source, target, args.strength))
-    save_png(float_to_uint8(out)[0], dest)
-    print(dest)
+    edit = float_to_uint8(out)[0]
+    written = []
+    if aligned is not None:
+        from deltabench.real import align as A
+
+        aligned.image.save(aligned_png)
+        aligned_png.with_suffix(".json").write_text(A._record_json(aligned.record(str(image))))
+        written.append(aligned_png)
+        if args.paste_back:
+            A.paste_back(photo, edit, aligned.quad, feather=args.feather).save(pasted_png)
+            written.append(pasted_png)
+    save_png(edit, dest)
+    for p in (*written, dest):
+        print(p)
     return 0
 
 
@@ -409,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", default="deltaedit")
     e.add_argument("--strength", type=_finite_float, default=None, help="edit strength (alpha)")
     e.add_argument("--out", help="output PNG (default: next to IMAGE)")
+    e.add_argument("--no-align", dest="no_align", action="store_true",
+                   help="real face domains: IMAGE is already FFHQ-aligned (no dlib alignment)")
+    e.add_argument("--paste-back", dest="paste_back", action="store_true",
+                   help="real face domains: also write <out stem>_pasted.png, the edited face blended "
+                        "back into the photo")
+    e.add_argument("--feather", type=_feather, default=0.15,
+                   help="--paste-back: fraction of the face mask's radius that fades out (default 0.15)")
     method_opts(e)
     e.set_defaults(func=_cmd_edit)
 
