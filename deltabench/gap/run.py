@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from deltabench.config import config_from_dict
-from deltabench.gap.data import CAPTION_MODES, random_pairs, world_pairs
+from deltabench.gap.data import CAPTION_LAYOUT, CAPTION_MODES, caption_folder, folder_pairs, random_pairs, world_pairs
 from deltabench.gap.figure import save_tsne_figure, tsne_2d
 from deltabench.gap.metrics import gap_metrics, unit_rows
 
@@ -42,7 +42,7 @@ class GapConfig:
 
     pairs: int = 2000
     seed: int = 0
-    captions: str = "full"  # "full" | "mixed", see deltabench.gap.data.world_captions
+    captions: str = "full"  # "full" | "mixed" (synthfaces, deltabench.gap.data.world_captions) | "files" (real data)
     recall_ks: tuple[int, ...] = (1, 5)
     probe_hidden: tuple[int, ...] = (128,)
     probe_max_iter: int = 200
@@ -56,8 +56,8 @@ class GapConfig:
     def __post_init__(self):
         if self.pairs < 10:
             raise ValueError(f"pairs must be >= 10 (the probe needs train and test pairs), got {self.pairs}")
-        if self.captions not in CAPTION_MODES:
-            raise ValueError(f"captions must be one of {CAPTION_MODES}, got {self.captions!r}")
+        if self.captions not in (*CAPTION_MODES, "files"):
+            raise ValueError(f"captions must be one of {(*CAPTION_MODES, 'files')}, got {self.captions!r}")
         if max(self.recall_ks) > self.pairs:
             raise ValueError(f"recall k={max(self.recall_ks)} exceeds the {self.pairs} pairs")
         if self.tsne_max_iter < 250:
@@ -150,22 +150,14 @@ def _versions() -> dict:
     return {**versions(), "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__}
 
 
-def run_gap(world, cfg: GapConfig = GapConfig(), out_dir: str | Path | None = None, log=None) -> dict:
-    """The whole analysis on a loaded synthfaces ``World``; writes ``gap.json``, ``gap.md``,
-    ``tsne.png`` and ``tsne.pdf`` to ``out_dir`` when given. Returns the JSON record."""
+def _finish(pairs, record: dict, cfg: GapConfig, out_dir, clock: _Clock, t0: float, c0: float, title: str,
+            head: str, log) -> dict:
+    """Measure ``pairs``, complete ``record`` (the domain's fields already in) and write the files."""
     from deltabench.world.store import git_commit
 
-    log = log or (lambda s: None)
-    clock = _Clock()
-    t0, c0 = time.perf_counter(), time.process_time()
-    with clock("embed"):
-        pairs = world_pairs(world, cfg.pairs, cfg.seed, cfg.captions)
-    log(f"embedded {cfg.pairs} (image, caption) pairs in {clock.wall['embed']:.1f} s")
+    log(f"embedded {len(pairs.image)} (image, caption) pairs in {clock.wall['embed']:.1f} s")
     res = analyse(pairs.image, pairs.text, cfg, clock)
-    record = {
-        "world": world.cfg.name,
-        "world_hash": world.cfg.hash,
-        "clip_logit_scale": float(world.clip.logit_scale),
+    record.update({
         "embed_dim": int(pairs.image.shape[1]),
         "n_pairs": cfg.pairs,
         "seed": cfg.seed,
@@ -177,18 +169,15 @@ def run_gap(world, cfg: GapConfig = GapConfig(), out_dir: str | Path | None = No
         "example_captions": pairs.captions[:5],
         "versions": _versions(),
         "git_commit": git_commit(),
-    }
+    })
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = ["gap.json", "gap.md"]
         if cfg.figure:
-            title = f"{world.cfg.name}: {cfg.pairs} pairs, {cfg.captions} captions"
             with clock("figure"):
                 files += [p.name for p in save_tsne_figure(res["tsne"]["raw"], res["tsne"]["delta"], out, title)]
         record["files"] = files
-        head = (f"{world.cfg.name} (config {world.cfg.hash}), N = {cfg.pairs} pairs, {cfg.captions} captions, "
-                f"seed {cfg.seed}, gap config {cfg.hash}")
         (out / "gap.md").write_text(head + "\n\n" + format_table(record) + "\n")
     clock.wall["total"] = time.perf_counter() - t0
     clock.cpu["total"] = time.process_time() - c0
@@ -199,18 +188,106 @@ def run_gap(world, cfg: GapConfig = GapConfig(), out_dir: str | Path | None = No
     return record
 
 
+def run_gap(world, cfg: GapConfig = GapConfig(), out_dir: str | Path | None = None, log=None) -> dict:
+    """The whole analysis on a loaded synthfaces ``World``; writes ``gap.json``, ``gap.md``,
+    ``tsne.png`` and ``tsne.pdf`` to ``out_dir`` when given. Returns the JSON record."""
+    log = log or (lambda s: None)
+    clock = _Clock()
+    t0, c0 = time.perf_counter(), time.process_time()
+    with clock("embed"):
+        pairs = world_pairs(world, cfg.pairs, cfg.seed, cfg.captions)
+    record = {"world": world.cfg.name, "world_hash": world.cfg.hash, "clip_logit_scale": float(world.clip.logit_scale)}
+    title = f"{world.cfg.name}: {cfg.pairs} pairs, {cfg.captions} captions"
+    head = (f"{world.cfg.name} (config {world.cfg.hash}), N = {cfg.pairs} pairs, {cfg.captions} captions, "
+            f"seed {cfg.seed}, gap config {cfg.hash}")
+    return _finish(pairs, record, cfg, out_dir, clock, t0, c0, title, head, log)
+
+
+def load_domain_clip(world: str, weights: str | Path | None = None):
+    """A real domain's config and its open_clip CLIP, the one model the gap analysis needs
+    (the generator, encoder and identity files of the domain need not be present).
+
+    Returns ``(RealDomainConfig, OpenClipModel, clip_file_identity)``; the CLIP is built as
+    :class:`deltabench.real.domain.RealDomain` builds it.
+    """
+    from deltabench.checkpoints import CheckpointError
+    from deltabench.real import loaders
+    from deltabench.real.domain import _file_identity, load_domain_config, resolve_weight
+
+    dcfg = load_domain_config(world)
+    path = resolve_weight(dcfg.clip, weights)
+    clip = loaders.load_open_clip(path, dcfg.clip_model, normalize=dcfg.clip_normalize).requires_grad_(False)
+    if clip.image_size != dcfg.clip_input_size:
+        raise CheckpointError(f"{path}: open_clip {dcfg.clip_model!r} takes {clip.image_size} px images; domain "
+                              f"{dcfg.name!r} says clip_input_size={dcfg.clip_input_size}")
+    return dcfg, clip, _file_identity(path)
+
+
+def run_gap_real(world: str, images: str | Path, cfg: GapConfig = GapConfig(captions="files"),
+                 out_dir: str | Path | None = None, log=None, weights: str | Path | None = None) -> dict:
+    """The analysis on a real domain (``ffhq``, ``lsun-*`` or a domain config JSON) and a
+    captioned image folder (:func:`deltabench.gap.data.caption_folder`: the MultiModal-CelebA-HQ
+    layout): each of ``cfg.pairs`` images drawn with ``cfg.seed`` is paired with one of its
+    captions, embedded by the domain's CLIP, and measured and drawn as :func:`run_gap` does."""
+    log = log or (lambda s: None)
+    clock = _Clock()
+    t0, c0 = time.perf_counter(), time.process_time()
+    folder = caption_folder(images)
+    if len(folder.files) < folder.n_images:
+        log(f"{folder.n_images - len(folder.files)} of the {folder.n_images} images in {folder.image_dir} have no "
+            f"caption file; left out")
+    if cfg.pairs > len(folder.files):  # before the CLIP loads
+        raise ValueError(f"asked for {cfg.pairs} pairs but {folder.image_dir} holds {len(folder.files)} captioned "
+                         f"images; pass --pairs {len(folder.files)} or fewer")
+    dcfg, clip, clip_id = load_domain_clip(world, weights)
+    with clock("embed"):
+        pairs, files = folder_pairs(clip, folder, dcfg.resolution, cfg.pairs, cfg.seed)
+    blob = json.dumps({"config": {k: v for k, v in dcfg.to_dict().items() if k not in ("images", "description")},
+                       "clip": clip_id}, sort_keys=True)
+    dhash = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    n_caps = [len(c) for c in folder.captions]
+    record = {"world": dcfg.name, "world_hash": dhash, "clip_model": dcfg.clip_model, "clip_file": clip_id,
+              "clip_logit_scale": float(clip.logit_scale), "resolution": dcfg.resolution,
+              "images": {"image_dir": str(folder.image_dir), "text_dir": str(folder.text_dir),
+                         "n_images": folder.n_images, "n_captioned": len(folder.files),
+                         "captions_per_image": [min(n_caps), max(n_caps)],
+                         "example_files": [f.name for f in files[:5]]}}
+    title = f"{dcfg.name}: {cfg.pairs} pairs of {Path(images).expanduser().resolve().name} images and captions"
+    head = (f"{dcfg.name} (domain {dhash}, CLIP {dcfg.clip_model}), N = {cfg.pairs} pairs of {folder.image_dir} "
+            f"and its caption files, seed {cfg.seed}, gap config {cfg.hash}")
+    return _finish(pairs, record, cfg, out_dir, clock, t0, c0, title, head, log)
+
+
 def _cmd_gap(args) -> int:
     import torch
 
-    from deltabench.world.world import load_world
+    from deltabench.real.domain import domain_names, is_real_domain_config, load_domain_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = GapConfig(pairs=args.pairs, seed=args.seed, captions=args.captions, tsne_max_iter=args.tsne_iter,
-                    figure=not args.no_figure)
-    world = load_world(args.world)
-    out = Path(args.out) if args.out else Path("gap") / world.cfg.name
-    record = run_gap(world, cfg, out, log=lambda s: print(s, file=sys.stderr, flush=True))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    real = args.world in domain_names() or is_real_domain_config(args.world)
+    if real:
+        if args.captions is not None:
+            raise ValueError(f"--captions applies to synthfaces worlds; on the real domain {args.world!r} the captions "
+                             f"are the caption files of --images")
+        if not args.images:
+            raise ValueError(f"gap on the real domain {args.world!r} needs --images DIR: {CAPTION_LAYOUT}")
+        cfg = GapConfig(pairs=args.pairs, seed=args.seed, captions="files", tsne_max_iter=args.tsne_iter,
+                        figure=not args.no_figure)
+        out = Path(args.out) if args.out else Path("gap") / load_domain_config(args.world).name
+        record = run_gap_real(args.world, args.images, cfg, out, log=log)
+    else:
+        from deltabench.world.world import load_world
+
+        if args.images:
+            raise ValueError(f"--images applies to real domains ({', '.join(domain_names())}); the synthfaces world "
+                             f"{args.world!r} renders its own faces and captions")
+        cfg = GapConfig(pairs=args.pairs, seed=args.seed, captions=args.captions or GapConfig.captions,
+                        tsne_max_iter=args.tsne_iter, figure=not args.no_figure)
+        world = load_world(args.world)
+        out = Path(args.out) if args.out else Path("gap") / world.cfg.name
+        record = run_gap(world, cfg, out, log=log)
     print(format_table(record))
     for what in ("seconds", "cpu_seconds"):
         print(f"{what}: " + ", ".join(f"{k} {v:.1f}" for k, v in record[what].items()))
@@ -221,12 +298,17 @@ def _cmd_gap(args) -> int:
 def add_parser(subparsers) -> None:
     """Register ``deltabench gap`` on the CLI's subparsers."""
     g = subparsers.add_parser("gap", help="modality-gap analysis: raw vs delta CLIP embeddings (t-SNE + numbers)")
-    g.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
+    g.add_argument("--world", default="synthfaces",
+                   help="synthfaces world (name or JSON config), or a real domain (ffhq, lsun-*, or its JSON config) "
+                        "with --images")
+    g.add_argument("--images", metavar="DIR",
+                   help="real domains: captioned images, DIR/image/N.jpg with DIR/text/N.txt (one caption a line; "
+                        "the MultiModal-CelebA-HQ layout)")
     g.add_argument("--pairs", type=int, default=GapConfig.pairs, help="number of (image, caption) pairs N")
     g.add_argument("--out", help="output directory (default: ./gap/<world>)")
     g.add_argument("--seed", type=int, default=GapConfig.seed)
-    g.add_argument("--captions", choices=CAPTION_MODES, default=GapConfig.captions,
-                   help="full: every caption names every attribute; mixed: the CLIP training mix")
+    g.add_argument("--captions", choices=CAPTION_MODES, default=None,
+                   help="synthfaces: full (default): every caption names every attribute; mixed: the CLIP training mix")
     g.add_argument("--tsne-iter", dest="tsne_iter", type=int, default=GapConfig.tsne_max_iter,
                    help="t-SNE iterations per panel")
     g.add_argument("--no-figure", dest="no_figure", action="store_true", help="numbers only, no t-SNE")
