@@ -171,8 +171,9 @@ def kernel_distance(x: torch.Tensor, y: torch.Tensor, subset_size: int = 1000, n
     g = torch.Generator().manual_seed(seed)
     ix = torch.stack([torch.randperm(len(x), generator=g)[:m] for _ in range(n_subsets)])  # [S, m]
     iy = torch.stack([torch.randperm(len(y), generator=g)[:m] for _ in range(n_subsets)])
-    # Kernels batched over chunks of subsets, about 64 MB of gathered features at a time.
-    chunk = max(1, int(2**23 // (m * d)))
+    # Kernels batched over chunks of subsets: about 64 MB of gathered features and of each
+    # [c, m, m] kernel at a time (100 subsets of 1,000 at once took 3.3 GB).
+    chunk = max(1, int(2**23 // (m * max(d, m))))
     off = lambda k: k.sum((1, 2)) - k.diagonal(dim1=1, dim2=2).sum(1)  # noqa: E731
     mmd = []
     for s in range(0, n_subsets, chunk):
