@@ -381,8 +381,17 @@ def _names(names: list[str], k: int = 6) -> str:
     return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
-def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=print) -> dict:
-    """Check (:func:`check_out_dir`), create or clear the run directory; return its manifest.
+def domain_notes(domain) -> dict:
+    """What a run manifest records about how the domain scores, beyond its config hash: the
+    identity model's backend (insightface, or the fallback and its warning)."""
+    info = getattr(domain, "identity_info", None)
+    return {"identity": info} if info else {}
+
+
+def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=print,
+                    extra: dict | None = None) -> dict:
+    """Check (:func:`check_out_dir`), create or clear the run directory; return its manifest
+    (``extra``: more entries for it, e.g. :func:`domain_notes`).
 
     ``--force`` removes only what a run writes (:data:`RUN_ENTRIES`), never another file."""
     check_out_dir(out, cfg, resume, force)
@@ -403,7 +412,7 @@ def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=pr
         store.write_json({"created_by": "deltabench run", "time": time.time()}, out / MARKER)
     manifest = {"config": new, "config_hash": hashlib.sha256(json.dumps(new, sort_keys=True)
                                                                          .encode()).hexdigest()[:16],
-                **store.describe_environment()}
+                **store.describe_environment(), **(extra or {})}
     store.write_json(manifest, out / "manifest.json")
     return manifest
 
@@ -610,7 +619,7 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     ids = current_units(cfg)
 
     def prepare() -> set[str]:
-        prepare_out_dir(out, cfg, resume, force, log=log)
+        prepare_out_dir(out, cfg, resume, force, log=log, extra=domain_notes(domain))
         (out / "units").mkdir(exist_ok=True)
         drop_stale_rows(out, cfg, log=log)
         return done_units(out, cfg.images, ids)

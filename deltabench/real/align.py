@@ -188,6 +188,16 @@ def ffhq_quad(landmarks) -> tuple[np.ndarray, float]:
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y]), float(2 * np.hypot(*x))
 
 
+def five_points(landmarks) -> np.ndarray:
+    """dlib's 68 landmarks -> the 5 points of insightface's ``norm_crop`` ``[5, 2]``, in its
+    order: left eye centre (36-41), right eye centre (42-47), nose tip (30), left and right
+    mouth corners (48, 54)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2):
+        raise AlignError(f"expected 68 (x, y) landmarks, got shape {list(lm.shape)}")
+    return np.stack([lm[36:42].mean(axis=0), lm[42:48].mean(axis=0), lm[30], lm[48], lm[54]])
+
+
 def _axes(quad) -> tuple[np.ndarray, np.ndarray]:
     q = np.asarray(quad, dtype=np.float64).reshape(4, 2)
     return q[0] + 0.5, np.stack([q[3] - q[0], q[1] - q[0]], axis=1)  # origin (continuous), [ex | ey]

@@ -236,7 +236,7 @@ class RealDomain(ClipTextImage):
             raise CheckpointError(f"{paths['clip']}: open_clip {cfg.clip_model!r} takes {self.clip.image_size} px "
                                   f"images; domain {cfg.name!r} says clip_input_size={cfg.clip_input_size}")
         self.clip.requires_grad_(False)
-        self.identity = loaders.OnnxArcFace(paths["identity"], crop=cfg.face_crop) if "identity" in paths else None
+        self.identity = loaders.load_arcface(paths["identity"], crop=cfg.face_crop) if "identity" in paths else None
         self.identity_loss = None
         if "identity_loss" in paths:
             from deltabench.models.irse import IdentityLoss, load_irse50
@@ -271,6 +271,11 @@ class RealDomain(ClipTextImage):
     @property
     def device(self) -> torch.device:
         return self._device
+
+    @property
+    def identity_info(self) -> dict | None:
+        """How IDS is computed (insightface or the fallback, with its warning): run manifests record it."""
+        return self.identity.info() if self.identity is not None else None
 
     @property
     def prompts(self) -> tuple:

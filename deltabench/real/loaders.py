@@ -3,7 +3,9 @@
 - CLIP: open_clip ``ViT-B-32-quickgelu`` (the OpenAI weights use QuickGELU; open_clip's
   ``ViT-B-32`` config with GELU would load them without error and give wrong embeddings).
 - Identity (metric): insightface ArcFace recognition ONNX (``w600k_r50.onnx`` of ``buffalo_l``)
-  through onnxruntime.
+  through insightface itself (``ArcFaceONNX`` + ``face_align.norm_crop``,
+  :class:`InsightFaceArcFace`); where insightface is not installed, through onnxruntime with
+  deltabench's re-implementation of its preprocessing (:class:`OnnxArcFace`), with a warning.
 - FID features: pytorch-fid's InceptionV3 (``pt_inception-2015-12-05-6726825d.pth``), pool3.
 
 Nothing here downloads: a missing file is a :class:`CheckpointError` that says which
@@ -205,6 +207,150 @@ def find_recognition_onnx(path: str | Path) -> Path:
     raise CheckpointError(f"{path}: no ArcFace recognition model (an .onnx with a 112x112 input) in this directory")
 
 
+# insightface's ArcFace template (``insightface.utils.face_align.arcface_dst``): where
+# norm_crop puts the eye centres, the nose tip and the mouth corners in the 112 px crop.
+ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                        [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+
+
+def ffhq_five_points(size: int) -> np.ndarray:
+    """``[5, 2]`` pixel coordinates, in an FFHQ-aligned image of side ``size``, for which
+    insightface's ``norm_crop`` cuts exactly the square of :func:`ffhq_face_crop` (columns
+    32:220, rows 35:223 at 256 px): ``ARCFACE_DST`` mapped back through that crop. FFHQ
+    alignment puts the eyes and mouth at (nearly) fixed places, so these stand in for detected
+    landmarks on generator samples and CelebA-HQ images."""
+    x256 = np.array([32.0, 35.0]) + (ARCFACE_DST + 0.5) * (188.0 / 112.0)
+    return x256 * (size / 256.0) - 0.5
+
+
+def _five_points(landmarks) -> np.ndarray:
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape == (68, 2):
+        from deltabench.real.align import five_points
+
+        return five_points(lm)
+    if lm.shape != (5, 2):
+        raise ValueError(f"landmarks per image must be [5, 2] (insightface's order) or dlib's [68, 2], "
+                         f"got {list(lm.shape)}")
+    return lm
+
+
+def insightface_version() -> str | None:
+    """The installed insightface's version, None when it is not importable."""
+    try:
+        import insightface
+        from insightface.model_zoo import arcface_onnx  # noqa: F401
+        from insightface.utils import face_align  # noqa: F401
+    except ImportError:
+        return None
+    return str(getattr(insightface, "__version__", "unknown"))
+
+
+class InsightFaceArcFace:
+    """insightface ArcFace through insightface itself:
+    ``embed(img [N, 3, H, W] in [-1, 1], landmarks=None) -> unit [N, D]`` (CPU tensor).
+
+    Each image is quantised to uint8 (as a saved PNG would be), turned to BGR (insightface's
+    convention), cut by ``insightface.utils.face_align.norm_crop`` at 5 landmarks and embedded
+    by ``insightface.model_zoo.arcface_onnx.ArcFaceONNX.get_feat`` (its own Sub/Mul rule for
+    the input normalisation). ``landmarks``: ``[N, 5, 2]`` (eye centres, nose tip, mouth
+    corners) or dlib's ``[N, 68, 2]`` in the image's pixel coordinates, e.g. the
+    ``landmarks_aligned`` of a ``deltabench align`` record; by default (``crop="ffhq"``) the
+    fixed :func:`ffhq_five_points`, since every image of an FFHQ domain is aligned.
+    ``crop="none"``: the whole image resized to the model's input (area interpolation).
+    Not differentiable."""
+
+    backend = "insightface"
+    warning = None
+
+    def __init__(self, path: str | Path, batch: int = 32, crop: str = "ffhq"):
+        import onnxruntime as ort
+        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+        if crop not in ("ffhq", "none"):
+            raise ValueError(f"identity crop must be 'ffhq' or 'none', got {crop!r}")
+        self.path = find_recognition_onnx(path)
+        try:
+            session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+            self.model = ArcFaceONNX(model_file=str(self.path), session=session)
+        except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise their own exception types
+            raise CheckpointError(f"{self.path}: insightface cannot load it ({e}); expected an insightface "
+                                  f"recognition model (w600k_r50.onnx)") from None
+        shape = list(self.model.input_shape)
+        if len(shape) != 4 or shape[1] != 3 or not all(isinstance(v, int) for v in shape[2:]):
+            raise CheckpointError(f"{self.path}: input has shape {shape}; an ArcFace model takes [N, 3, 112, 112]")
+        self.input_size = (int(shape[2]), int(shape[3]))
+        if crop == "ffhq" and self.input_size[0] % 112 and self.input_size[0] % 128:
+            raise CheckpointError(f"{self.path}: input {self.input_size}; norm_crop needs a side that is a "
+                                  f"multiple of 112 or 128")
+        self.input_mean, self.input_std = float(self.model.input_mean), float(self.model.input_std)
+        out = self.model.output_shape
+        self.embed_dim = out[-1] if isinstance(out[-1], int) else None
+        self.batch, self.crop = batch, crop
+        self.version = insightface_version()
+        self._lock = threading.Lock()
+
+    def parameters(self):
+        return iter(())
+
+    def crops(self, img: torch.Tensor, landmarks=None) -> list[np.ndarray]:
+        """The BGR uint8 crops ``[h, w, 3]`` that go into ArcFace."""
+        import cv2
+        from insightface.utils.face_align import norm_crop
+
+        from deltabench.utils import float_to_uint8
+
+        if img.ndim != 4 or img.shape[1] != 3:
+            raise ValueError(f"identity: expected images [N, 3, H, W] in [-1, 1], got shape {tuple(img.shape)}")
+        if landmarks is not None and len(landmarks) != len(img):
+            raise ValueError(f"identity: {len(landmarks)} landmark sets for {len(img)} images")
+        h, w = self.input_size
+        out = []
+        warnings.filterwarnings("ignore", message=r"`estimate` is deprecated", category=FutureWarning,
+                                module=r"insightface\.utils\.face_align")  # insightface 2.1 on scikit-image 0.26
+        for i, rgb in enumerate(float_to_uint8(img)):
+            bgr = np.ascontiguousarray(rgb[..., ::-1])
+            if landmarks is not None:
+                out.append(norm_crop(bgr, _five_points(landmarks[i]).astype(np.float32), image_size=w))
+            elif self.crop == "ffhq":
+                out.append(norm_crop(bgr, ffhq_five_points(bgr.shape[0]).astype(np.float32), image_size=w))
+            else:
+                out.append(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA))
+        return out
+
+    def embed_crops(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """Unit embeddings ``[N, D]`` of aligned BGR uint8 crops (``ArcFaceONNX.get_feat``)."""
+        outs = []
+        with self._lock:
+            for i in range(0, len(crops), self.batch):
+                outs.append(self.model.get_feat(list(crops[i:i + self.batch])))
+        return F.normalize(torch.from_numpy(np.concatenate(outs)).float(), dim=1)
+
+    def embed(self, img: torch.Tensor, landmarks=None) -> torch.Tensor:
+        if img.requires_grad:
+            raise RuntimeError("the ArcFace identity model is not differentiable (onnxruntime); use the "
+                               "domain's identity_loss model for losses")
+        return self.embed_crops(self.crops(img.detach().to("cpu", torch.float32), landmarks))
+
+    __call__ = embed
+
+    def info(self) -> dict:
+        return {"backend": f"insightface {self.version}", "model": self.path.name,
+                "crop": "norm_crop at the fixed FFHQ 5 points" if self.crop == "ffhq" else "resize"}
+
+
+def load_arcface(path: str | Path, crop: str = "ffhq", batch: int = 32):
+    """The IDS model: :class:`InsightFaceArcFace` when insightface is installed, else
+    :class:`OnnxArcFace` with its ``warning`` set (and a ``UserWarning``)."""
+    if insightface_version() is None:
+        m = OnnxArcFace(path, batch=batch, crop=crop)
+        m.warning = ("insightface is not installed: IDS uses deltabench's re-implementation of its ArcFace "
+                     "preprocessing (fixed FFHQ crop, float pixels); pip install insightface for insightface's own")
+        warnings.warn(m.warning, stacklevel=2)
+        return m
+    return InsightFaceArcFace(path, batch=batch, crop=crop)
+
+
 class OnnxArcFace:
     """insightface ArcFace from ONNX: ``embed(img [N, 3, H, W] in [-1, 1]) -> unit [N, D]`` (CPU tensor).
 
@@ -216,6 +362,9 @@ class OnnxArcFace:
     own normalisation), else mean = std = 127.5 (``w600k_r50``). Not differentiable: the
     StyleCLIP losses use the domain's ``identity_loss`` (IR-SE50) instead.
     """
+
+    backend = "deltabench"
+    warning = None  # set by load_arcface when insightface is missing
 
     def __init__(self, path: str | Path, batch: int = 32, crop: str = "ffhq"):
         import onnxruntime as ort
@@ -270,6 +419,11 @@ class OnnxArcFace:
         return F.normalize(torch.from_numpy(np.concatenate(outs)).float(), dim=1)
 
     __call__ = embed
+
+    def info(self) -> dict:
+        d = {"backend": "deltabench (insightface's ArcFaceONNX preprocessing re-implemented)",
+             "model": self.path.name, "crop": "fixed FFHQ crop" if self.crop == "ffhq" else "resize"}
+        return {**d, "warning": self.warning} if self.warning else d
 
 
 # --- pytorch-fid InceptionV3 ---------------------------------------------------------------
