@@ -74,11 +74,28 @@ class ClipTextImage:
                        f"template ({longest} tokens): the words past it are not read")
         return out
 
+    # Whether the methods that feed CLIP as the official code does (DeltaEdit map_tool /
+    # generate_codes.py / inference_real.py, StyleCLIP criteria/clip_loss.py lines 11-15 for OP
+    # and LM) get that feed here: [-1, 1] pixels through Upsample(x7) + AvgPool(size/32) with no
+    # CLIP mean/std. True on the real domains (official weights, official feed); False on
+    # synthfaces, whose world CLIP was trained on its own normalised input.
+    official_clip_input = False
+
+    def encode_clip(self, images: torch.Tensor, official_input: bool = False) -> torch.Tensor:
+        """Unit CLIP image embeddings ``[N, D]`` (differentiable). ``official_input``: the
+        official DeltaEdit / StyleCLIP-OP/LM feed (no mean/std normalisation) where the domain
+        has one (:attr:`official_clip_input`), else the domain's own preprocessing."""
+        if official_input and self.official_clip_input:
+            return self.clip.encode_image(images, normalize=False)
+        return self.clip.encode_image(images)
+
     @torch.no_grad()
-    def clip_image(self, images: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-        """Unit CLIP image embeddings ``[N, D]`` of ``images [N, 3, H, W]`` in [-1, 1]."""
+    def clip_image(self, images: torch.Tensor, batch: int | None = None,
+                   official_input: bool = False) -> torch.Tensor:
+        """Unit CLIP image embeddings ``[N, D]`` of ``images [N, 3, H, W]`` in [-1, 1]
+        (``official_input`` as in :meth:`encode_clip`)."""
         batch = batch or self.clip_batch
-        return torch.cat([self.clip.encode_image(images[i : i + batch]) for i in range(0, len(images), batch)])
+        return torch.cat([self.encode_clip(images[i : i + batch], official_input) for i in range(0, len(images), batch)])
 
 
 class SynthfacesDomain(ClipTextImage):

@@ -36,31 +36,34 @@ class LatentPool:
 
 
 @torch.no_grad()
-def encode_wplus(domain, w_plus: torch.Tensor, batch: int = 128,
-                 torgb: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """W+ ``[N, L, D]`` -> (S codes ``[N, S_edit]``, CLIP image embeddings ``[N, D_clip]``)."""
+def encode_wplus(domain, w_plus: torch.Tensor, batch: int = 128, torgb: bool = False,
+                 official_clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """W+ ``[N, L, D]`` -> (S codes ``[N, S_edit]``, CLIP image embeddings ``[N, D_clip]``).
+    ``official_clip``: the official feed (``domain.encode_clip(official_input=True)``)."""
     G = domain.generator
     s_all, c_all = [], []
     for i in range(0, len(w_plus), batch):
         styles = G.styles(w_plus[i : i + batch].to(domain.device))
         s_all.append(sspace.gather(styles, G.slayout, torgb).cpu())
-        c_all.append(domain.clip.encode_image(G.synthesis_from_styles(styles)).cpu())
+        img = G.synthesis_from_styles(styles)
+        c_all.append((domain.encode_clip(img, official_input=True) if official_clip
+                      else domain.clip.encode_image(img)).cpu())
     return torch.cat(s_all), torch.cat(c_all)
 
 
 @torch.no_grad()
 def build_pool(domain, n_generated: int, n_inverted: int, seed: int, batch: int = 128,
-               torgb: bool = False) -> LatentPool:
+               torgb: bool = False, official_clip: bool = False) -> LatentPool:
     """Generated samples plus inverted "real" images, as in the official training set."""
     s_parts, c_parts = [], []
     for i in progress(range(0, n_generated, batch), desc="deltaedit pool: generated"):
         wp = domain.sample_w_plus(min(batch, n_generated - i), seed=seed * 7919 + i)
-        s, c = encode_wplus(domain, wp, batch, torgb)
+        s, c = encode_wplus(domain, wp, batch, torgb, official_clip)
         s_parts.append(s)
         c_parts.append(c)
     for i in progress(range(0, n_inverted, batch), desc="deltaedit pool: inverted"):
         real = domain.test_images(min(batch, n_inverted - i), seed=seed * 104729 + 1 + i).images
-        s, c = encode_wplus(domain, domain.invert(real), batch, torgb)
+        s, c = encode_wplus(domain, domain.invert(real), batch, torgb, official_clip)
         s_parts.append(s)
         c_parts.append(c)
     return LatentPool(torch.cat(s_parts), torch.cat(c_parts), n_generated)

@@ -48,8 +48,16 @@ class DeltaEditConfig:
     # (measured on the default world, 100 faces), so the official layer set cannot edit
     # colour there at all.
     torgb: bool | None = None
+    # How the pool's images reach CLIP. "official": as DeltaEdit's generate_codes.py lines
+    # 28-29 and 66-68 feed them (Upsample(x7) + AvgPool(size/32) of the [-1, 1] image, no CLIP
+    # mean/std), on a domain that has that feed (real domains); "domain": the domain CLIP's own
+    # preprocessing (synthfaces). None: the domain decides (``domain.official_clip_input``).
+    clip_input: str | None = None
 
     def __post_init__(self):
+        if self.clip_input not in (None, "official", "domain"):
+            raise ValueError(f"DeltaEditConfig.clip_input must be 'official' or 'domain' (or unset), "
+                             f"got {self.clip_input!r}")
         for k, low in (("steps", 1), ("batch", 1), ("checkpoint_every", 1), ("n_generated", 0), ("n_inverted", 0)):
             if getattr(self, k) < low:
                 raise ValueError(f"DeltaEditConfig.{k} must be >= {low}, got {getattr(self, k)}")
@@ -64,13 +72,27 @@ class DeltaEditConfig:
         return config_from_dict(DeltaEditConfig, d, "DeltaEditConfig")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["clip_input"] in (None, "domain"):  # absent: configs from before the option hash as before
+            d.pop("clip_input")
+        return d
 
     def resolve(self, domain) -> "DeltaEditConfig":
-        """``torgb=None`` replaced by the domain's choice (the resolved value is what is hashed)."""
-        if self.torgb is not None:
-            return self
-        return DeltaEditConfig.from_dict({**self.to_dict(), "torgb": bool(getattr(domain, "edit_torgb", False))})
+        """``torgb=None`` and ``clip_input=None`` replaced by the domain's choices (the resolved
+        values are what is hashed)."""
+        d = asdict(self)
+        if d["torgb"] is None:
+            d["torgb"] = bool(getattr(domain, "edit_torgb", False))
+        if d["clip_input"] is None:
+            d["clip_input"] = "official" if getattr(domain, "official_clip_input", False) else "domain"
+        if d["clip_input"] == "official" and not getattr(domain, "official_clip_input", False):
+            raise ValueError(f"DeltaEditConfig.clip_input='official': domain {getattr(domain, 'name', domain)!r} "
+                             f"has no official CLIP feed (only the real domains do); use 'domain' or leave it unset")
+        return self if d == asdict(self) else DeltaEditConfig.from_dict(d)
+
+    @property
+    def official_clip(self) -> bool:
+        return self.clip_input == "official"
 
 
 def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,
@@ -93,12 +115,16 @@ def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, pool_dir: Path) 
     key = {"n_generated": cfg.n_generated, "n_inverted": cfg.n_inverted, "seed": seed}
     if cfg.torgb:  # absent otherwise: pools cached before the option existed stay valid
         key["torgb"] = True
+    if cfg.official_clip:  # likewise
+        key["clip_input"] = "official"
     pool_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}" + ("-torgb" if cfg.torgb else "")
+    stem = (f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}" + ("-torgb" if cfg.torgb else "")
+            + ("-official" if cfg.official_clip else ""))
     f, meta = pool_dir / f"{stem}.safetensors", pool_dir / f"{stem}.json"
     if f.is_file() and meta.is_file() and integrity.read_json(meta, "a DeltaEdit pool's key") == key:
         return LatentPool.from_state_dict(integrity.load_tensors(f))
-    pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed, torgb=bool(cfg.torgb))
+    pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed, torgb=bool(cfg.torgb),
+                      official_clip=cfg.official_clip)
     integrity.save_tensors(pool.state_dict(), f)
     integrity.atomic_write_text(meta, json.dumps(key))
     return pool

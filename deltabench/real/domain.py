@@ -207,6 +207,36 @@ class RealDomain(ClipTextImage):
 
     kind = "real"
     oracle = None  # no ground truth on real images
+    # The official CLIP feed per method (deltabench.domain.ClipTextImage.official_clip_input):
+    # DeltaEdit, StyleCLIP-OP and -LM see [-1, 1] pixels through Upsample(x7) + AvgPool(size/32)
+    # without mean/std; StyleCLIP-GD's fs3 and the metrics keep the config's ``clip_normalize``.
+    official_clip_input = True
+    # The official settings of every method on a real domain (user --options override them;
+    # synthfaces keeps its own measured ones, deltabench.domain.SynthfacesDomain). Sources
+    # (Yueming6568/DeltaEdit and orpatashnik/StyleCLIP at their default branches):
+    # - deltaedit beta 0.03: options/test_options.py line 18 (--threshold default 0.03), used by
+    #   scripts/inference.py lines 26-30 / 82 and scripts/inference_real.py lines 94-98 / 160 on
+    #   the *raw* map_tool.GetDt difference (utils/map_tool.py lines 103-106; normalised only
+    #   after, inference.py line 84); fs3 from the domain's styleclip-gd fs3 (DeltaEdit.fit).
+    # - deltaedit pool and steps: datasets/train_dataset.py lines 27-29 (200,000 generated +
+    #   58,000 inverted codes) and line 37 (the dataset repeats 50x); scripts/train.py lines 19-23
+    #   and 38 (one pass, drop_last) at batch 64 (options/train_options.py line 11):
+    #   258,000 * 50 // 64 = 201,562 steps; generate_codes.py line 100 (200,000 samples).
+    # - styleclip-op id_lambda 0.0: optimization/run_optimization.py line 129 (the script's
+    #   default; the 0.005 of OPConfig is the optimization_playground notebook's). Its other
+    #   defaults equal OPConfig's: lr 0.1 (line 125), 300 steps (line 126), l2 0.008 (line 128).
+    # - styleclip-lm: mapper/options/train_options.py line 22 (batch 2), line 28 (Ranger, used by
+    #   mapper/training/coach.py lines 174-180), line 39 (50,000 steps); lr 0.5, l2 0.8, id 0.1
+    #   (lines 27, 30, 32) equal LMConfig's.
+    # - styleclip-gd fs3: global_directions/SingleChannel.py lines 59 (100 images), 68 (+-5 sigma),
+    #   78-79 (channel set to its mean first, FS3Config.protocol "official"); sigma and mean over
+    #   100,000 codes (GetCode.py line 195, GetCodeMS lines 170-179, numpy ddof 0) sampled with
+    #   truncation 0.7 (GetCode.py line 79).
+    method_defaults = {
+        "deltaedit": {"beta": 0.03, "config": {"n_generated": 200_000, "n_inverted": 58_000,
+                                               "steps": 201_562, "batch": 64}},
+        "styleclip-op": {"config": {"id_lambda": 0.0}},
+    }
 
     def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
                  device: str | torch.device = "cpu"):

@@ -70,7 +70,10 @@ class OpenClipModel(ClipModel):
         super().__init__(clip, tokenizer, image_size)
         self.normalize = bool(normalize)
 
-    def preprocess(self, img: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, img: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
+        """``img [N, 3, H, W]`` in [-1, 1] -> CLIP input; ``normalize``: CLIP's mean/std (None:
+        the domain's ``clip_normalize``; False: the official DeltaEdit / StyleCLIP OP and LM feed,
+        the resized [-1, 1] pixels as they are)."""
         if img.ndim != 4 or img.shape[1] != 3:
             raise ValueError(f"encode_image wants [N, 3, H, W] images in [-1, 1], got shape {tuple(img.shape)}")
         x = img.to(self.mean.device, torch.float32)
@@ -81,9 +84,14 @@ class OpenClipModel(ClipModel):
                 x = torch.einsum("ih,nchw,jw->ncij", a, x, a)
             else:
                 x = F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False, antialias=True)
-        if not self.normalize:
+        if not (self.normalize if normalize is None else normalize):
             return x
         return ((x + 1) / 2 - self.mean) / self.std
+
+    def encode_image(self, img: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
+        """``img [N, 3, H, W]`` in [-1, 1] -> ``[N, D]`` L2-normalised (``normalize`` as in
+        :meth:`preprocess`)."""
+        return self.clip.encode_image(self.preprocess(img, normalize), normalize=True)
 
 
 def official_resize_matrix(h: int, s: int, device: torch.device | str = "cpu") -> torch.Tensor:
