@@ -171,9 +171,13 @@ def channel_std(domain, cfg: FS3Config) -> torch.Tensor:
 
 
 @torch.no_grad()
-def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None,
+                channels=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The relevance matrix ``fs3: [S_edit, D]`` (unit rows, ``sspace.gather`` order), the
-    channel σ ``[S_edit]`` and timing. ``cfg.torgb=None`` is the domain's choice."""
+    channel σ ``[S_edit]`` and timing. ``cfg.torgb=None`` is the domain's choice.
+
+    ``channels``: only these ``sspace.gather`` indices (rows in ascending index order; σ is
+    still all of ``[S_edit]``), for timing a slice (``benchmarks/bench_official.py``)."""
     cfg = cfg.resolve(domain)
     G, clip = domain.generator, domain.clip
     sl = G.slayout
@@ -192,24 +196,29 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     for l in edit_layers:
         offsets[l] = o
         o += sl.widths[l]
-    rows: dict[tuple[int, int], torch.Tensor] = {}  # (layer, first channel) -> [k, D]
+    sel = _select_channels(channels, o)
+    # the layer's channels to compute (local indices): all of them, or the selected ones
+    local = {l: range(sl.widths[l]) if sel is None else [c - offsets[l] for c in sel if 0 <= c - offsets[l] < sl.widths[l]]
+             for l in edit_layers}
+    rows: dict[tuple[int, int], torch.Tensor] = {}  # (layer, chunk start in local[l]) -> [k, D]
     k_max = max(1, cfg.max_batch // (2 * N))
-    n_chan = o
+    n_chan = o if sel is None else len(sel)
     # Chunks of k_max channels per layer, dealt round-robin over the ranks (all to one process).
-    chunks = [(l, c0) for l in edit_layers for c0 in range(0, sl.widths[l], k_max)]
+    chunks = [(l, c0) for l in edit_layers for c0 in range(0, len(local[l]), k_max)]
+    last = max(l for l, _ in chunks)
     mine = set(dist.shard(chunks))
-    bar = progress(total=sum(min(k_max, sl.widths[l] - c0) for l, c0 in mine), desc="fs3 channels")
+    bar = progress(total=sum(len(local[l][c0 : c0 + k_max]) for l, c0 in mine), desc="fs3 channels")
     state = (None, None)
     with amp:
         for l in range(len(sl)):
             if l in offsets:
                 C = sl.widths[l]
                 sig = cfg.sigma * std[offsets[l] : offsets[l] + C]  # [C]
-                for c0 in range(0, C, k_max):
+                for c0 in range(0, len(local[l]), k_max):
                     if (l, c0) not in mine:
                         continue
-                    k = min(k_max, C - c0)
-                    ch = torch.arange(c0, c0 + k, device=dev)
+                    ch = torch.as_tensor(local[l][c0 : c0 + k_max], device=dev)
+                    k = len(ch)
                     # s_l for every (channel j, sign, image n): [k, 2, N, C]
                     s_l = styles[l][None, None].repeat(k, 2, 1, 1)
                     delta = torch.stack([-sig[ch], sig[ch]], 1)  # [k, 2]
@@ -225,6 +234,8 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                     d = normalize(e[:, 1] - e[:, 0])  # +5σ minus -5σ, [k, N, D]
                     rows[l, c0] = normalize(d.mean(1))
                     bar.update(k)
+            if l == last:  # later layers feed no chunk
+                break
             state = _apply_layer(G, l, state, styles[l], noise)
     bar.close()
     if dist.is_distributed():
@@ -242,16 +253,29 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     return fs3.float(), std.float(), info
 
 
+def _select_channels(channels, n: int) -> list[int] | None:
+    """``channels`` (gather indices) sorted, deduplicated and range-checked; None: all."""
+    if channels is None:
+        return None
+    sel = sorted({int(c) for c in channels})
+    if not sel or sel[0] < 0 or sel[-1] >= n:
+        raise ValueError(f"fs3 channels must be a non-empty set of S indices in [0, {n}), got "
+                         f"{len(sel)} from {sel[:1]} to {sel[-1:]}")
+    return sel
+
+
 @torch.no_grad()
-def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor) -> torch.Tensor:
-    """Reference: one channel at a time, full synthesis (the official loop). For tests."""
+def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor, channels=None) -> torch.Tensor:
+    """Reference: one channel at a time, full synthesis (the official loop). For tests and
+    ``benchmarks/bench_official.py``; ``channels`` as in ``compute_fs3``."""
     G, clip, cfg = domain.generator, domain.clip, cfg.resolve(domain)
     sl = G.slayout
     w = domain.sample_w_plus(cfg.n_images, cfg.seed)
     styles = G.styles(w)
     s = sspace.gather(styles, sl, cfg.torgb)  # [N, S]
     rows = []
-    for c in range(s.shape[1]):
+    sel = _select_channels(channels, s.shape[1])
+    for c in range(s.shape[1]) if sel is None else sel:
         embs = []
         for sign in (-1.0, 1.0):
             s2 = s.clone()

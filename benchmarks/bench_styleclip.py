@@ -46,7 +46,8 @@ class RandomDomain:
 
             self.resolution = 1024
             g = GeneratorConfig()
-            self.clip = ClipModel(open_clip.create_model("ViT-B-32", pretrained=None), None, 224)
+            self.clip = ClipModel(open_clip.create_model("ViT-B-32", pretrained=None),
+                                  open_clip.get_tokenizer("ViT-B-32"), 224)  # the bundled BPE vocab: OP encodes text
         else:
             raise ValueError(f"unknown --arch {arch!r}; use synthfaces-64 or ffhq-1024")
         self.generator = build_generator(g, self.resolution).eval()
