@@ -10,8 +10,8 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from deltabench.config import config_from_dict  # noqa: F401 - re-exported for the baselines
-from deltaedit.method import check_prompts  # noqa: F401 - re-exported for the baselines
+from deltabench.parse import config_from_dict  # noqa: F401 - re-exported for the baselines
+from deltabench.prompts import check_prompts  # noqa: F401 - re-exported for the baselines
 
 
 def config_hash(obj: dict) -> str:
@@ -41,7 +41,10 @@ def clip_loss(domain, img: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor
     so the cosine is used directly. ``encode_image`` resizes to the CLIP input size (official:
     7x upsample + average pool to 224).
     """
-    e = domain.clip.encode_image(img)  # [B, D] unit
+    # the official feed where the domain has one (real domains: Upsample(x7) + AvgPool, no
+    # mean/std, criteria/clip_loss.py lines 11-15), else the domain CLIP's own (synthfaces)
+    enc = getattr(domain, "encode_clip", None)
+    e = enc(img, official_input=True) if enc is not None else domain.clip.encode_image(img)  # [B, D] unit
     t = text_emb.to(e)
     return 1 - (e * (t if t.ndim == 2 else t[None])).sum(-1)
 

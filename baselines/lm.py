@@ -85,8 +85,11 @@ class LevelsMapper(nn.Module):
 @dataclass(frozen=True)
 class LMConfig:
     """Loss weights and lr from the official ``train_options.py`` (clip 1.0, latent L2 0.8,
-    id 0.1, lr 0.5). The official run is 50k steps at batch 2 on a GPU; ``steps`` here is
-    CPU-sized (measured in the report) and ``batch`` larger to use the steps well."""
+    id 0.1, lr 0.5). The official run is 50k steps at batch 2 with the Ranger optimiser on a
+    GPU (``mapper/options/train_options.py`` lines 22, 28, 39; ``coach.py`` lines 174-180): the
+    real domains default to exactly that (``RealDomain.method_defaults``); the class defaults
+    are synthfaces' (``steps`` CPU-sized, measured in the report, ``batch`` larger to use the
+    steps well, Adam)."""
 
     steps: int = 300
     batch: int = 16
@@ -99,8 +102,13 @@ class LMConfig:
     # target prompt -> a released StyleCLIP mapper file (mapper/pretrained/*.pt), loaded with
     # load_official_mapper and used for that prompt instead of training one.
     checkpoints: dict[str, str] | None = None
+    # "ranger": the official optimiser (StyleCLIP mapper/training/ranger.py, Ranger 20.4.11:
+    # RAdam + Lookahead + gradient centralisation), :func:`ranger`; "adam": torch's Adam.
+    optimizer: str = "adam"
 
     def __post_init__(self):
+        if self.optimizer not in ("adam", "ranger"):
+            raise ValueError(f"LMConfig.optimizer must be 'adam' or 'ranger' (official), got {self.optimizer!r}")
         if self.checkpoints is not None:
             if not isinstance(self.checkpoints, dict) or not all(
                     isinstance(k, str) and k.strip() and isinstance(v, (str, Path))
@@ -118,7 +126,40 @@ class LMConfig:
         d = as_dict(self)
         if not d["checkpoints"]:  # absent when unused, so configs from before the option keep their hash
             d.pop("checkpoints")
+        if d["optimizer"] == "adam":  # likewise
+            d.pop("optimizer")
         return d
+
+
+def ranger(params, lr: float):
+    """The official optimiser of StyleCLIP's mapper training: ``Ranger(params, lr)`` of
+    ``mapper/training/ranger.py`` (version 20.4.11, defaults alpha 0.5, k 6, N_sma_threshhold 5,
+    betas (0.95, 0.999), eps 1e-5, weight_decay 0, use_gc=True, gc_conv_only=False; created in
+    ``mapper/training/coach.py`` line 179). The maintained PyPI package ``pytorch-ranger``
+    (``pytorch_ranger.Ranger``, version 9.3.19 of the same code) has the same RAdam + Lookahead
+    step without gradient centralisation; 20.4.11 only adds, before the moments (its lines
+    116-118), ``grad -= grad.mean(dim=1..)`` for every gradient with more than one dimension,
+    which :class:`_CentralisedRanger` does before calling that step."""
+    try:
+        from pytorch_ranger import Ranger
+    except ImportError:
+        raise ImportError("styleclip-lm optimizer 'ranger' needs the pytorch-ranger package: "
+                          "pip install pytorch-ranger") from None
+
+    class _CentralisedRanger(Ranger):
+        @torch.no_grad()
+        def step(self, closure=None):
+            import warnings
+
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and p.grad.dim() > 1:  # gc_gradient_threshold 1 (conv + fc)
+                        p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
+            with warnings.catch_warnings():  # its add_/addcmul_ use the deprecated scalar-first overloads
+                warnings.simplefilter("ignore", UserWarning)
+                return super().step(closure)
+
+    return _CentralisedRanger(params, lr=lr)
 
 
 def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed: int = 0,
@@ -131,7 +172,8 @@ def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed
     G = domain.generator
     torch.manual_seed(seed)
     mapper = LevelsMapper(G.n_latent, G.style_dim).to(domain.device)
-    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    opt = (ranger(mapper.parameters(), lr=cfg.lr) if cfg.optimizer == "ranger"
+           else torch.optim.Adam(mapper.parameters(), lr=cfg.lr))
     n_ranks = dist.world_size() if ddp else 1
     if cfg.batch % n_ranks:
         raise ValueError(f"styleclip-lm batch {cfg.batch} does not split evenly over {n_ranks} ranks")

@@ -24,7 +24,9 @@ from deltabench.utils import progress
 @dataclass(frozen=True)
 class OPConfig:
     """Defaults from the official code: ``run_optimization.py`` argparse (lr 0.1, step 300,
-    l2_lambda 0.008) and ``optimization_playground.ipynb`` (id_lambda 0.005)."""
+    l2_lambda 0.008: lines 125, 126, 128) and ``optimization_playground.ipynb`` (id_lambda
+    0.005). The script's own ``--id_lambda`` default is 0.0 (line 129): the real domains use
+    that (``RealDomain.method_defaults``); synthfaces keeps 0.005."""
 
     steps: int = 300
     lr: float = 0.1

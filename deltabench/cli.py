@@ -62,6 +62,12 @@ def _read_text(path: Path, what: str) -> str:
         raise CliError(f"{what} {path} cannot be read ({e.strerror})") from None
 
 
+def _device(args):
+    from deltabench.api import resolve_device
+
+    return resolve_device(getattr(args, "device", "auto"))
+
+
 def _check_world(world: str) -> None:
     """A --world value that is a file must be readable JSON text (before any model loads)."""
     p = Path(world)
@@ -73,7 +79,7 @@ def _check_world(world: str) -> None:
 
 
 def _cmd_world_build(args) -> int:
-    from deltabench.config import load_world_config
+    from deltabench.world.catalog import load_world_config
     from deltabench.world.build import build_world
 
     _check_world(args.world)
@@ -97,7 +103,7 @@ def _cmd_world_card(args) -> int:
     _check_world(args.world)
     if args.grid:
         _check_out_file(Path(args.grid), "--grid")
-    world = load_world(args.world)
+    world = load_world(args.world, device=_device(args))
     card = world_card(world, n=args.n, seed=args.seed)
     if args.grid:
         card["grid"] = str(save_comparison_grid(world, Path(args.grid), seed=args.seed))
@@ -115,7 +121,7 @@ def _cmd_world_card(args) -> int:
 
 
 def _cmd_world_list(args) -> int:
-    from deltabench.config import builtin_world_names, load_world_config
+    from deltabench.world.catalog import builtin_world_names, load_world_config
     from deltabench.world import store
 
     for name in builtin_world_names():
@@ -173,7 +179,7 @@ def _cmd_train(args) -> int:
 
     _check_world(args.world)
     _check_method_args(args.method, args)
-    domain = load_domain(args.world)
+    domain = load_domain(args.world, device=_device(args))
     method = _make_method(args.method, domain, args)
     info = method.fit()
     print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
@@ -213,51 +219,9 @@ def _align_photo(path: Path, size: int):
 
 
 def _load_image(path: Path, resolution: int):
-    import warnings
+    from deltabench.imageio import load_image
 
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from deltabench.utils import uint8_to_float
-
-    if path.is_dir():
-        raise CliError(f"image {path} is a directory; give one PNG or JPEG file")
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            im = _to_rgb8(im, path)
-            if im.size != (resolution, resolution):
-                warnings.warn(f"{path} is {im.size[0]}x{im.size[1]}; resizing to the domain's "
-                              f"{resolution}x{resolution}", stacklevel=2)
-                im = im.resize((resolution, resolution), Image.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{path} is not a readable image ({e}); give a PNG or JPEG file") from None
-    return uint8_to_float(arr[None])
-
-
-def _to_rgb8(im, path: Path):
-    """8-bit RGB. 16- and 32-bit images are scaled to 8 bits (PIL's ``convert("RGB")`` would
-    clip every value above 255), float images must lie in [0, 1]."""
-    import warnings
-
-    import numpy as np
-    from PIL import Image
-
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im).astype(np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) <= 65535 else float(a.max())
-        if a.min(initial=0) < 0:
-            raise CliError(f"image {path} holds negative 32-bit values; give an 8- or 16-bit image")
-        warnings.warn(f"{path} is a {im.mode} image; scaled from 0..{top:.0f} to 8 bits", stacklevel=3)
-        return Image.fromarray(np.round(a / top * 255).astype(np.uint8)).convert("RGB")
-    if im.mode == "F":
-        a = np.asarray(im).astype(np.float64)
-        if a.min(initial=0) < 0 or a.max(initial=0) > 1:
-            raise CliError(f"image {path} is a float image with values outside [0, 1]; give an 8- or 16-bit image")
-        return Image.fromarray(np.round(a * 255).astype(np.uint8)).convert("RGB")
-    return im.convert("RGB")
+    return load_image(path, resolution)
 
 
 def _check_out_file(dest: Path, flag: str) -> None:
@@ -290,7 +254,7 @@ def _cmd_edit(args) -> int:
     from deltabench.domain import load_domain
     from deltabench.utils import float_to_uint8, uint8_to_float
     from deltabench.viz import save_png
-    from deltaedit.method import check_prompts
+    from deltabench.prompts import check_prompts
 
     source, target = check_prompts(args.source, args.target)
     image = Path(args.image)
@@ -313,7 +277,7 @@ def _cmd_edit(args) -> int:
     photo = aligned = None
     if face_cfg is not None and not args.no_align:
         photo, aligned = _align_photo(image, face_cfg.resolution)  # before any model loads
-    domain = load_domain(args.world)
+    domain = load_domain(args.world, device=_device(args))
     problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
     if problems:
         raise CliError(problems[0] + "; rephrase the prompt in words the CLIP knows")
@@ -357,7 +321,7 @@ def _cmd_eval(args) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a file; give a directory")
     _check_world(args.world)
-    domain = load_domain(args.world)
+    domain = load_domain(args.world, device=_device(args))
     prompts = {"edit": EDIT_PROMPTS, "heldout": HELDOUT_EDIT_PROMPTS}[args.prompts]
     rows = []
     for name in names:
@@ -380,23 +344,12 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from deltabench.runner import RunConfig, load_prompts, run
+    from deltabench import api
 
-    from deltabench.runner import check_sweep
-
-    every = args.prompts == "all"
-    prompts = load_prompts(args.prompts) if args.prompts and not every else ()
-    # --limit caps images too, but never under the 2 images FID and KID need.
-    images = args.images if args.limit is None else min(args.images, max(args.limit, 2))
-    if args.limit is not None and prompts:
-        prompts = prompts[: args.limit]
     try:
         sweep = tuple(float(x) for x in args.sweep.split(",")) if args.sweep else (1.0,)
     except ValueError:
         raise CliError(f"--sweep takes comma-separated numbers such as 0.5,1,2, got {args.sweep!r}") from None
-    sweep = check_sweep(sweep)
-    if 1.0 not in sweep:
-        sweep = (1.0, *sweep)
     options = {}
     if args.options:
         src = Path(args.options)
@@ -406,21 +359,38 @@ def _cmd_run(args) -> int:
         except json.JSONDecodeError as e:
             raise CliError(f"--options must be a JSON object or a JSON file ({e})") from None
     _check_world(args.world)
-    cfg = RunConfig(methods=tuple(args.methods.split(",")), world=args.world, prompts=prompts,
-                    prompts_file=None if every else args.prompts, images=images, seed=args.seed, sweep=sweep, batch=args.batch,
-                    method_options=options)
-    domain = None
-    if not prompts and (every or args.limit is not None):
-        from deltabench.domain import load_domain
-        from deltabench.runner import default_prompts
-
-        domain = load_domain(args.world)
-        cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain, every)[: args.limit]})
-    out = run(cfg, Path(args.out), domain=domain, resume=args.resume, force=args.force,
-              work_dir=Path(args.work_dir) if args.work_dir else None,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
+    summary = api.run(methods=args.methods, world=args.world, images=args.images, prompts=args.prompts,
+                      limit=args.limit, sweep=sweep, seed=args.seed, device=args.device, out=args.out,
+                      options=options, batch=args.batch, resume=args.resume, force=args.force,
+                      work_dir=args.work_dir, log=lambda m: print(m, file=sys.stderr, flush=True))
+    out = summary.attrs["run_dir"]
     print((out / "summary.csv").read_text())
     print(out)
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from deltabench import api
+
+    for flag, p in (("INPUTS", args.inputs), ("EDITS", args.edits)):
+        if not Path(p).exists():
+            raise CliError(f"{flag} {p} does not exist; give a folder of images (or one image)")
+    if not Path(args.prompts).is_file():
+        raise CliError(f"--prompts {args.prompts} does not exist; give a CSV/JSON prompts file (one prompt for "
+                       f"all pairs, or one per pair)")
+    if args.out and Path(args.out).is_dir():
+        raise CliError(f"--out {args.out} is a directory; give a CSV file path")
+    _check_world(args.world)
+    df = api.score(args.inputs, args.edits, args.prompts, world=args.world, batch=args.batch, device=args.device,
+                   seed=args.seed)
+    summary = df.attrs["summary"]
+    if args.out:
+        df.to_csv(args.out, index=False)
+        summary.to_csv(Path(args.out).with_name(Path(args.out).stem + "_summary.csv"), index=False)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(summary.to_string(index=False))
     return 0
 
 
@@ -454,12 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n", type=_int_at_least(2), default=512, help="held-out faces per measurement")
     c.add_argument("--seed", type=_int_at_least(0), default=10_000)
     c.add_argument("--grid", help="also write a PNG: renderer / generator / encoder rows")
+    c.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     c.set_defaults(func=_cmd_world_card)
     ls = wsub.add_parser("list", help="built-in worlds, their config hash and where they are built")
     ls.set_defaults(func=_cmd_world_list)
 
     def method_opts(q, default_method="deltaedit"):
         q.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
+        q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
         q.add_argument("--seed", type=_int_at_least(0), default=0)
         q.add_argument("--work-dir", dest="work_dir", help="where trained methods are cached "
                        "(default: <cache>/methods)")
@@ -506,12 +478,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", type=_int_at_least(1), default=50)
     r.add_argument("--options", help="per-method options as JSON (or a JSON file), e.g. "
                    '\'{"deltaedit": {"config": {"steps": 500}}}\'')
-    r.add_argument("--out", default="runs/latest")
+    r.add_argument("--out", default="runs/latest", help="the run directory")
+    r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     r.add_argument("--work-dir", dest="work_dir", help="where fitted methods are cached (default: <cache>/methods)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue a run whose config differs, keeping its rows")
     g.add_argument("--force", action="store_true", help="delete a run with a different config and start over")
     r.set_defaults(func=_cmd_run)
+
+    sc = sub.add_parser("score", help="score edits made by any code: paired INPUTS and EDITS images and their prompts")
+    sc.add_argument("inputs", help="folder of input images (paired with EDITS by sorted file name)")
+    sc.add_argument("edits", help="folder of edited images, one per input")
+    sc.add_argument("--prompts", required=True, help="CSV/JSON prompts file: one prompt for all pairs, or one per pair")
+    sc.add_argument("--world", default="synthfaces", help="the domain whose metrics score them")
+    sc.add_argument("--batch", type=_int_at_least(1), default=50, help="images per metric batch")
+    sc.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of KID's subsets")
+    sc.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    sc.add_argument("--out", help="CSV of the per-pair scores (and <stem>_summary.csv per prompt)")
+    sc.set_defaults(func=_cmd_score)
 
     rp = sub.add_parser("report", help="tables (md/csv/tex), edit grid, trade-off curves and index.html of a run")
     rp.add_argument("run_dir")

@@ -6,96 +6,10 @@ this interface, so the same code runs on the synthetic world and on real weights
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
+from deltabench.domainbase import ClipTextImage, Domain, TestImages  # noqa: F401 - the domain contract, re-exported
 from deltabench.world.world import World, load_world
-
-
-@dataclass(frozen=True)
-class TestImages:
-    """Test images, held (``images``) or drawn a batch at a time (``render(a, b)``), so a
-    benchmark over many images need not hold them all; ``params``: FaceParams in synthfaces
-    (ground truth), None on real data."""
-
-    held: torch.Tensor | None = None  # [N, 3, H, W] in [-1, 1]
-    params: object | None = None
-    render: Callable[[int, int], torch.Tensor] | None = None
-    n: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.held) if self.held is not None else int(self.n)
-
-    def batch(self, a: int, b: int) -> torch.Tensor:
-        """Images ``a:b``: ``[b - a, 3, H, W]`` (bitwise those of :attr:`images`)."""
-        return self.held[a:b] if self.held is not None else self.render(a, min(b, len(self)))
-
-    @property
-    def images(self) -> torch.Tensor:
-        return self.held if self.held is not None else self.render(0, len(self))
-
-
-class ClipTextImage:
-    """Text and image embeddings every domain provides through its ``clip`` and ``templates``
-    (needs ``self.clip``, ``self.templates`` and a ``self._text_cache`` dict)."""
-
-    clip_batch = 256
-
-    @torch.no_grad()
-    def text_embedding(self, text: str) -> torch.Tensor:
-        """A prompt's CLIP embedding averaged over the domain templates: ``[D]``, unit norm.
-
-        Each templated text is normalised, the mean taken and renormalised (StyleCLIP
-        ``MapTS.zeroshot_classifier``, DeltaEdit ``utils/map_tool.py``).
-        """
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"empty prompt {text!r}: give a text such as 'face with glasses'")
-        key = " ".join(text.lower().split())
-        if key not in self._text_cache:
-            emb = self.clip.encode_text([t.format(key) for t in self.templates])  # [T, D] unit
-            mean = emb.mean(0)
-            self._text_cache[key] = mean / mean.norm()
-        return self._text_cache[key]
-
-    def prompt_problems(self, text: str) -> list[str]:
-        """What the domain's CLIP will not read of a prompt as written: words outside its
-        vocabulary (encoded as <unk>) and a templated text longer than its context (cut)."""
-        tok = self.clip.tokenizer
-        out = []
-        unknown = sorted(set(tok.unknown_words(text)))
-        if unknown:
-            out.append(f"the {self.name} CLIP does not know the words {unknown} of {text!r} (they encode as "
-                       f"<unk>, so the prompt reads as what is left of it)")
-        longest = max(tok.n_tokens(t.format(text)) for t in self.templates)
-        if longest > tok.context_length:
-            out.append(f"{text!r} is cut to the CLIP context of {tok.context_length} tokens in its longest "
-                       f"template ({longest} tokens): the words past it are not read")
-        return out
-
-    # Whether the methods that feed CLIP as the official code does (DeltaEdit map_tool /
-    # generate_codes.py / inference_real.py, StyleCLIP criteria/clip_loss.py lines 11-15 for OP
-    # and LM) get that feed here: [-1, 1] pixels through Upsample(x7) + AvgPool(size/32) with no
-    # CLIP mean/std. True on the real domains (official weights, official feed); False on
-    # synthfaces, whose world CLIP was trained on its own normalised input.
-    official_clip_input = False
-
-    def encode_clip(self, images: torch.Tensor, official_input: bool = False) -> torch.Tensor:
-        """Unit CLIP image embeddings ``[N, D]`` (differentiable). ``official_input``: the
-        official DeltaEdit / StyleCLIP-OP/LM feed (no mean/std normalisation) where the domain
-        has one (:attr:`official_clip_input`), else the domain's own preprocessing."""
-        if official_input and self.official_clip_input:
-            return self.clip.encode_image(images, normalize=False)
-        return self.clip.encode_image(images)
-
-    @torch.no_grad()
-    def clip_image(self, images: torch.Tensor, batch: int | None = None,
-                   official_input: bool = False) -> torch.Tensor:
-        """Unit CLIP image embeddings ``[N, D]`` of ``images [N, 3, H, W]`` in [-1, 1]
-        (``official_input`` as in :meth:`encode_clip`)."""
-        batch = batch or self.clip_batch
-        return torch.cat([self.encode_clip(images[i : i + batch], official_input) for i in range(0, len(images), batch)])
 
 
 class SynthfacesDomain(ClipTextImage):

@@ -1,19 +1,29 @@
-"""The method interface and registry.
+"""The method contract and registry.
 
 A method fits what it needs once (text-free training, a per-prompt mapper, a precompute),
 then maps (source latents, source text, target text, strength) to edited style codes. It
-never touches metrics or result files. Adding a method is one module and one line in
-:data:`REGISTRY`.
+never touches metrics or result files. :class:`EditMethod` declares everything the runner
+uses, with defaults; a subclass overrides what it needs.
+
+Methods are found by name in three places, in this order: :data:`REGISTRY` (the built-in
+ones: adding one is a module and a line here), :func:`register_method` (at run time), and the
+``deltabench.methods`` entry-point group of any installed package, e.g. in its
+``pyproject.toml``::
+
+    [project.entry-points."deltabench.methods"]
+    mine = "my_package.my_module:MyMethod"
 """
 from __future__ import annotations
 
 import importlib
 import inspect
 from abc import ABC, abstractmethod
+from importlib import metadata
 from pathlib import Path
 
 import torch
 
+ENTRY_POINT_GROUP = "deltabench.methods"
 # name -> "module:Class". Imported lazily so a method's dependencies load only when used.
 REGISTRY: dict[str, str] = {
     "deltaedit": "deltaedit.method:DeltaEdit",
@@ -26,10 +36,15 @@ REGISTRY: dict[str, str] = {
 ALIASES: dict[str, tuple[str, ...]] = {
     "styleclip": ("styleclip-op", "styleclip-lm", "styleclip-gd"),
 }
+_REGISTERED: dict[str, type] = {}  # register_method(); a process's own additions
 
 
 class EditMethod(ABC):
-    """Base class: ``fit`` once, then ``edit`` batches of latents with text prompts."""
+    """The contract: ``fit`` once, then ``edit`` batches of latents with text prompts.
+
+    Strength: ``strength`` is the method's own knob (``strength_name``), ``default_strength``
+    its default; a run's ×k asks for :meth:`strength_for` (k times the default).
+    """
 
     name: str = ""
     space: str = "S"  # where edits happen: "S" or "W+"
@@ -38,6 +53,10 @@ class EditMethod(ABC):
     # The frozen config dataclass behind the ``config`` option (its ``from_dict`` rejects
     # unknown keys and wrong types), or None for a method without one.
     config_class: type | None = None
+    # True: under torchrun every rank calls fit()/fit_prompts() together and the method splits
+    # the work itself (DDP training, sharded precompute). False: rank 0 fits into the method
+    # cache first, then the other ranks fit (load) from it.
+    distributed_fit: bool = False
 
     def __init__(self, domain, work_dir: Path, seed: int = 0, **options):
         if options:
@@ -47,14 +66,52 @@ class EditMethod(ABC):
         self.work_dir = Path(work_dir) / self.name
         self.seed = seed
 
-    @abstractmethod
     def fit(self) -> dict:
-        """Train / precompute what the method needs (cached in ``work_dir``); return stats."""
+        """Train / precompute what the method needs (cached in ``work_dir``); return stats
+        (``fit_seconds``: what fitting cost, also when it was loaded from the cache)."""
+        return {}
+
+    def fit_prompts(self, prompts: list[tuple[str, str]]) -> dict[str, float]:
+        """Per-prompt fitting (e.g. one mapper per target) before any edit; returns the seconds
+        each target cost. Default: nothing to fit per prompt."""
+        return {}
+
+    def strength_for(self, scale: float) -> float:
+        """The strength of a ×``scale`` edit."""
+        return self.default_strength * float(scale)
 
     @abstractmethod
     def edit(self, w_plus: torch.Tensor, source: str, target: str,
              strength: float | None = None) -> list[torch.Tensor]:
         """Edit ``w_plus: [B, n_latent, D]`` from ``source`` to ``target`` text; return styles."""
+
+    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
+                   strength: float | None = None) -> list[list[torch.Tensor]]:
+        """Every image x every prompt: styles per prompt. Default: one :meth:`edit` per prompt."""
+        return [self.edit(w_plus, s, t, strength) for s, t in prompts]
+
+
+def register_method(name: str, cls: type[EditMethod] | str) -> None:
+    """Make ``cls`` (an :class:`EditMethod` subclass, or ``"module:Class"``) runnable as ``name``
+    (``deltabench.run(methods=[name])``, ``deltabench run --methods NAME``)."""
+    key = str(name).strip().lower()
+    if not key or "," in key:
+        raise ValueError(f"method name {name!r}: give a non-empty name without commas")
+    if key in REGISTRY or key in ALIASES:
+        raise ValueError(f"method name {name!r} is a built-in method; choose another name")
+    if not isinstance(cls, str) and not (isinstance(cls, type) and issubclass(cls, EditMethod)):
+        raise ValueError(f"register_method({name!r}, ...): give a subclass of deltabench.methods.EditMethod, "
+                         f"got {cls!r}")
+    _REGISTERED[key] = cls
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def method_names() -> list[str]:
+    """Every method name that resolves: built-in, registered, then installed entry points."""
+    return list(dict.fromkeys([*REGISTRY, *_REGISTERED, *_entry_points()]))
 
 
 def expand_methods(spec: str | list[str]) -> list[str]:
@@ -65,15 +122,16 @@ def expand_methods(spec: str | list[str]) -> list[str]:
         n = raw.strip().lower()
         if not n:
             continue
+        known_now = method_names()
         for m in ALIASES.get(n, (n,)):
-            if m not in REGISTRY:
-                known = sorted(REGISTRY) + sorted(ALIASES)
+            if m not in known_now:
+                known = known_now + sorted(ALIASES)
                 raise ValueError(f"unknown method {m!r}" + (f" (from {n!r})" if m != n else "") +
                                  f"; registered methods: {known}")
             if m not in out:
                 out.append(m)
     if not out:
-        raise ValueError(f"no method named in {spec!r}; registered methods: {sorted(REGISTRY)}")
+        raise ValueError(f"no method named in {spec!r}; registered methods: {method_names()}")
     return out
 
 
@@ -119,6 +177,24 @@ def validate_options(options, methods: list[str]) -> None:
 
 
 def get_method(name: str) -> type[EditMethod]:
-    expand_methods(name)
-    mod, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(mod), cls)
+    """The class of method ``name`` (see the module doc for where names are found)."""
+    names = expand_methods(name)
+    if len(names) != 1:
+        raise ValueError(f"{name!r} names several methods ({', '.join(names)}); give one")
+    (name,) = names
+    if name in REGISTRY:
+        mod, cls = REGISTRY[name].split(":")
+        return getattr(importlib.import_module(mod), cls)
+    target = _REGISTERED.get(name)
+    if target is None:
+        try:
+            target = _entry_points()[name].load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin is the user's to fix: say which
+            raise ValueError(f"method {name!r} (entry point of group {ENTRY_POINT_GROUP!r}) could not be "
+                             f"loaded: {type(e).__name__}: {e}") from None
+    if isinstance(target, str):
+        mod, cls = target.split(":")
+        target = getattr(importlib.import_module(mod), cls)
+    if not (isinstance(target, type) and issubclass(target, EditMethod)):
+        raise ValueError(f"method {name!r} is {target!r}, not a subclass of deltabench.methods.EditMethod")
+    return target

@@ -103,9 +103,9 @@ def write_report(run: str | Path) -> Path:
         if not (run / need).is_file():
             raise FileNotFoundError(f"{run} is not a finished run directory: {need} is missing "
                                     f"(run `deltabench run --out {run}` first)")
-    from deltabench.runner import _read_manifest
+    from deltabench.rundir import read_manifest
 
-    manifest = _read_manifest(run)
+    manifest = read_manifest(run)
     if manifest is None:
         raise ValueError(f"{run} is not a deltabench run directory (no manifest.json); give the --out of a run")
     try:

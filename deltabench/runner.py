@@ -45,6 +45,8 @@ import torch
 
 from deltabench import distributed as dist
 from deltabench.methods import expand_methods, get_method
+from deltabench.prompts import Prompt
+from deltabench.rundir import RunConfigError, read_manifest
 from deltabench.utils import float_to_uint8, progress, seed_everything
 from deltabench.world import store
 
@@ -58,18 +60,6 @@ GRID_IMAGES = 4  # edited examples kept per (method, prompt) for the report's gr
 INVERT_CHUNK = 128
 # Tests only: "R:K" makes rank R exit abruptly after finishing K units (a crashed rank).
 FAIL_ENV = "DELTABENCH_FAIL_AFTER_UNITS"
-
-
-class RunConfigError(ValueError):
-    """The output directory holds a run of another config."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    source: str
-    target: str
-    attribute: str | None = None
-    value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,73 +80,6 @@ class RunConfig:
         d = asdict(self)
         d["prompts"] = [asdict(p) for p in self.prompts]
         return json.loads(json.dumps(d))
-
-
-def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
-    """Prompts from a CSV (``source,target[,attribute,value]``, header optional) or JSON list."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"prompts file {p} does not exist")
-    try:
-        text = p.read_text().strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"prompts file {p} is not a text file (it holds binary data); give a CSV or JSON "
-                         f"file of source,target prompts") from None
-    if not text:
-        raise ValueError(f"prompts file {p} is empty; give one 'source,target' pair per line")
-    if p.suffix == ".json":
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"prompts file {p}: not valid JSON ({e})") from None
-        shape = ('a JSON list of objects such as [{"source": "face", "target": "smiling face"}] '
-                 '(optional keys: attribute, value)')
-        if not isinstance(items, list):
-            raise ValueError(f"prompts file {p} holds a JSON {type(items).__name__}; give {shape}")
-        rows = []
-        for i, it in enumerate(items, 1):
-            if not isinstance(it, dict):
-                raise ValueError(f"prompts file {p}, prompt {i}: {it!r} is not an object; give {shape}")
-            missing = [k for k in ("source", "target") if not isinstance(it.get(k), str)]
-            if missing:
-                raise ValueError(f"prompts file {p}, prompt {i}: no text for {missing}; give {shape}")
-            unknown = set(it) - {"source", "target", "attribute", "value"}
-            if unknown:
-                raise ValueError(f"prompts file {p}, prompt {i}: unknown keys {sorted(unknown)}; give {shape}")
-            rows.append((it["source"], it["target"], it.get("attribute"), it.get("value")))
-    else:
-        reader = list(csv.reader(io.StringIO(text)))
-        if reader and [c.strip().lower() for c in reader[0][:2]] == ["source", "target"]:
-            reader = reader[1:]
-        rows = []
-        for i, r in enumerate(reader, 1):
-            if not r or not any(c.strip() for c in r):
-                continue
-            if len(r) < 2:
-                raise ValueError(f"prompts file {p}, line {i}: expected 'source,target[,attribute,value]', got {r}")
-            rows.append((r[0], r[1], r[2] if len(r) > 2 and r[2] else None, r[3] if len(r) > 3 and r[3] else None))
-    out = []
-    for i, (s, t, a, v) in enumerate(rows, 1):
-        s, t = str(s).strip(), str(t).strip()
-        if not s or not t:
-            raise ValueError(f"prompts file {p}, prompt {i}: empty source or target text")
-        if s.lower() == t.lower():
-            raise ValueError(f"prompts file {p}, prompt {i}: source and target are the same ({s!r})")
-        if a is not None:
-            from deltabench.world.attributes import ATTRIBUTES
-
-            names = [x.name for x in ATTRIBUTES]
-            if a not in names:
-                raise ValueError(f"prompts file {p}, prompt {i}: unknown attribute {a!r}; the world's attributes "
-                                 f"are {names} (or leave the column empty)")
-            values = list(ATTRIBUTES[names.index(a)].values)
-            if v not in values:
-                raise ValueError(f"prompts file {p}, prompt {i}: attribute {a!r} has no value {v!r}; its values "
-                                 f"are {values}")
-        out.append(Prompt(s, t, a, v))
-    if not out:
-        raise ValueError(f"prompts file {p} holds no prompts")
-    return tuple(out)
 
 
 def default_prompts(domain, every: bool = False) -> tuple[Prompt, ...]:
@@ -318,28 +241,12 @@ MARKER = ".deltabench-run"  # written when deltabench creates a run directory: o
 LOCK = ".lock"
 # What a run writes into its directory: all that --force ever removes (anything else is kept).
 RUN_ENTRIES = ("manifest.json", "results.csv", "results.superseded.csv", "summary.csv", "fits.json", "units",
-               "reports", "inputs.pt", ".work", MARKER)
+               "reports", "inputs.pt", ".work", "edits", MARKER)
 
 
 def _is_run_entry(name: str) -> bool:
     return name in RUN_ENTRIES or name == LOCK or (name.startswith("results.rank") and name.endswith(".csv")) \
         or name.endswith(".tmp")
-
-
-def _read_manifest(out: Path) -> dict | None:
-    """The run manifest of ``out`` (None if there is none); anything else is a clear error."""
-    mpath = out / "manifest.json"
-    if not mpath.is_file():
-        return None
-    try:
-        m = json.loads(mpath.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RunConfigError(f"{mpath} is not valid JSON ({e}): {out} is not a readable deltabench run; "
-                             f"give another --out, or move the directory away") from None
-    if not (isinstance(m, dict) and isinstance(m.get("config"), dict) and "methods" in m["config"]):
-        raise RunConfigError(f"{mpath} is not a deltabench run manifest: {out} is not a deltabench run "
-                             f"directory and is left untouched; give another --out")
-    return m
 
 
 def check_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> None:
@@ -356,7 +263,7 @@ def check_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> None:
     if not out.is_dir():
         return
     entries = sorted(p.name for p in out.iterdir())
-    manifest = _read_manifest(out)
+    manifest = read_manifest(out)
     foreign = [n for n in entries if not _is_run_entry(n)]
     if manifest is None:
         if foreign:
@@ -395,7 +302,7 @@ def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=pr
 
     ``--force`` removes only what a run writes (:data:`RUN_ENTRIES`), never another file."""
     check_out_dir(out, cfg, resume, force)
-    manifest_old = _read_manifest(out) if out.is_dir() else None
+    manifest_old = read_manifest(out) if out.is_dir() else None
     new = cfg.to_dict()
     if manifest_old is not None and manifest_old["config"] != new and not resume and force:
         kept = []
@@ -587,8 +494,11 @@ def check_sweep(sweep) -> tuple[float, ...]:
 
 
 def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: bool = False,
-        work_dir: Path | None = None, log=print) -> Path:
-    """Run the benchmark described by ``cfg`` into ``out``; return ``out``."""
+        work_dir: Path | None = None, log=print, save_edits: bool = False) -> Path:
+    """Run the benchmark described by ``cfg`` into ``out``; return ``out``.
+
+    ``save_edits``: also write every edited image of the units computed now, and the inputs and
+    starting images, as float32 ``.npy`` arrays ``[N, 3, H, W]`` in ``<out>/edits/``."""
     from deltabench.domain import load_domain
     from deltabench.metrics.suite import build_metrics
 
@@ -611,10 +521,11 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
             for problem in domain.prompt_problems(p.source) + domain.prompt_problems(p.target):
                 log(f"WARNING: {problem}")
     with (run_lock(out) if dist.is_main() else contextlib.nullcontext()):
-        return _run_locked(cfg, out, domain, resume, force, work_dir, log, build_metrics)
+        return _run_locked(cfg, out, domain, resume, force, work_dir, log, build_metrics, save_edits)
 
 
-def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, work_dir, log, build_metrics) -> Path:
+def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, work_dir, log, build_metrics,
+                save_edits: bool) -> Path:
     methods = list(cfg.methods)
     ids = current_units(cfg)
 
@@ -654,10 +565,10 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
         # A method that splits its own fitting across ranks (DDP training, sharded
         # precompute) is fitted by all ranks together; any other is fitted by rank 0 into the
         # method cache first, then loaded from it by the others.
-        with (contextlib.nullcontext() if getattr(method, "distributed_fit", False) else dist.rank0_first()):
+        with (contextlib.nullcontext() if method.distributed_fit else dist.rank0_first()):
             stats = method.fit() or {}
-            if hasattr(method, "fit_prompts"):  # per-prompt training (StyleCLIP-LM) is fit cost too
-                per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
+            per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
+            if per_prompt:  # per-prompt training (StyleCLIP-LM) is fit cost too
                 stats = {**stats, "fit_seconds": float(stats.get("fit_seconds", 0.0)) + sum(per_prompt.values()),
                          "per_prompt_seconds": per_prompt}
         fit_s = time.perf_counter() - t0
@@ -674,12 +585,16 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
         for j, scale in progress(todo, desc=f"run {name}" + (f" [rank {rank}]" if n_ranks > 1 else "")):
             p = cfg.prompts[j]
             uid = ids[_unit_key(name, j, scale)]
-            strength = method.default_strength * float(scale)
+            strength = method.strength_for(scale)
             suite = build_metrics(domain, p, seed=cfg.seed)
             per_image: dict[str, list] = {}
             examples = []
             cache_by_batch: dict[int, dict] = {}
             t_edit = 0.0
+            if save_edits:
+                (out / "edits").mkdir(exist_ok=True)
+                kept = _Frames(out / "edits" / f"{name}__{j}__{scale!r}.npy",
+                               (cfg.images, 3, domain.resolution, domain.resolution))
             for i in range(0, cfg.images, cfg.batch):
                 b = min(i + cfg.batch, cfg.images)
                 w = frames["w"].read(i, b, domain.device)
@@ -690,6 +605,8 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
                 t_edit += time.perf_counter() - t1
                 if scale == 1.0 and i < GRID_IMAGES:
                     examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
+                if save_edits:
+                    kept.write(i, edited)
                 scores = suite.update(frames["inputs"].read(i, b, domain.device), edited,
                                       frames["start"].read(i, b, domain.device),
                                       params=test.params[i:b] if test.params is not None else None,
@@ -723,6 +640,9 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
         k = min(GRID_IMAGES, cfg.images)
         torch.save({"inputs": torch.from_numpy(float_to_uint8(frames["inputs"].read(0, k))),
                     "start": torch.from_numpy(float_to_uint8(frames["start"].read(0, k)))}, out / "inputs.pt")
+        if save_edits:
+            for n in ("inputs", "start"):
+                shutil.copyfile(out / ".work" / f"{n}.npy", out / "edits" / f"{n}.npy")
         summarize(out, domain, cfg)
         from deltabench.report import write_report
 

@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
-from deltabench.config import config_from_dict, thaw
+from deltabench.parse import config_from_dict, thaw
 
 ENV_DIR = "DELTABENCH_WEIGHTS"
 REGISTRY_FORMAT = 1

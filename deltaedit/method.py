@@ -8,17 +8,8 @@ import torch
 
 from deltabench import sspace
 from deltabench.methods import EditMethod
+from deltabench.prompts import check_prompts
 from deltaedit.train import DeltaEditConfig, train_deltamapper
-
-
-def check_prompts(source: str, target: str) -> tuple[str, str]:
-    for what, t in (("source", source), ("target", target)):
-        if not isinstance(t, str) or not t.strip():
-            raise ValueError(f"the {what} prompt is empty ({t!r}); give a text such as 'face' or 'face with glasses'")
-    s, t = " ".join(source.split()), " ".join(target.split())
-    if s.lower() == t.lower():
-        raise ValueError(f"source and target prompts are the same ({s!r}): there is no edit direction")
-    return s, t
 
 
 class DeltaEdit(EditMethod):

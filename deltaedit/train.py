@@ -19,7 +19,7 @@ import torch
 from deltabench import distributed as dist
 from deltabench import integrity, sspace
 from deltabench.checkpoints import safe_torch_load
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.utils import progress
 from deltaedit.data import LatentPool, build_pool, pair_batch
 from deltaedit.mapper import DeltaMapper

@@ -13,7 +13,7 @@ os.environ.setdefault("DELTABENCH_QUIET", "1")
 @pytest.fixture(scope="session")
 def micro_root(tmp_path_factory):
     """A built ``synthfaces-micro`` world (under a session temp dir): its root directory."""
-    from deltabench.config import load_world_config
+    from deltabench.world.catalog import load_world_config
     from deltabench.world.build import build_world
 
     torch.set_num_threads(1)  # tiny models: one thread is faster and immune to a busy machine

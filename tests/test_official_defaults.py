@@ -208,3 +208,97 @@ def test_official_clip_feed_is_upsample_avgpool_without_normalisation(toy):
         assert torch.allclose(domain.clip_image(x, official_input=True), want, atol=1e-5)
         # the metrics and StyleCLIP-GD keep the domain's own (normalised) feed
         assert not torch.allclose(domain.clip_image(x), want, atol=1e-3)
+
+
+# -- StyleCLIP-LM: Ranger, batch 2, 50k steps; OP: the script's id_lambda ----------------------
+def _ref_ranger_run(params, grads, lr, steps):
+    """StyleCLIP mapper/training/ranger.py (Ranger 20.4.11) step by step, written from its
+    source: GC (grad - mean over dims 1..) for dim > 1, RAdam with the 10-slot buffer, Lookahead
+    every k=6 steps with alpha 0.5; betas (0.95, 0.999), eps 1e-5, N_sma_threshhold 5."""
+    import math
+
+    beta1, beta2, eps, k, alpha, thr = 0.95, 0.999, 1e-5, 6, 0.5, 5
+    ps = [p.clone() for p in params]
+    st = [{"step": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p), "slow": p.clone()} for p in ps]
+    buf = [[None, None, None] for _ in range(10)]
+    for t in range(steps):
+        for i, p in enumerate(ps):
+            g = grads(t, i, p).clone()
+            if g.dim() > 1:
+                g = g - g.mean(dim=tuple(range(1, g.dim())), keepdim=True)
+            s = st[i]
+            s["step"] += 1
+            s["v"] = s["v"] * beta2 + (1 - beta2) * g * g
+            s["m"] = s["m"] * beta1 + (1 - beta1) * g
+            b = buf[s["step"] % 10]
+            if s["step"] == b[0]:
+                n_sma, size = b[1], b[2]
+            else:
+                b[0] = s["step"]
+                b2t = beta2 ** s["step"]
+                n_max = 2 / (1 - beta2) - 1
+                n_sma = n_max - 2 * s["step"] * b2t / (1 - b2t)
+                b[1] = n_sma
+                if n_sma > thr:
+                    size = math.sqrt((1 - b2t) * (n_sma - 4) / (n_max - 4) * (n_sma - 2) / n_sma * n_max /
+                                     (n_max - 2)) / (1 - beta1 ** s["step"])
+                else:
+                    size = 1.0 / (1 - beta1 ** s["step"])
+                b[2] = size
+            if n_sma > thr:
+                p = p - size * lr * s["m"] / (s["v"].sqrt() + eps)
+            else:
+                p = p - size * lr * s["m"]
+            if s["step"] % k == 0:
+                s["slow"] = s["slow"] + alpha * (p - s["slow"])
+                p = s["slow"].clone()
+            ps[i] = p
+    return ps
+
+
+def test_lm_ranger_is_the_official_optimiser():
+    pytest.importorskip("pytorch_ranger")
+    from baselines import lm
+
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(4, 6, generator=g), torch.randn(6, generator=g)]
+    target = [torch.randn(4, 6, generator=g), torch.randn(6, generator=g)]
+
+    def grads(t, i, p):  # a quadratic loss with a step-dependent scale
+        return (1 + 0.1 * t) * (p - target[i])
+
+    steps = 20  # past N_sma > 5 (step 6 on) and three Lookahead syncs
+    want = _ref_ranger_run(params, grads, 0.5, steps)
+    ps = [torch.nn.Parameter(p.clone()) for p in params]
+    opt = lm.ranger(ps, lr=0.5)
+    for t in range(steps):
+        opt.zero_grad()
+        for i, p in enumerate(ps):
+            p.grad = grads(t, i, p.detach())
+        opt.step()
+    for a, b in zip(ps, want):
+        assert torch.allclose(a.detach(), b, atol=1e-6)
+    assert not torch.allclose(ps[0].detach(), params[0])
+
+
+def test_styleclip_real_domain_defaults_are_the_official_ones(toy):
+    from baselines import lm, op
+    from baselines.common import clip_loss
+
+    domain, d = toy
+    dflt = domain.method_defaults
+    cfg = lm.LMConfig.from_dict(dflt["styleclip-lm"]["config"])
+    assert (cfg.steps, cfg.batch, cfg.optimizer, cfg.lr, cfg.l2_lambda, cfg.id_lambda) == (50_000, 2, "ranger", 0.5, 0.8, 0.1)
+    assert cfg.to_dict()["optimizer"] == "ranger" and "optimizer" not in lm.LMConfig().to_dict()
+    ocfg = op.OPConfig.from_dict(dflt["styleclip-op"]["config"])
+    assert (ocfg.id_lambda, ocfg.lr, ocfg.steps, ocfg.l2_lambda) == (0.0, 0.1, 300, 0.008)
+    assert op.OPConfig().id_lambda == 0.005  # synthfaces keeps its value
+    with pytest.raises(ValueError, match="optimizer"):
+        lm.LMConfig(optimizer="sgd")
+    # the CLIP loss of OP and LM sees the official feed (criteria/clip_loss.py): no mean/std
+    clip, tok = _official_clip(d / "clip.pt")
+    x = torch.rand(2, 3, RES, RES, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    t = F.normalize(torch.randn(32, generator=torch.Generator().manual_seed(5)), dim=0)
+    with torch.no_grad():
+        want = 1 - F.normalize(clip.encode_image(_official_feed(x, RES)), dim=-1) @ t
+        assert torch.allclose(clip_loss(domain, x, t), want, atol=1e-5)

@@ -147,7 +147,7 @@ def test_a_corrupted_lm_mapper_is_an_error(cache, tmp_path, capsys):
 
 # 4 ----------------------------------------------------------------------------------------
 def test_a_corrupted_world_stage_is_never_blessed_into_a_world(micro_root, tmp_path):
-    from deltabench.config import load_world_config
+    from deltabench.world.catalog import load_world_config
     from deltabench.integrity import CacheIntegrityError
     from deltabench.world.build import build_world
 
@@ -429,7 +429,7 @@ def test_fit_seconds_accumulate_over_an_interrupted_fit(micro_world, tmp_path, m
 
 
 def test_a_damaged_cached_copy_of_a_shipped_world_says_which_to_delete(micro_root, tmp_path, monkeypatch):
-    from deltabench.config import load_world_config
+    from deltabench.world.catalog import load_world_config
     from deltabench.world import store
     from deltabench.world.world import load_world
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from deltabench.config import load_world_config
+from deltabench.world.catalog import load_world_config
 from deltabench.world import store
 from deltabench.world.build import build_world
 from deltabench.world.world import load_world

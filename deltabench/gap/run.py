@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.gap.data import CAPTION_LAYOUT, CAPTION_MODES, caption_folder, folder_pairs, random_pairs, world_pairs
 from deltabench.gap.figure import save_tsne_figure, tsne_2d
 from deltabench.gap.metrics import gap_metrics, unit_rows

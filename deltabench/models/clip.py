@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 
 # The 79 ImageNet prompt templates of StyleCLIP's global directions
 # (orpatashnik/StyleCLIP, global_directions/MapTS.py): CLIP's 80 notebook templates without

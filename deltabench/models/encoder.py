@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.models.ops import EqualLinear
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.world.attributes import ATTRIBUTES, IDENTITY_PARAMS
 
 

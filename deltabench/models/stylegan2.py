@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deltabench.checkpoints import CheckpointError, safe_torch_load
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.models.ops import Blur, EqualLinear, FusedLeakyReLU, PixelNorm, Upsample
 
 # rosinality's width table: 512 up to 32px, then halving (times channel_multiplier).

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from deltabench.checkpoints import CheckpointError
-from deltabench.config import config_from_dict
-from deltabench.domain import ClipTextImage, TestImages
+from deltabench.parse import config_from_dict
+from deltabench.domainbase import ClipTextImage, TestImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -236,6 +236,7 @@ class RealDomain(ClipTextImage):
         "deltaedit": {"beta": 0.03, "config": {"n_generated": 200_000, "n_inverted": 58_000,
                                                "steps": 201_562, "batch": 64}},
         "styleclip-op": {"config": {"id_lambda": 0.0}},
+        "styleclip-lm": {"config": {"steps": 50_000, "batch": 2, "optimizer": "ranger"}},
     }
 
     def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
@@ -310,7 +311,7 @@ class RealDomain(ClipTextImage):
     @property
     def prompts(self) -> tuple:
         """The config's edit prompts as runner ``Prompt`` objects (no attribute: no ground truth)."""
-        from deltabench.runner import Prompt
+        from deltabench.prompts import Prompt
 
         return tuple(Prompt(s, t) for s, t in self.cfg.prompts)
 

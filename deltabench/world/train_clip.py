@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.models.clip import ClipConfig, ClipModel, build_clip
 from deltabench.utils import progress, seed_everything
 from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, FaceParams, sample_params

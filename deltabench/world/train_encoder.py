@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from deltabench.config import config_from_dict
+from deltabench.parse import config_from_dict
 from deltabench.models.encoder import EncoderConfig, Encoder4Editing, build_encoder
 from deltabench.models.stylegan2 import StyleGAN2
 from deltabench.utils import progress, psnr, seed_everything

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deltabench.config import COMPONENTS, WorldConfig, load_world_config
+from deltabench.config import COMPONENTS, WorldConfig
+from deltabench.world.catalog import load_world_config
 from deltabench.utils import uint8_to_float
 from deltabench.world import store
 from deltabench.world.attributes import FaceParams, encode_params, sample_params
