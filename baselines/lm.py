@@ -255,7 +255,8 @@ class StyleCLIPMapper(EditMethod):
             if f.is_file():
                 self._w_train = integrity.load_tensors(f)["w"].to(self.domain.device)
             else:
-                imgs = self.domain.test_images(self.cfg.n_train, self.cfg.train_seed + self.seed).images
+                # the domain's training images, never its test images (deltabench.real: train_images=DIR)
+                imgs = self.domain.train_images(self.cfg.n_train, self.cfg.train_seed + self.seed).images
                 self._w_train = self.domain.invert(imgs)
                 integrity.save_tensors({"w": self._w_train}, f)
         return self._w_train

@@ -89,6 +89,21 @@ class SynthfacesDomain(ClipTextImage):
 
         return TestImages(params=params, render=render, n=n)
 
+    def train_images(self, n: int, seed: int) -> TestImages:
+        """Images for methods to fit on (DeltaEdit's inverted pool codes, StyleCLIP-LM's training
+        latents): renderer faces of ``seed``, exactly what those call sites drew before training
+        and test images were split (bit-identical numbers). Their seeds are the methods' own
+        (``LMConfig.train_seed + seed``; the pool's ``seed * 104729 + 1 + i``), away from the
+        run's test seed ``seed + 1`` except for the pool at seed 0, whose first batch shares
+        the test faces' random stream (not their faces: the draws are sized differently)."""
+        return self.test_images(n, seed)
+
+    def describe(self) -> dict:
+        """What a run manifest records about the domain (see ``RealDomain.describe``)."""
+        return {"name": self.name, "kind": self.kind, "config_hash": self.config_hash,
+                "train": {"source": "renderer", "seeds": "the methods' training seeds"},
+                "test": {"source": "renderer", "seeds": "the run's test seed"}}
+
     @torch.no_grad()
     def invert(self, images: torch.Tensor, batch: int = 128) -> torch.Tensor:
         """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder."""
@@ -97,10 +112,11 @@ class SynthfacesDomain(ClipTextImage):
 
 
 def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu", weights: str | None = None,
-                images: str | None = None):
+                images: str | None = None, train_images: str | None = None):
     """A domain by name: a real domain config (``ffhq``, ``lsun-cat``, ... or a JSON file with a
     ``generator`` entry: :mod:`deltabench.real`), else a synthfaces world (name or config path).
-    ``weights`` (the weights folder) and ``images`` (test image folder) apply to real domains."""
+    ``weights`` (the weights folder), ``images`` (test image folder) and ``train_images`` (the
+    folder methods train on, disjoint from the test folder) apply to real domains."""
     from deltabench.real.domain import (
         domain_names,
         is_real_domain_config,
@@ -108,5 +124,5 @@ def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu", w
     )
 
     if world in domain_names() or is_real_domain_config(world):
-        return load_real_domain(world, weights=weights, images=images, device=device)
+        return load_real_domain(world, weights=weights, images=images, device=device, train_images=train_images)
     return SynthfacesDomain(load_world(world, device=device))

@@ -54,7 +54,11 @@ def encode_wplus(domain, w_plus: torch.Tensor, batch: int = 128, torgb: bool = F
 @torch.no_grad()
 def build_pool(domain, n_generated: int, n_inverted: int, seed: int, batch: int = 128,
                torgb: bool = False, official_clip: bool = False) -> LatentPool:
-    """Generated samples plus inverted "real" images, as in the official training set."""
+    """Generated samples plus inverted "real" images, as in the official training set. The
+    real images are the domain's training images (``domain.train_images``), never its test
+    images; a folder domain without a training folder raises unless ``n_inverted == 0``."""
+    if n_inverted:  # no training images (or a folder overlapping the test one): fail now, not after the codes
+        domain.train_images(1, seed=seed * 104729 + 1)
     s_parts, c_parts = [], []
     for i in progress(range(0, n_generated, batch), desc="deltaedit pool: generated"):
         wp = domain.sample_w_plus(min(batch, n_generated - i), seed=seed * 7919 + i)
@@ -62,7 +66,7 @@ def build_pool(domain, n_generated: int, n_inverted: int, seed: int, batch: int 
         s_parts.append(s)
         c_parts.append(c)
     for i in progress(range(0, n_inverted, batch), desc="deltaedit pool: inverted"):
-        real = domain.test_images(min(batch, n_inverted - i), seed=seed * 104729 + 1 + i).images
+        real = domain.train_images(min(batch, n_inverted - i), seed=seed * 104729 + 1 + i).images
         s, c = encode_wplus(domain, domain.invert(real), batch, torgb, official_clip)
         s_parts.append(s)
         c_parts.append(c)

@@ -11,6 +11,16 @@ config names, e.g. ``$DELTABENCH_FFHQ_IMAGES`` for CelebA-HQ test images). A dom
 config says ``"test_source": "generated"`` (LSUN: DeltaEdit edits latents sampled from z there,
 and e4e publishes no cat encoder) uses generator samples when no folder is given, and inverts
 them exactly by looking up the latents it drew them from; other images go through its e4e.
+
+Training images (what methods fit on, :meth:`RealDomain.train_images`; never the test images):
+a second folder (``train_images`` argument, else ``$<train_images_env>``, e.g.
+``$DELTABENCH_FFHQ_TRAIN_IMAGES`` for CelebA-HQ train images, else the config's
+``train_images``). A file whose bytes equal a test image's is refused. Without a training
+folder, a ``generated`` domain trains on generator samples of seeds disjoint from the test
+seeds; a ``folder`` domain has no training images (an error that says what to pass; DeltaEdit
+can still train on generated codes alone with ``n_inverted=0``). Both folders, with a sha256
+of their contents, are part of :attr:`RealDomain.config_hash` (a run's ``world_hash``) and of
+:meth:`RealDomain.describe`.
 """
 from __future__ import annotations
 
@@ -53,6 +63,9 @@ class RealDomainConfig:
     prompts: tuple[tuple[str, str], ...] = ()  # (source, target)
     images_env: str | None = None
     images: str | None = None
+    # The training folder (what methods fit on, never scored): argument, else $train_images_env, else this.
+    train_images_env: str | None = None
+    train_images: str | None = None
     # "folder": test images from the user's folder (ffhq: CelebA-HQ test). "generated":
     # generator samples, inverted exactly, unless a folder is given (LSUN, as DeltaEdit).
     test_source: str = "folder"
@@ -160,6 +173,31 @@ def _file_identity(path: Path) -> str:
     return f"{path.name}:{path.stat().st_size}"
 
 
+def _folder(arg, env: str | None, default: str | None) -> Path | None:
+    """An image folder: the argument, else ``$env``, else the config's value, else None."""
+    if arg:
+        return Path(arg)
+    if env and os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(default) if default else None
+
+
+def _sha_cache_file(folder: str) -> Path:
+    from deltabench.world import store
+
+    return store.cache_root() / "image-sha256" / f"{hashlib.sha256(folder.encode()).hexdigest()[:24]}.json"
+
+
+def _read_sha_cache(path: Path) -> dict[str, list]:
+    """``{name: [size, mtime_ns, inode, sha256]}`` recorded for a folder, or ``{}``."""
+    try:
+        d = json.loads(path.read_text())
+        files = d["files"] if isinstance(d, dict) else None
+        return dict(files) if isinstance(files, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 class GeneratedInverter:
     """The domain's ``encoder``: exact W+ of images the domain generated itself (each image's
     bytes are looked up among the samples :meth:`RealDomain.test_images` drew), the inversion
@@ -240,7 +278,7 @@ class RealDomain(ClipTextImage):
     }
 
     def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", train_images: str | Path | None = None):
         from deltabench.models.clip import IMAGENET_TEMPLATES
         from deltabench.models.stylegan2 import load_rosinality_checkpoint
         from deltabench.real import loaders
@@ -279,25 +317,122 @@ class RealDomain(ClipTextImage):
         self.fid_feature_dim = self._fid.feature_dim
         self.templates: tuple[str, ...] = IMAGENET_TEMPLATES
         self.neutral = cfg.neutral
-        self.images_dir = Path(images) if images else (
-            Path(os.environ[cfg.images_env]) if cfg.images_env and os.environ.get(cfg.images_env) else
-            (Path(cfg.images) if cfg.images else None))
+        self.images_dir = _folder(images, cfg.images_env, cfg.images)
+        self.train_dir = _folder(train_images, cfg.train_images_env, cfg.train_images)
+        self._file_sha: dict[str, dict[str, list]] = {}  # folder -> {name: [size, mtime_ns, inode, sha256]}
+        self._split_checked: tuple | None = None
         self._text_cache: dict[str, torch.Tensor] = {}
         self._w_mean: torch.Tensor | None = None
 
     # -- identity of the weights ------------------------------------------------------------
+    def _identity(self) -> dict:
+        files = {k: _file_identity(p) for k, p in sorted(self.paths.items())}
+        cfg = {k: v for k, v in self.cfg.to_dict().items() if k not in ("images", "train_images", "description")}
+        return {"config": cfg, "files": files}
+
     @property
     def config_hash(self) -> str:
-        """sha256 over the config and every weight file's identity (recorded in run manifests)."""
-        files = {k: _file_identity(p) for k, p in sorted(self.paths.items())}
-        blob = json.dumps({"config": {k: v for k, v in self.cfg.to_dict().items() if k not in ("images", "description")},
-                           "files": files}, sort_keys=True)
+        """sha256 over the config, every weight file's identity and both image sets (training and
+        test: folder and content hash, :meth:`describe`); recorded in run manifests as the run's
+        ``world_hash``, which unit ids include. Refuses overlapping folders (:meth:`data_sources`)."""
+        blob = json.dumps({**self._identity(), "data": self.data_sources()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def key(self) -> str:
-        """``<name>-<16 hex>``: names this domain's exact weights (method cache directories)."""
-        return f"{self.name}-{self.config_hash[:16]}"
+        """``<name>-<16 hex>``: names this domain's exact weights and training images (method cache
+        directories): the test images are left out (no method fits on them), and so is where the
+        training folder lies (its contents count)."""
+        train = {k: v for k, v in self._train_record()[0].items() if k != "folder"}
+        blob = json.dumps({**self._identity(), "train": train}, sort_keys=True)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    # -- where training and test images come from ----------------------------------------------
+    def _generates_test(self) -> bool:
+        return self.images_dir is None and (self.cfg.test_source == "generated" or self.encoder.encoder is None)
+
+    def _generates_train(self) -> bool:
+        return self.train_dir is None and (self.cfg.test_source == "generated" or self.encoder.encoder is None)
+
+    def _folder_content(self, d: Path, what: str) -> tuple[dict, dict[str, Path]]:
+        """A folder's record (resolved path, number of images, sha256 over the sorted (name,
+        sha256 of bytes) pairs) and sha256 -> file. A file is hashed again when its size, mtime
+        or inode changed (the hashes are kept in memory and in ``<cache>/image-sha256/``, so a
+        large training folder is read once, not at every start)."""
+        files = self._list_images(d, what)
+        root = str(d.resolve())
+        cache_f = _sha_cache_file(root)
+        if root not in self._file_sha:
+            self._file_sha[root] = _read_sha_cache(cache_f)
+        known, changed = self._file_sha[root], False
+        by_sha: dict[str, Path] = {}
+        pairs = []
+        for f in files:
+            st = f.stat()
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+            hit = known.get(f.name)
+            if not isinstance(hit, list) or len(hit) != 4 or hit[:3] != stamp:
+                with open(f, "rb") as fh:
+                    hit = stamp + [hashlib.file_digest(fh, "sha256").hexdigest()]
+                known[f.name], changed = hit, True
+            pairs.append((f.name, hit[3]))
+            by_sha.setdefault(hit[3], f)
+        if changed or len(known) != len(files):
+            self._file_sha[root] = known = {f.name: known[f.name] for f in files}
+            try:
+                from deltabench import integrity
+
+                cache_f.parent.mkdir(parents=True, exist_ok=True)
+                integrity.atomic_write_text(cache_f, json.dumps({"folder": root, "files": known}))
+            except OSError:  # a read-only cache costs time only
+                pass
+        digest = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+        return {"source": "folder", "folder": root, "n_images": len(files), "sha256": digest}, by_sha
+
+    def data_sources(self) -> dict:
+        """``{"train": ..., "test": ...}``: each ``{"source": "folder", "folder", "n_images",
+        "sha256"}``, ``{"source": "generated", ...}`` or ``{"source": "none"}``.
+
+        Raises ValueError when a training image has the bytes of a test image (under any name)."""
+        test, test_sha = {"source": "none"}, {}
+        if self.images_dir is not None:
+            test, test_sha = self._folder_content(self.images_dir, "test")
+        elif self._generates_test():
+            test = {"source": "generated", "seeds": "the run's test seeds"}
+        if self.train_dir is not None and self.images_dir is not None and \
+                self.train_dir.resolve() == self.images_dir.resolve():
+            raise ValueError(f"domain {self.name!r}: the training folder and the test folder are both "
+                             f"{self.images_dir}; methods must not train on the images the benchmark scores. "
+                             f"Give train_images=DIR{self._env_hint(train=True)} a folder of other images "
+                             f"(for ffhq: CelebA-HQ train, aligned as FFHQ)")
+        train, train_sha = self._train_record()
+        if train_sha:
+            shared = [(f, test_sha[h]) for h, f in train_sha.items() if h in test_sha]
+            if shared:
+                (tf, sf), more = shared[0], len(shared) - 1
+                raise ValueError(
+                    f"training image {tf} has the same bytes (sha256) as test image {sf}"
+                    + (f", and {more} more training image{'s' if more > 1 else ''} repeat test images" if more else "")
+                    + f": the training folder {self.train_dir} and the test folder {self.images_dir} must not "
+                      f"share images (methods would train on what the benchmark scores). Remove the shared files "
+                      f"from the training folder, or give another train_images=DIR{self._env_hint(train=True)}")
+        return {"train": train, "test": test}
+
+    def _train_record(self) -> tuple[dict, dict[str, Path]]:
+        if self.train_dir is not None:
+            return self._folder_content(self.train_dir, "training")
+        if self._generates_train():
+            return {"source": "generated", "seeds": "sha256('deltabench-train:<seed>'), disjoint from test seeds"}, {}
+        return {"source": "none"}, {}
+
+    def describe(self) -> dict:
+        """What a run manifest records about the domain: name, config hash and where its training
+        and test images come from (folders with their content hashes)."""
+        return {"name": self.name, "kind": self.kind, "config_hash": self.config_hash, **self.data_sources()}
+
+    def _env_hint(self, train: bool = False) -> str:
+        env = self.cfg.train_images_env if train else self.cfg.images_env
+        return f" or set ${env}" if env else ""
 
     @property
     def device(self) -> torch.device:
@@ -343,15 +478,18 @@ class RealDomain(ClipTextImage):
         return torch.cat(out) if out else torch.zeros(0, G.n_latent, G.style_dim, device=self._device)
 
     def image_files(self) -> list[Path]:
-        d = self.images_dir
-        env = f" or set ${self.cfg.images_env}" if self.cfg.images_env else ""
+        return self._list_images(self.images_dir, "test")
+
+    def _list_images(self, d: Path | None, what: str) -> list[Path]:
+        arg = "train_images" if what == "training" else "images"
+        env = self._env_hint(train=what == "training")
         if d is None:
-            raise ValueError(f"domain {self.name!r} needs a folder of test images: pass images=DIR{env}")
+            raise ValueError(f"domain {self.name!r} needs a folder of {what} images: pass {arg}=DIR{env}")
         if not d.is_dir():
-            raise ValueError(f"test image folder {d} does not exist (domain {self.name!r}); pass images=DIR{env}")
+            raise ValueError(f"{what} image folder {d} does not exist (domain {self.name!r}); pass {arg}=DIR{env}")
         files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
-            raise ValueError(f"test image folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(f"{what} image folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return files
 
     def _read(self, path: Path) -> np.ndarray:
@@ -365,8 +503,50 @@ class RealDomain(ClipTextImage):
                     im = im.resize((r, r), Image.BICUBIC)
                 return np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path} is not a readable image ({e}); remove it from the test folder "
+            raise ValueError(f"{path} is not a readable image ({e}); remove it from its folder "
                              f"or replace it with a PNG/JPEG") from None
+
+    def _generated(self, n: int, seed: int) -> TestImages:
+        w = self.sample_w_plus(n, seed)
+        with torch.no_grad():
+            imgs = torch.cat([self.generator.synthesis(w[i:i + 16]) for i in range(0, n, 16)]).cpu()
+        self.encoder.remember(imgs, w)
+        return TestImages(imgs, None)
+
+    def _from_folder(self, d: Path, n: int, seed: int, what: str, arg: str) -> TestImages:
+        from deltabench.utils import uint8_to_float
+
+        files = self._list_images(d, what)
+        if n > len(files):
+            raise ValueError(f"asked for {n} {what} images but {d} holds {len(files)}; ask for at most "
+                             f"{len(files)} ({arg}) or add images")
+        idx = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))[:n].tolist())
+        arr = np.stack([self._read(files[i]) for i in idx])  # uint8 [n, R, R, 3]
+        return TestImages(uint8_to_float(arr), None)
+
+    def train_images(self, n: int, seed: int) -> TestImages:
+        """``n`` training images ``[n, 3, R, R]`` in [-1, 1] for methods to fit on (DeltaEdit's
+        inverted pool codes, StyleCLIP-LM's training latents), never the test images.
+
+        From the training folder (drawn as :meth:`test_images` draws, after checking that no file
+        repeats a test image). Without one, a ``generated`` domain (or one without an encoder)
+        gives generator samples of a seed derived from ``seed`` by sha256 (so disjoint from every
+        test seed), which :meth:`invert` maps back exactly; a ``folder`` domain raises."""
+        if n < 1:
+            raise ValueError(f"train_images: n must be >= 1, got {n}")
+        if self.train_dir is None and self._generates_train():
+            salted = int.from_bytes(hashlib.sha256(f"deltabench-train:{int(seed)}".encode()).digest()[:8], "little")
+            return self._generated(n, salted >> 1)
+        if self.train_dir is None:
+            raise ValueError(
+                f"domain {self.name!r} has no training images, and methods never train on the test images: pass "
+                f"train_images=DIR{self._env_hint(train=True)} (a folder sharing no image with the test folder; "
+                f"for ffhq the official methods use CelebA-HQ train / FFHQ images, aligned as FFHQ). DeltaEdit can "
+                f"train on generated codes alone: --options '{{\"deltaedit\": {{\"config\": {{\"n_inverted\": 0}}}}}}'")
+        if self._split_checked != (self.train_dir, self.images_dir):  # once per pair of folders, not per batch
+            self.data_sources()  # refuses a training folder that shares images with the test folder
+            self._split_checked = (self.train_dir, self.images_dir)
+        return self._from_folder(self.train_dir, n, seed, "training", "styleclip-lm n_train, deltaedit n_inverted")
 
     def test_images(self, n: int, seed: int) -> TestImages:
         """``n`` test images ``[n, 3, R, R]`` in [-1, 1].
@@ -376,23 +556,11 @@ class RealDomain(ClipTextImage):
         generator resolution. With no folder given and ``test_source == "generated"`` (or no
         encoder): ``n`` generator samples of ``seed``, which :meth:`invert` maps back exactly.
         """
-        from deltabench.utils import uint8_to_float
-
         if n < 1:
             raise ValueError(f"test_images: n must be >= 1, got {n}")
-        if self.images_dir is None and (self.cfg.test_source == "generated" or self.encoder.encoder is None):
-            w = self.sample_w_plus(n, seed)
-            with torch.no_grad():
-                imgs = torch.cat([self.generator.synthesis(w[i:i + 16]) for i in range(0, n, 16)]).cpu()
-            self.encoder.remember(imgs, w)
-            return TestImages(imgs, None)
-        files = self.image_files()
-        if n > len(files):
-            raise ValueError(f"asked for {n} test images but {self.images_dir} holds {len(files)}; ask for at most "
-                             f"{len(files)} (--images) or add images")
-        idx = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))[:n].tolist())
-        arr = np.stack([self._read(files[i]) for i in idx])  # uint8 [n, R, R, 3]
-        return TestImages(uint8_to_float(arr), None)
+        if self._generates_test():
+            return self._generated(n, seed)
+        return self._from_folder(self.images_dir, n, seed, "test", "--images")
 
     @torch.no_grad()
     def invert(self, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
@@ -406,8 +574,9 @@ class RealDomain(ClipTextImage):
 
 
 def load_real_domain(name_or_path: str | Path, weights: str | Path | None = None, images: str | Path | None = None,
-                     device: str | torch.device = "cpu") -> RealDomain:
-    return RealDomain(load_domain_config(name_or_path), weights=weights, images=images, device=device)
+                     device: str | torch.device = "cpu", train_images: str | Path | None = None) -> RealDomain:
+    return RealDomain(load_domain_config(name_or_path), weights=weights, images=images, device=device,
+                      train_images=train_images)
 
 
 __all__ = [
