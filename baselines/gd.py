@@ -58,8 +58,31 @@ class FS3Config:
     # A released fs3.npy (StyleCLIP global_directions/npy/ffhq/fs3.npy) used instead of computing
     # fs3 (see load_official_fs3); σ is still computed from n_std sampled codes (channel_std).
     official_fs3: str | None = None
+    # How each channel is perturbed and measured. "per-image" (deltabench's, synthfaces'
+    # default): ±5σ around each image's own value, σ over n_std codes of the domain's sampler
+    # (torch std, ddof 1). "official" (the real domains' default): global_directions/
+    # SingleChannel.py lines 78-82 set the channel to its pool mean (M.code_mean) first and then
+    # add ±5σ (manipulate.py EditOneC lines 209-226); σ and the mean over n_std codes sampled with
+    # truncation 0.7 (GetCode.py lines 79-95, 100,000 codes at line 195; GetCodeMS lines 170-179,
+    # numpy std, ddof 0); the images are the first codes of that truncated pool (SingleChannel.py
+    # lines 58-64) and reach CLIP as uint8 (manipulate.py convert_images_to_uint8, lines 72-84;
+    # CLIP's own preprocess, SingleChannel.py GetImgF lines 12-25; the resize to the CLIP input is
+    # the domain CLIP's, not PIL's bicubic).
+    #
+    # The script's quirk: ``M.dlatents = copy.copy(dlatents_o)`` (line 78) copies the list, not
+    # the arrays, and ``dlatents_o`` holds numpy views, so the write ``M.dlatents[l][:, c] =
+    # mean`` (line 79) stays: every channel visited stays at its mean for all later channels,
+    # and the row of channel c is measured on images whose earlier-visited channels all sit at
+    # their means. "official" does NOT carry that over: each channel is set to its mean on the
+    # untouched images, as the loop evidently intends. Reproducing it would make every row
+    # depend on the loop order, and the released fs3.npy cannot be matched by it anyway: it has
+    # 6,048 rows, which the published loop (layers <= 16 only, line 71) does not make
+    # (load_official_fs3).
+    protocol: str = "per-image"
 
     def __post_init__(self):
+        if self.protocol not in ("per-image", "official"):
+            raise ValueError(f"FS3Config.protocol must be 'per-image' or 'official', got {self.protocol!r}")
         if self.official_fs3 is not None:
             if not isinstance(self.official_fs3, (str, Path)) or not str(self.official_fs3):
                 raise ValueError(f"FS3Config.official_fs3 must be a path to an fs3.npy, got {self.official_fs3!r}")
@@ -84,6 +107,8 @@ class FS3Config:
             d.pop("torgb")
         if d["official_fs3"] is None:  # likewise
             d.pop("official_fs3")
+        if d["protocol"] == "per-image":  # likewise: synthfaces' fs3 caches stay valid
+            d.pop("protocol")
         return d
 
     def resolve(self, domain) -> "FS3Config":
@@ -160,19 +185,58 @@ def _rep(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
     return None if t is None else t.repeat(k, *([1] * (t.ndim - 1)))
 
 
+OFFICIAL_TRUNCATION = 0.7  # global_directions/GetCode.py line 79 (truncation_psi)
+
+
 @torch.no_grad()
+def sample_codes(domain, cfg: FS3Config, n: int, seed: int) -> torch.Tensor:
+    """W+ codes ``[n, L, D]`` for fs3: the domain's sampler, and with ``protocol="official"``
+    truncated by 0.7 towards the generator's average w (``GetCode.py`` lines 82-95:
+    ``lerp(dlatent_avg, w, 0.7)``; rosinality's ``latent_avg`` on the real domains, else the
+    mean of the drawn codes)."""
+    w = domain.sample_w_plus(n, seed)
+    if cfg.protocol != "official":
+        return w
+    avg = getattr(domain, "latent_avg", None)
+    avg = w.mean((0, 1)) if avg is None else avg.reshape(-1).to(w)
+    return avg + OFFICIAL_TRUNCATION * (w - avg)
+
+
+@torch.no_grad()
+def channel_stats(domain, cfg: FS3Config) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(mean, σ) of every edited S channel over ``n_std`` sampled codes: ``[S_edit]`` each
+    (official ``code_mean``, ``code_std``). ``protocol="per-image"``: mean None and torch's std
+    (ddof 1), as before; ``"official"``: the truncated codes, numpy's ddof 0, summed in float64."""
+    G, cfg = domain.generator, cfg.resolve(domain)
+    if cfg.protocol != "official":
+        w = domain.sample_w_plus(cfg.n_std, cfg.seed + 1)
+        s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, cfg.torgb)
+                       for i in range(0, len(w), 1024)])
+        return None, s.std(0)
+    s1 = s2 = None
+    for i in range(0, cfg.n_std, 1024):  # streamed: 100k x 6048 codes would be 2.4 GB at once
+        w = sample_codes(domain, cfg, min(1024, cfg.n_std - i), cfg.seed + 1 + i)
+        s = sspace.gather(G.styles(w), G.slayout, cfg.torgb).double()
+        s1 = s.sum(0) if s1 is None else s1 + s.sum(0)
+        s2 = s.square().sum(0) if s2 is None else s2 + s.square().sum(0)
+    mean = s1 / cfg.n_std
+    return mean.float(), (s2 / cfg.n_std - mean.square()).clamp_min(0).sqrt().float()
+
+
 def channel_std(domain, cfg: FS3Config) -> torch.Tensor:
     """σ of every edited S channel over ``n_std`` sampled codes: ``[S_edit]`` (official ``code_std``)."""
-    G, cfg = domain.generator, cfg.resolve(domain)
-    w = domain.sample_w_plus(cfg.n_std, cfg.seed + 1)
-    s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, cfg.torgb)
-                   for i in range(0, len(w), 1024)])
-    return s.std(0)
+    return channel_stats(domain, cfg)[1]
+
+
+def official_uint8(img: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as the official GD code hands them to CLIP: ``convert_images_to_uint8``
+    (``x * 127.5 + 128``, clipped, cast: floor) and back to [-1, 1]."""
+    return (img.float() * 127.5 + 128.0).clamp(0, 255).floor() / 127.5 - 1.0
 
 
 @torch.no_grad()
 def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None,
-                channels=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                channels=None, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The relevance matrix ``fs3: [S_edit, D]`` (unit rows, ``sspace.gather`` order), the
     channel σ ``[S_edit]`` and timing. ``cfg.torgb=None`` is the domain's choice.
 
@@ -183,9 +247,14 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     sl = G.slayout
     dev = domain.device
     t0, c0_cpu = time.perf_counter(), time.process_time()
-    std = channel_std(domain, cfg) if std is None else std
+    official = cfg.protocol == "official"
+    if std is None or (official and mean is None):
+        m, s = channel_stats(domain, cfg)
+        std = s if std is None else std
+        mean = m if mean is None else mean
     std = std.to(dev)
-    w = domain.sample_w_plus(cfg.n_images, cfg.seed).to(dev)
+    mean = mean.to(dev) if official else None
+    w = sample_codes(domain, cfg, cfg.n_images, cfg.seed).to(dev)
     styles = G.styles(w)  # [s_l: [N, C_l]]
     noise = _noise(G)
     N = w.shape[0]
@@ -222,7 +291,11 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                     # s_l for every (channel j, sign, image n): [k, 2, N, C]
                     s_l = styles[l][None, None].repeat(k, 2, 1, 1)
                     delta = torch.stack([-sig[ch], sig[ch]], 1)  # [k, 2]
-                    s_l[torch.arange(k, device=dev), :, :, ch] += delta[:, :, None]
+                    if official:  # SingleChannel.py line 79: the channel at its mean, then ±5σ
+                        mu = mean[offsets[l] : offsets[l] + C][ch]  # [k]
+                        s_l[torch.arange(k, device=dev), :, :, ch] = (mu[:, None] + delta)[:, :, None].to(s_l)
+                    else:
+                        s_l[torch.arange(k, device=dev), :, :, ch] += delta[:, :, None]
                     if sl.is_torgb[l]:
                         img = _torgb_images(G, l, state[0], s_l.reshape(2 * k * N, C), styles[l], base_img)
                     else:
@@ -230,7 +303,7 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                         rest[l] = s_l.reshape(2 * k * N, C)
                         st = (_rep(state[0], 2 * k), _rep(state[1], 2 * k))
                         img = synthesize_from(G, l, st, rest, noise)  # [2kN, 3, H, W]
-                    e = normalize(clip.encode_image(img).float()).reshape(k, 2, N, -1)
+                    e = normalize(clip.encode_image(official_uint8(img) if official else img).float()).reshape(k, 2, N, -1)
                     d = normalize(e[:, 1] - e[:, 0])  # +5σ minus -5σ, [k, N, D]
                     rows[l, c0] = normalize(d.mean(1))
                     bar.update(k)
@@ -265,12 +338,16 @@ def _select_channels(channels, n: int) -> list[int] | None:
 
 
 @torch.no_grad()
-def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor, channels=None) -> torch.Tensor:
+def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor, channels=None,
+                      mean: torch.Tensor | None = None) -> torch.Tensor:
     """Reference: one channel at a time, full synthesis (the official loop). For tests and
     ``benchmarks/bench_official.py``; ``channels`` as in ``compute_fs3``."""
     G, clip, cfg = domain.generator, domain.clip, cfg.resolve(domain)
     sl = G.slayout
-    w = domain.sample_w_plus(cfg.n_images, cfg.seed)
+    official = cfg.protocol == "official"
+    if official and mean is None:
+        mean = channel_stats(domain, cfg)[0]
+    w = sample_codes(domain, cfg, cfg.n_images, cfg.seed)
     styles = G.styles(w)
     s = sspace.gather(styles, sl, cfg.torgb)  # [N, S]
     rows = []
@@ -279,8 +356,12 @@ def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor, channels=None) 
         embs = []
         for sign in (-1.0, 1.0):
             s2 = s.clone()
-            s2[:, c] += sign * cfg.sigma * std[c]
-            embs.append(normalize(clip.encode_image(G.synthesis_from_styles(sspace.scatter(styles, s2, sl, cfg.torgb)))))
+            if official:
+                s2[:, c] = mean[c] + sign * cfg.sigma * std[c]
+            else:
+                s2[:, c] += sign * cfg.sigma * std[c]
+            img = G.synthesis_from_styles(sspace.scatter(styles, s2, sl, cfg.torgb))
+            embs.append(normalize(clip.encode_image(official_uint8(img) if official else img)))
         rows.append(normalize(normalize(embs[1] - embs[0]).mean(0)))
     return torch.stack(rows)
 
@@ -537,7 +618,7 @@ def _fit_official_fs3(domain, cfg: FS3Config, log=None) -> tuple[torch.Tensor, t
     fs3 = load_official_fs3(cfg.official_fs3, G.slayout)
     rows = int(fs3.shape[0])  # as in the file; the layers it lacks get zero rows (MapTS.SplitS)
     fs3 = torch.cat([fs3, fs3.new_zeros(G.slayout.total_non_torgb - rows, fs3.shape[1])])
-    std = channel_std(domain, cfg)
+    std = channel_std(domain, cfg)  # protocol "official": GetCodeMS's σ (truncated codes, ddof 0)
     secs = time.perf_counter() - t0
     if log:
         log(f"fs3: the released {cfg.official_fs3} ({rows} of {fs3.shape[0]} channels) in {secs:.1f} s")

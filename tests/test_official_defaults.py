@@ -188,7 +188,8 @@ def test_deltaedit_beta_uses_the_domain_styleclip_gd_fs3(toy, tmp_path, monkeypa
         return torch.ones(dom.generator.slayout.total_non_torgb, 32), None, {"config": cfg.to_dict(), "cached": True}
 
     monkeypatch.setattr(gd, "fit_fs3", fake_fit_fs3)
-    m = DeltaEdit(domain, tmp_path / "methods" / domain.key, checkpoint=str(d / "net_face.pth"))
+    torch.save(OfficialDeltaMapper(16, 16, 24, 2 * 32).state_dict(), tmp_path / "net.pth")
+    m = DeltaEdit(domain, tmp_path / "methods" / domain.key, checkpoint=str(tmp_path / "net.pth"))
     info = m.fit()
     assert seen["work_dir"] == tmp_path / "methods" / domain.key / "styleclip-gd"
     assert seen["cfg"].resolve(domain) == gd.FS3Config.from_dict(domain.method_defaults.get("styleclip-gd", {}).get("config", {})).resolve(domain)
@@ -302,3 +303,68 @@ def test_styleclip_real_domain_defaults_are_the_official_ones(toy):
     with torch.no_grad():
         want = 1 - F.normalize(clip.encode_image(_official_feed(x, RES)), dim=-1) @ t
         assert torch.allclose(clip_loss(domain, x, t), want, atol=1e-5)
+
+
+# -- StyleCLIP-GD fs3: the SingleChannel.py protocol --------------------------------------------
+@torch.no_grad()
+def _naive_single_channel(domain, n_images, n_std, seed, channels):
+    """global_directions/SingleChannel.py + GetCode.py, one channel at a time in numpy where
+    the script is numpy: codes truncated by 0.7 towards the average w, mean/σ over n_std codes
+    (ddof 0), each channel set to its mean then ±5σ, images as uint8, GetFs. (Without the
+    script's carry-over of earlier channels' means, see FS3Config.protocol.)"""
+    from deltabench import sspace
+
+    G = domain.generator
+    sl = G.slayout
+    avg = domain.latent_avg.reshape(-1)
+
+    def codes(n, sd):  # GetCode: lerp(dlatent_avg, w, 0.7)
+        return avg + 0.7 * (domain.sample_w_plus(n, sd) - avg)
+
+    # the same code draws as baselines.gd (1024 at a time, seeds seed + 1 + i)
+    pool = torch.cat([codes(min(1024, n_std - i), seed + 1 + i) for i in range(0, n_std, 1024)])
+    S = sspace.gather(G.styles(pool), sl, False).double().numpy()
+    mean, std = S.mean(axis=0), S.std(axis=0)  # GetCodeMS (numpy: ddof 0)
+    styles = G.styles(codes(n_images, seed))
+    s0 = sspace.gather(styles, sl, False).numpy()
+    feats = []
+    for c in channels:
+        dl = s0.copy()
+        dl[:, c] = mean[c]  # SingleChannel.py line 79
+        f = []
+        for a in (-5, 5):  # M.alpha = [-5, 5]; EditOneC: boundary = std at the channel
+            x = dl.copy()
+            x[:, c] += a * std[c]
+            img = G.synthesis_from_styles(sspace.scatter(styles, torch.from_numpy(x).float(), sl, False))
+            u8 = np.clip(img.numpy() * 127.5 + 128.0, 0, 255).astype("uint8")  # convert_images_to_uint8
+            f.append(domain.clip.encode_image(torch.from_numpy(u8.astype(np.float32) / 127.5 - 1)).numpy())
+        feats.append(np.stack(f, 1))  # [N, 2, D]
+    fs = np.stack(feats)  # [C, N, 2, D]
+    fs1 = fs / np.linalg.norm(fs, axis=-1)[..., None]  # GetFs
+    fs2 = fs1[:, :, 1] - fs1[:, :, 0]
+    fs3 = (fs2 / np.linalg.norm(fs2, axis=-1)[..., None]).mean(axis=1)
+    return fs3 / np.linalg.norm(fs3, axis=-1)[:, None], mean, std
+
+
+def test_fs3_official_protocol_matches_single_channel(toy):
+    import baselines.gd as gd
+
+    domain, _ = toy
+    cfg = gd.FS3Config.from_dict(domain.method_defaults["styleclip-gd"]["config"])
+    assert (cfg.protocol, cfg.n_images, cfg.n_std, cfg.sigma) == ("official", 100, 100_000, 5.0)
+    assert "protocol" not in gd.FS3Config().to_dict()  # synthfaces' fs3 key (and caches) unchanged
+    cfg = gd.FS3Config(protocol="official", n_images=3, n_std=1500, seed=2, precision="fp32")
+    channels = [0, 7, 20, 47, 60, 111, 120, 135]  # every non-toRGB layer kind, 64 px toy
+    want, mean, std = _naive_single_channel(domain, 3, 1500, 2, channels)
+    m, s = gd.channel_stats(domain, cfg)
+    assert np.allclose(m.numpy(), mean, rtol=1e-4, atol=1e-5) and np.allclose(s.numpy(), std, rtol=1e-4, atol=1e-5)
+    fs3, _, _ = gd.compute_fs3(domain, cfg, channels=channels)
+    assert np.abs(fs3.numpy() - want).max() < 2e-4
+    naive = gd.compute_fs3_naive(domain, cfg, s, channels=channels)
+    assert np.abs(naive.numpy() - want).max() < 2e-4
+    # the per-image protocol measures something else
+    per_image, _, _ = gd.compute_fs3(domain, gd.FS3Config(n_images=3, n_std=1500, seed=2, precision="fp32"),
+                                     channels=channels)
+    assert np.abs(per_image.numpy() - want).max() > 1e-2
+    with pytest.raises(ValueError, match="protocol"):
+        gd.FS3Config(protocol="tf")

@@ -275,6 +275,7 @@ class RealDomain(ClipTextImage):
                                                "steps": 201_562, "batch": 64}},
         "styleclip-op": {"config": {"id_lambda": 0.0}},
         "styleclip-lm": {"config": {"steps": 50_000, "batch": 2, "optimizer": "ranger"}},
+        "styleclip-gd": {"config": {"protocol": "official", "n_images": 100, "n_std": 100_000}},
     }
 
     def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
