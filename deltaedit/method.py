@@ -147,7 +147,9 @@ class DeltaEdit(EditMethod):
             e = d.encode_clip(x, official_input=True)
         else:
             x = d.generator.synthesis_from_styles(styles)
-            e = d.encode_clip(x, official_input=True) if self.cfg.official_clip else d.clip.encode_image(x)
+            if not self.cfg.official_clip:
+                return d.clip.encode_image(x)  # unit already (synthfaces: bitwise as before)
+            e = d.encode_clip(x, official_input=True)
         return e / e.norm(dim=-1, keepdim=True)  # inference_real.py line 182
 
     @torch.no_grad()
@@ -165,7 +167,7 @@ class DeltaEdit(EditMethod):
             raise ValueError(f"{self.name}: {len(images)} images for {len(s)} latents")
         i1 = self.image_condition(styles, images)  # [B, D] unit
         raw = torch.stack([self.text_delta(src, tgt) for src, tgt in prompts])  # [P, D]
-        conds = raw if self.naive else raw / raw.norm(dim=-1, keepdim=True).clamp_min(1e-5)
+        conds = torch.stack([self.condition(src, tgt) for src, tgt in prompts])  # [P, D], normalised
         B, P = s.shape[0], conds.shape[0]
         cond = torch.cat([i1[:, None].expand(B, P, -1), conds[None].expand(B, P, -1)], dim=2)
         ds = self.mapper(s[:, None].expand(B, P, -1).reshape(B * P, -1), cond.reshape(B * P, -1))
