@@ -42,7 +42,7 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
         prompts=None, limit: int | None = None, sweep: Sequence[float] = (0.5, 1, 2), seed: int = 0,
         device: str = "auto", out: str | Path | None = None, options: dict | None = None, batch: int = 50,
         resume: bool = False, force: bool = False, work_dir: str | Path | None = None, save_edits: bool = False,
-        log=None) -> pd.DataFrame:
+        test_images: str | Path | None = None, train_images: str | Path | None = None, log=None) -> pd.DataFrame:
     """Fit ``methods``, edit ``images`` test images of ``world`` with every prompt at every
     strength multiplier of ``sweep`` (1 is always added), score and report; return the summary.
 
@@ -51,7 +51,8 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     under 2) and prompts. ``out``: the run directory (default: a new temporary one). The returned
     DataFrame has one row per method; ``df.attrs`` holds ``run_dir``, ``results`` (every row) and
     ``manifest``. ``save_edits`` also keeps every edited image as float32 arrays in
-    ``<run_dir>/edits/`` (for :func:`score` or your own analysis).
+    ``<run_dir>/edits/`` (for :func:`score` or your own analysis). ``test_images`` /
+    ``train_images``: a real domain's folders of test images and of the images methods train on.
     """
     import json
 
@@ -79,7 +80,7 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
 
     validate_config(cfg)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="deltabench-run-"))
-    domain = load_domain(str(world), device=dev)
+    domain = load_domain(str(world), device=dev, **_folders(test_images, train_images))
     if not plist and (every or limit is not None):
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain, every)[:limit]})
     run_benchmark(cfg, out, domain=domain, resume=resume, force=force,
@@ -94,7 +95,7 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
 
 def edit(image, target: str, source: str = "face", method: str = "deltaedit", world: str = "synthfaces",
          strength: float | None = None, device: str = "auto", options: dict | None = None, seed: int = 0,
-         work_dir: str | Path | None = None):
+         work_dir: str | Path | None = None, train_images: str | Path | None = None):
     """Invert ``image`` (a path, a PIL image or an ``uint8 [H, W, 3]`` array) with the world's
     encoder, edit it from ``source`` to ``target`` text with ``method`` and return the edit as a
     PIL image. The method is fitted (or loaded from the cache) first."""
@@ -110,7 +111,7 @@ def edit(image, target: str, source: str = "face", method: str = "deltaedit", wo
         raise ValueError(f"--strength must be a finite number, got {strength!r}")
     opts = {method: dict(options)} if options else {}
     validate_options(opts, [method])
-    domain = load_domain(str(world), device=resolve_device(device))
+    domain = load_domain(str(world), device=resolve_device(device), **_folders(None, train_images))
     problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
     if problems:
         raise ValueError(problems[0] + "; rephrase the prompt in words the CLIP knows")
@@ -176,6 +177,16 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
     df = pd.DataFrame(rows)
     df.attrs["summary"] = pd.DataFrame(summary)
     return df
+
+
+def _folders(test_images, train_images) -> dict:
+    """``load_domain`` keywords for a real domain's image folders (only those given)."""
+    out = {}
+    if test_images is not None:
+        out["images"] = str(test_images)
+    if train_images is not None:
+        out["train_images"] = str(train_images)
+    return out
 
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".npy")

@@ -62,6 +62,14 @@ def _read_text(path: Path, what: str) -> str:
         raise CliError(f"{what} {path} cannot be read ({e.strerror})") from None
 
 
+def _folders(args) -> dict:
+    """A real domain's image folders given on the command line (``--images`` is the test folder
+    only where the command's ``--images`` is not a count)."""
+    from deltabench.api import _folders as folders
+
+    return folders(None, getattr(args, "train_images", None))
+
+
 def _device(args):
     from deltabench.api import resolve_device
 
@@ -179,7 +187,7 @@ def _cmd_train(args) -> int:
 
     _check_world(args.world)
     _check_method_args(args.method, args)
-    domain = load_domain(args.world, device=_device(args))
+    domain = load_domain(args.world, device=_device(args), **_folders(args))
     method = _make_method(args.method, domain, args)
     info = method.fit()
     print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
@@ -277,7 +285,7 @@ def _cmd_edit(args) -> int:
     photo = aligned = None
     if face_cfg is not None and not args.no_align:
         photo, aligned = _align_photo(image, face_cfg.resolution)  # before any model loads
-    domain = load_domain(args.world, device=_device(args))
+    domain = load_domain(args.world, device=_device(args), **_folders(args))
     problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
     if problems:
         raise CliError(problems[0] + "; rephrase the prompt in words the CLIP knows")
@@ -321,7 +329,7 @@ def _cmd_eval(args) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a file; give a directory")
     _check_world(args.world)
-    domain = load_domain(args.world, device=_device(args))
+    domain = load_domain(args.world, device=_device(args), **_folders(args))
     prompts = {"edit": EDIT_PROMPTS, "heldout": HELDOUT_EDIT_PROMPTS}[args.prompts]
     rows = []
     for name in names:
@@ -362,7 +370,8 @@ def _cmd_run(args) -> int:
     summary = api.run(methods=args.methods, world=args.world, images=args.images, prompts=args.prompts,
                       limit=args.limit, sweep=sweep, seed=args.seed, device=args.device, out=args.out,
                       options=options, batch=args.batch, resume=args.resume, force=args.force,
-                      work_dir=args.work_dir, log=lambda m: print(m, file=sys.stderr, flush=True))
+                      work_dir=args.work_dir, test_images=args.test_images, train_images=args.train_images,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
     out = summary.attrs["run_dir"]
     print((out / "summary.csv").read_text())
     print(out)
@@ -432,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     def method_opts(q, default_method="deltaedit"):
         q.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
         q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+        q.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "
+                       "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from its test images")
         q.add_argument("--seed", type=_int_at_least(0), default=0)
         q.add_argument("--work-dir", dest="work_dir", help="where trained methods are cached "
                        "(default: <cache>/methods)")
@@ -480,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
                    '\'{"deltaedit": {"config": {"steps": 500}}}\'')
     r.add_argument("--out", default="runs/latest", help="the run directory")
     r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    r.add_argument("--test-images", dest="test_images", help="a real domain's folder of test images "
+                   "(default: $DELTABENCH_<DOMAIN>_IMAGES)")
+    r.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "
+                   "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from the test images")
     r.add_argument("--work-dir", dest="work_dir", help="where fitted methods are cached (default: <cache>/methods)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue a run whose config differs, keeping its rows")

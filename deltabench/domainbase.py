@@ -47,6 +47,8 @@ class Domain(Protocol):
 
     def prompt_problems(self, text: str) -> list[str]: ...
 
+    def describe(self) -> dict: ...  # what a run manifest records: where train and test images come from
+
 
 @dataclass(frozen=True)
 class TestImages:

@@ -42,12 +42,19 @@ def file_record(path: str | Path) -> dict:
     return {"sha256": sha256_file(path), "bytes": Path(path).stat().st_size}
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a torn file)."""
+def atomic_write(path: str | Path, write) -> None:
+    """``write(tmp)`` writes the content to a temporary file beside ``path``, which is then
+    renamed onto ``path``: readers see the old file or the new one, never a torn one."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
+    tmp.unlink(missing_ok=True)
+    write(tmp)
     os.replace(tmp, p)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def fix_hint(path: Path, rebuild: str | None) -> str:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from deltabench import distributed as dist
+from deltabench import integrity
 from deltabench.methods import expand_methods, get_method
 from deltabench.prompts import Prompt
 from deltabench.rundir import RunConfigError, read_manifest
@@ -226,10 +227,7 @@ def merge_results(out: Path, cfg: RunConfig) -> int:
     columns = list(first)
     for h in headers:
         columns += [c for c in h if c not in columns]
-    tmp = results.with_name(results.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    _append_rows(tmp, ordered, columns)
-    os.replace(tmp, results)
+    integrity.atomic_write(results, lambda tmp: _append_rows(tmp, ordered, columns))
     for f in shards:
         f.unlink()
     return len(ordered)
@@ -289,10 +287,12 @@ def _names(names: list[str], k: int = 6) -> str:
 
 
 def domain_notes(domain) -> dict:
-    """What a run manifest records about how the domain scores, beyond its config hash: the
-    identity model's backend (insightface, or the fallback and its warning)."""
+    """What a run manifest records about the domain beyond its config hash: where its training
+    and test images come from, with their content hashes (``describe()``), and the identity
+    model's backend (insightface, or the fallback and its warning)."""
+    notes = {"domain": domain.describe()}
     info = getattr(domain, "identity_info", None)
-    return {"identity": info} if info else {}
+    return {**notes, "identity": info} if info else notes
 
 
 def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=print,
@@ -380,18 +380,12 @@ def drop_stale_rows(out: Path, cfg: RunConfig, log=print) -> int:
     old_sup = _read_rows(sup)
     if old_sup:
         cols = list(dict.fromkeys(list(old_sup[0].keys()) + cols))
-        tmp = sup.with_name(sup.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        _append_rows(tmp, old_sup + stale, cols)
-        os.replace(tmp, sup)
+        integrity.atomic_write(sup, lambda tmp: _append_rows(tmp, old_sup + stale, cols))
     else:
         _append_rows(sup, stale, cols)
     results = out / "results.csv"
-    tmp = results.with_name(results.name + ".tmp")
-    tmp.unlink(missing_ok=True)
     if keep:
-        _append_rows(tmp, keep, list(dict.fromkeys(k for r in keep for k in r)))
-        os.replace(tmp, results)
+        integrity.atomic_write(results, lambda tmp: _append_rows(tmp, keep, list(dict.fromkeys(k for r in keep for k in r))))
     else:
         results.unlink(missing_ok=True)
     for f in shard_files(out):
@@ -615,10 +609,9 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
                     per_image.setdefault(k, []).extend(v.tolist())
             ms = 1000 * t_edit / cfg.images
             unit_file = out / "units" / f"{name}__{j}__{scale!r}.pt"
-            tmp = unit_file.with_name(unit_file.name + ".tmp")
-            torch.save({"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid,
-                        "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}, tmp)
-            os.replace(tmp, unit_file)
+            state = {"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid,
+                     "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}
+            integrity.atomic_write(unit_file, lambda tmp: torch.save(state, tmp))
             rows = []
             for n in range(cfg.images):
                 row = {"method": name, "prompt_index": j, "source": p.source, "target": p.target,

@@ -42,9 +42,3 @@ def float_to_uint8(img: torch.Tensor) -> np.ndarray:
     """``float [N, 3, H, W]`` in [-1, 1] -> ``uint8 [N, H, W, 3]`` (rounded, clamped)."""
     x = ((img.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [-1, 1]: ``[N, 3, H, W] x 2 -> [N]``."""
-    mse = ((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))

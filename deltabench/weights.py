@@ -15,7 +15,6 @@ name, so a file under its final name is always complete.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -34,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
+from deltabench.integrity import sha256_file  # noqa: F401 - the one sha256 of the package (weights.sha256_file)
 from deltabench.parse import config_from_dict, thaw
 
 ENV_DIR = "DELTABENCH_WEIGHTS"
@@ -228,14 +228,6 @@ def path_of(name: str, dir: str | Path | None = None, reg: Registry | str | Path
 
 
 # ------------------------------------------------------------------------------- checking
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")

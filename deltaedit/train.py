@@ -9,7 +9,6 @@ rounding. Rank 0 builds the pool and writes every file. In one process nothing c
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,12 +102,6 @@ def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,
     return l2_lambda * l2 + cos_lambda * cos, l2, cos
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, pool_dir: Path) -> LatentPool:
     """The pool depends only on its size and seed, so DeltaEdit and its naive variant share it."""
     cfg = cfg.resolve(domain)
@@ -197,10 +190,11 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
             history.append([step, loss.item(), l2.item(), cos.item()])
             bar.set_postfix(loss=f"{loss.item():.4f}", cos=f"{1 - cos.item():.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and dist.is_main():
-            _atomic_torch_save({"mapper": mapper.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
-                                "step": step + 1, "history": history,
-                                "seconds": seconds_before + pool_seconds + time.perf_counter() - t1,
-                                "want": json.dumps(want, sort_keys=True)}, ckpt)
+            state = {"mapper": mapper.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
+                     "step": step + 1, "history": history,
+                     "seconds": seconds_before + pool_seconds + time.perf_counter() - t1,
+                     "want": json.dumps(want, sort_keys=True)}
+            integrity.atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
     mapper.eval()
     with torch.no_grad():
         s1, cond, ds = pair_batch(pool, 1024, torch.Generator().manual_seed(seed + 1), naive=cfg.naive)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deltabench.utils import float_to_uint8, psnr
+from deltabench.metrics.image import psnr
+from deltabench.utils import float_to_uint8
 from deltabench.world.attributes import FaceParams
 from deltabench.world.world import World
 

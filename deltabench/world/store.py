@@ -22,7 +22,7 @@ import safetensors.torch
 import torch
 
 from deltabench.config import WorldConfig
-from deltabench.integrity import sha256_file
+from deltabench.integrity import atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "deltabench-world/1"
@@ -93,9 +93,7 @@ def _jsonable(x):
 
 
 def write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
 def find_world(cfg: WorldConfig, roots: list[Path] | None = None) -> Path:

@@ -16,7 +16,8 @@ import torch
 from deltabench.parse import config_from_dict
 from deltabench.models.encoder import EncoderConfig, Encoder4Editing, build_encoder
 from deltabench.models.stylegan2 import StyleGAN2
-from deltabench.utils import progress, psnr, seed_everything
+from deltabench.metrics.image import psnr
+from deltabench.utils import progress, seed_everything
 from deltabench.world.attributes import sample_params
 from deltabench.world.train_generator import params_code, render_target, world_latent_avg
 

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from deltabench.parse import config_from_dict
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, build_generator
-from deltabench.utils import progress, psnr, seed_everything, uint8_to_float
+from deltabench.metrics.image import psnr
+from deltabench.utils import progress, seed_everything, uint8_to_float
 from deltabench.world.attributes import FaceParams, encode_params, sample_params
 from deltabench.world.renderer import render
 
