@@ -28,7 +28,9 @@ class DeltaEdit(EditMethod):
     fs3 (``[S_edit, D]``, ``sspace.gather`` order), in this order: ``relevance`` (a tensor);
     ``relevance_file`` (a released ``fs3.npy``, ``baselines.gd.load_official_fs3``: a path or a
     registry name such as ``styleclip-fs3-ffhq.npy``, the file DeltaEdit ships as
-    ``models/stylegan2/npy_ffhq/fs3.npy``); else the domain's own StyleCLIP-GD fs3, the one
+    ``models/stylegan2/npy_ffhq/fs3.npy``); the domain's released one (``domain.released_fs3``:
+    on ffhq ``styleclip-fs3-ffhq.npy`` when it lies next to the generator, as the official
+    inference reads it); else the domain's own StyleCLIP-GD fs3, the one
     ``deltabench fit styleclip-gd`` caches in ``<work_dir>/styleclip-gd`` (computed there with the
     domain's styleclip-gd defaults when missing).
 
@@ -105,11 +107,13 @@ class DeltaEdit(EditMethod):
         from baselines.gd import FS3Config, fit_fs3, load_official_fs3
 
         G = self.domain.generator
-        if self.relevance_file:
-            path = _resolve_file(self.relevance_file)
+        released = getattr(self.domain, "released_fs3", None)  # ffhq: the file the official inference reads
+        if self.relevance_file or released is not None:
+            path = _resolve_file(self.relevance_file) if self.relevance_file else released
             # pad=True: layers the file lacks get zero rows, so |fs3·Δt| = 0 < β zeroes them
             fs3 = load_official_fs3(path, G.slayout, pad=True)
-            return fs3.to(self.domain.device), {"source": "relevance_file", "path": str(path)}
+            return fs3.to(self.domain.device), {"source": "relevance_file" if self.relevance_file else "released fs3",
+                                                "path": str(path)}
         gd = dict(getattr(self.domain, "method_defaults", {}).get("styleclip-gd", {}))
         cfg = FS3Config.from_dict(dict(gd.get("config", {})))
         if cfg.resolve(self.domain).torgb != self.cfg.torgb:

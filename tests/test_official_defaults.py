@@ -196,6 +196,25 @@ def test_deltaedit_beta_uses_the_domain_styleclip_gd_fs3(toy, tmp_path, monkeypa
     assert info["relevance"]["source"] == "styleclip-gd fs3" and m.relevance.shape[0] == 136
 
 
+def test_deltaedit_uses_the_released_fs3_next_to_the_generator(toy, tmp_path, monkeypatch):
+    """On ffhq the filter reads StyleCLIP's released fs3.npy (what inference.py line 58 loads)
+    when it lies next to the generator; other generators have none."""
+    from deltaedit.method import DeltaEdit
+
+    domain, d = toy
+    assert domain.released_fs3 is None  # no released fs3 for this generator
+    assert RealDomain.RELEASED_FS3 == {"stylegan2-ffhq-config-f.pt": "styleclip-fs3-ffhq.npy"}
+    rows = _fs3_around(np.ones(32), domain.generator.slayout.total_non_torgb, seed=3)
+    np.save(d / "released-fs3.npy", rows)
+    monkeypatch.setattr(RealDomain, "RELEASED_FS3", {"g.pt": "released-fs3.npy"})
+    assert domain.released_fs3 == d / "released-fs3.npy"
+    torch.save(OfficialDeltaMapper(16, 16, 24, 2 * 32).state_dict(), tmp_path / "net.pth")
+    m = DeltaEdit(domain, tmp_path, checkpoint=str(tmp_path / "net.pth"))
+    info = m.fit()
+    assert info["relevance"] == {"source": "released fs3", "path": str(d / "released-fs3.npy")}
+    assert torch.allclose(m.relevance, torch.from_numpy(rows))
+
+
 def test_official_clip_feed_is_upsample_avgpool_without_normalisation(toy):
     domain, d = toy
     x = torch.rand(2, 3, RES, RES, generator=torch.Generator().manual_seed(1)) * 2 - 1

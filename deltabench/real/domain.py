@@ -444,6 +444,20 @@ class RealDomain(ClipTextImage):
         """How IDS is computed (insightface or the fallback, with its warning): run manifests record it."""
         return self.identity.info() if self.identity is not None else None
 
+    # The released relevance matrix of each official generator (registry name): StyleCLIP's
+    # global_directions/npy/ffhq/fs3.npy, the file DeltaEdit's inference reads
+    # (scripts/inference.py line 58: ./models/stylegan2/npy_ffhq/fs3.npy, byte-identical).
+    RELEASED_FS3 = {"stylegan2-ffhq-config-f.pt": "styleclip-fs3-ffhq.npy"}
+
+    @property
+    def released_fs3(self) -> Path | None:
+        """The released fs3.npy of this domain's generator when it lies next to the generator
+        file (``deltabench weights fetch styleclip-fs3-ffhq.npy``), else None. DeltaEdit's
+        relevance filter uses it by default, as the official inference does."""
+        name = self.RELEASED_FS3.get(Path(self.cfg.generator).name)
+        p = self.paths["generator"].parent / name if name else None
+        return p if p is not None and p.is_file() else None
+
     @property
     def prompts(self) -> tuple:
         """The config's edit prompts as runner ``Prompt`` objects (no attribute: no ground truth)."""
