@@ -121,7 +121,9 @@ def edit(image, target: str, source: str = "face", method: str = "deltaedit", wo
     m.fit()
     with torch.no_grad():
         w = domain.invert(x.to(domain.device))
-        out = domain.generator.synthesis_from_styles(m.edit(w, source, target, strength))
+        styles = m.edit(w, source, target, strength, images=x.to(domain.device)) if m.takes_images else \
+            m.edit(w, source, target, strength)
+        out = domain.generator.synthesis_from_styles(styles)
     return Image.fromarray(float_to_uint8(out)[0])
 
 

@@ -297,7 +297,9 @@ def _cmd_edit(args) -> int:
     method.fit()
     with torch.no_grad():
         w = domain.invert(img)
-        out = domain.generator.synthesis_from_styles(method.edit(w, source, target, args.strength))
+        styles = method.edit(w, source, target, args.strength, images=img.to(domain.device)) if method.takes_images \
+            else method.edit(w, source, target, args.strength)
+        out = domain.generator.synthesis_from_styles(styles)
     edit = float_to_uint8(out)[0]
     written = []
     if aligned is not None:

@@ -57,6 +57,9 @@ class EditMethod(ABC):
     # the work itself (DDP training, sharded precompute). False: rank 0 fits into the method
     # cache first, then the other ranks fit (load) from it.
     distributed_fit: bool = False
+    # True: ``edit``/``edit_batch`` take ``images=`` (the input images the latents were inverted
+    # from, ``[B, 3, H, W]`` in [-1, 1]) and may use them (official DeltaEdit: i1 from the photo).
+    takes_images: bool = False
 
     def __init__(self, domain, work_dir: Path, seed: int = 0, **options):
         if options:

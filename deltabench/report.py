@@ -14,19 +14,22 @@ import pandas as pd
 
 from deltabench.checkpoints import safe_torch_load
 
-# (column, header, higher is better); the paper's three first (Table 1: FID, PSNR, IDS).
-COLUMNS = (
-    ("fid", "FID", False), ("psnr", "PSNR", True), ("ids", "IDS", True),
-    ("kid", "KID", False), ("ssim", "SSIM", True), ("clip_score", "CLIP score", True),
-    ("clip_direction", "CLIP dir.", True), ("manipulation_accuracy", "Manip. acc.", True),
-    ("disentanglement", "Disentangle.", True), ("identity_param_error", "ID-param err.", False),
-    ("ms_per_edit", "ms / edit", False), ("fit_seconds", "fit s", False),
-)
+def _columns() -> tuple[tuple[str, str, bool], ...]:
+    """(column, header, higher is better), from the metrics themselves; the paper's three first
+    (Table 1: FID, PSNR, IDS), then ours, then the cost."""
+    from deltabench.metrics.cost import EditLatency, PeakMemory
+    from deltabench.metrics.suite import METRIC_CLASSES
+
+    first = ("fid", "psnr", "ids")
+    metrics = sorted(METRIC_CLASSES, key=lambda c: (c.key not in first, first.index(c.key) if c.key in first else 0))
+    # FID/KID name their feature network per instance (``label`` is a property): the table adds it.
+    return (*((c.key, c.label if isinstance(c.label, str) else c.key.upper(), c.higher_is_better) for c in metrics),
+            *((c.key, c.label, c.higher_is_better) for c in (EditLatency, PeakMemory)), ("fit_seconds", "fit s", False))
 
 
 def paper_table(summary: pd.DataFrame, fid_name: str = "oracle") -> pd.DataFrame:
     cols, names = ["method"], ["Method"]
-    for key, header, up in COLUMNS:
+    for key, header, up in _columns():
         if key in summary.columns:
             cols.append(key)
             h = f"FID ({fid_name})" if key == "fid" else (f"KID ({fid_name})" if key == "kid" else header)
@@ -123,7 +126,7 @@ def write_report(run: str | Path) -> Path:
     table.to_csv(rep / "table.csv", index=False, float_format="%.4g")
     (rep / "table.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
     (rep / "table.tex").write_text(table.to_latex(index=False, float_format="%.4g", escape=True))
-    metric_cols = [c for c, _, _ in COLUMNS if c in results.columns and c not in ("fid", "kid", "fit_seconds")]
+    metric_cols = [c for c, _, _ in _columns() if c in results.columns and c not in ("fid", "kid", "fit_seconds", "peak_mb")]
     per_prompt = (results[results["strength_scale"] == 1.0]
                   .groupby(["method", "target"], sort=False)[metric_cols].mean().reset_index())
     per_prompt.to_csv(rep / "per_prompt.csv", index=False, float_format="%.4g")

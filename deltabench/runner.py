@@ -46,6 +46,7 @@ import torch
 from deltabench import distributed as dist
 from deltabench import integrity
 from deltabench.methods import expand_methods, get_method
+from deltabench.metrics.cost import PeakMemory, measure
 from deltabench.prompts import Prompt
 from deltabench.rundir import RunConfigError, read_manifest
 from deltabench.utils import float_to_uint8, progress, seed_everything
@@ -559,7 +560,8 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
         # A method that splits its own fitting across ranks (DDP training, sharded
         # precompute) is fitted by all ranks together; any other is fitted by rank 0 into the
         # method cache first, then loaded from it by the others.
-        with (contextlib.nullcontext() if method.distributed_fit else dist.rank0_first()):
+        with (contextlib.nullcontext() if method.distributed_fit else dist.rank0_first()), \
+                measure(domain.device) as fit_cost:
             stats = method.fit() or {}
             per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
             if per_prompt:  # per-prompt training (StyleCLIP-LM) is fit cost too
@@ -571,6 +573,7 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
             if dist.is_main():  # the first fit of this run (config) is the one that trained
                 # A method cached by an earlier run loads in a moment; report what fitting cost then.
                 fits[name] = {"fit_seconds": float(stats.get("fit_seconds", fit_s)), "loaded_seconds": fit_s,
+                              "fit_peak_mb": fit_cost.peak_mb, "peak_is_lifetime": fit_cost.peak_is_lifetime,
                               "options": opts_key, "stats": {k: v for k, v in stats.items() if k != "history"}}
                 store.write_json(fits, out / "fits.json")
         if not any(m == name for m, _, _ in todo_all):
@@ -589,27 +592,31 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
                 (out / "edits").mkdir(exist_ok=True)
                 kept = _Frames(out / "edits" / f"{name}__{j}__{scale!r}.npy",
                                (cfg.images, 3, domain.resolution, domain.resolution))
-            for i in range(0, cfg.images, cfg.batch):
-                b = min(i + cfg.batch, cfg.images)
-                w = frames["w"].read(i, b, domain.device)
-                t1 = time.perf_counter()
-                styles = method.edit(w, p.source, p.target, strength)
-                with torch.no_grad():
-                    edited = G.synthesis_from_styles(styles)
-                t_edit += time.perf_counter() - t1
-                if scale == 1.0 and i < GRID_IMAGES:
-                    examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
-                if save_edits:
-                    kept.write(i, edited)
-                scores = suite.update(frames["inputs"].read(i, b, domain.device), edited,
-                                      frames["start"].read(i, b, domain.device),
-                                      params=test.params[i:b] if test.params is not None else None,
-                                      cache=cache_by_batch.setdefault(i, {}))
-                for k, v in scores.items():
-                    per_image.setdefault(k, []).extend(v.tolist())
+            with measure(domain.device) as edit_cost:  # the unit's peak memory: its edits and their scoring
+                for i in range(0, cfg.images, cfg.batch):
+                    b = min(i + cfg.batch, cfg.images)
+                    w = frames["w"].read(i, b, domain.device)
+                    x = frames["inputs"].read(i, b, domain.device)
+                    t1 = time.perf_counter()
+                    styles = (method.edit(w, p.source, p.target, strength, images=x) if method.takes_images
+                              else method.edit(w, p.source, p.target, strength))
+                    with torch.no_grad():
+                        edited = G.synthesis_from_styles(styles)
+                    t_edit += time.perf_counter() - t1
+                    if scale == 1.0 and i < GRID_IMAGES:
+                        examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
+                    if save_edits:
+                        kept.write(i, edited)
+                    scores = suite.update(x, edited,
+                                          frames["start"].read(i, b, domain.device),
+                                          params=test.params[i:b] if test.params is not None else None,
+                                          cache=cache_by_batch.setdefault(i, {}))
+                    for k, v in scores.items():
+                        per_image.setdefault(k, []).extend(v.tolist())
             ms = 1000 * t_edit / cfg.images
             unit_file = out / "units" / f"{name}__{j}__{scale!r}.pt"
             state = {"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid,
+                     "peak_bytes": edit_cost.peak_bytes,
                      "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}
             integrity.atomic_write(unit_file, lambda tmp: torch.save(state, tmp))
             rows = []
@@ -683,7 +690,7 @@ def summarize(out: Path, domain, cfg: RunConfig):
     fits = _read_fits(out)
     rows = []
     for name in cfg.methods:
-        merged, ms = None, []
+        merged, ms, peak = None, [], PeakMemory()
         for j, p in enumerate(cfg.prompts):
             f = out / "units" / f"{name}__{j}__{1.0!r}.pt"
             if not f.is_file():
@@ -695,13 +702,15 @@ def summarize(out: Path, domain, cfg: RunConfig):
             suite = build_metrics(domain, p, seed=cfg.seed)
             suite.load_state_dict(state["suite"])
             ms.append(state["ms_per_edit"])
+            if "peak_bytes" in state:
+                peak.update(state["peak_bytes"])
             if merged is None:
                 merged = suite
             elif set(suite.metrics) == set(merged.metrics):
                 merged.merge(suite)
         if merged is None:
             continue
-        row = {"method": name, **merged.compute(), "ms_per_edit": sum(ms) / len(ms),
+        row = {"method": name, **merged.compute(), "ms_per_edit": sum(ms) / len(ms), "peak_mb": peak.compute(),
                "fit_seconds": fits.get(name, {}).get("fit_seconds", float("nan")), "prompts": len(ms),
                "images": cfg.images}
         rows.append(row)

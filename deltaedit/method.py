@@ -50,6 +50,8 @@ class DeltaEdit(EditMethod):
     # inference_real.py line 42 / 119: Imagedataset(image_size=256) (transforms.Resize(256))
     PHOTO_SIZE = 256
 
+    takes_images = True  # edit(..., images=x): i1 from the input photo on real domains (official)
+
     def __init__(self, domain, work_dir, seed: int = 0, config: DeltaEditConfig | dict | None = None,
                  beta: float | None = None, relevance: torch.Tensor | None = None,
                  relevance_file: str | None = None, checkpoint: str | None = None,

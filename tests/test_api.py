@@ -32,6 +32,8 @@ def test_run_returns_the_summary_with_its_rows_and_run_dir(cache, tmp_path):
                         out=tmp_path / "r", batch=3)
     assert list(df["method"]) == ["deltaedit", "styleclip-gd"]
     assert (df["images"] == 2).all() and (df["prompts"] == 2).all()  # --limit 2 caps images and prompts
+    # Peak memory of each method's edits (the process's resident set: torch alone is over 100 MiB).
+    assert (df["peak_mb"] > 100).all() and (df["peak_mb"] < 24 * 1024).all()
     rows = df.attrs["results"]
     assert len(rows) == 2 * 2 * 2 * 3  # methods x prompts x images x strengths (1 added to the sweep)
     assert sorted(rows["strength_scale"].unique()) == [0.5, 1.0, 2.0]

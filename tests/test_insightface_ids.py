@@ -123,11 +123,19 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
     class D:
         identity_info = m.info()
 
+        def describe(self):
+            return {"name": "d"}
+
     cfg = RunConfig(methods=("deltaedit",), world="ffhq-toy", images=2)
     prepare_out_dir(tmp_path / "run", cfg, False, False, log=lambda s: None, extra=domain_notes(D()))
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "insightface is not installed" in manifest["identity"]["warning"]
-    assert domain_notes(object()) == {}
+    assert manifest["domain"] == {"name": "d"}
+
+    class NoIdentity(D):
+        identity_info = None
+
+    assert domain_notes(NoIdentity()) == {"domain": {"name": "d"}}
 
 
 def test_real_domain_scores_ids_through_insightface(weights):  # noqa: F811 - the imported fixture

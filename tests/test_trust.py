@@ -96,7 +96,8 @@ def test_resume_recomputes_units_whose_config_changed(cache, tmp_path, capsys, c
     assert _numbers(got) != _numbers(old)
     assert _numbers(_rows(out / "results.superseded.csv")) == _numbers(old)  # kept, not lost
     s_got, s_want = _rows(out / "summary.csv"), _rows(fresh / "summary.csv")
-    assert _numbers(s_got, ("ms_per_edit", "fit_seconds")) == _numbers(s_want, ("ms_per_edit", "fit_seconds"))
+    timing = ("ms_per_edit", "fit_seconds", "peak_mb")
+    assert _numbers(s_got, timing) == _numbers(s_want, timing)
 
 
 # 3 ----------------------------------------------------------------------------------------

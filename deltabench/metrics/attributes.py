@@ -14,6 +14,17 @@ from deltabench.metrics.base import Metric
 
 
 class ManipulationAccuracy(Metric):
+    key, label, higher_is_better = "manipulation_accuracy", "Manip. acc.", True
+
+    def update_from(self, batch) -> torch.Tensor:
+        """Per image: 1 if the edit reads the target value, 0 if not, NaN where it was not asked."""
+        e_attrs, _ = batch.oracle_edited()
+        needed = batch.needed()
+        self.update(e_attrs, batch.attribute, batch.value, needed)
+        hit = (e_attrs[:, batch.attribute] == batch.value).double()
+        hit[~needed.bool()] = float("nan")
+        return hit
+
     def __init__(self):
         super().__init__()
         self.add_state("correct", torch.tensor(0.0, dtype=torch.float64), "sum")
@@ -34,6 +45,15 @@ class ManipulationAccuracy(Metric):
 
 
 class Disentanglement(Metric):
+    key, label, higher_is_better = "disentanglement", "Disentangle.", True
+
+    def update_from(self, batch) -> torch.Tensor:
+        (e_attrs, _), (s_attrs, _) = batch.oracle_edited(), batch.oracle_start()
+        self.update(e_attrs, s_attrs, batch.attribute)
+        other = torch.ones(e_attrs.shape[1], dtype=torch.bool)
+        other[batch.attribute] = False
+        return (e_attrs[:, other] == s_attrs[:, other]).double().mean(1)
+
     def __init__(self):
         super().__init__()
         self.add_state("kept", torch.tensor(0.0, dtype=torch.float64), "sum")
@@ -52,6 +72,13 @@ class Disentanglement(Metric):
 
 
 class IdentityParamError(Metric):
+    key, label, higher_is_better = "identity_param_error", "ID-param err.", False
+
+    def update_from(self, batch) -> torch.Tensor:
+        (_, e_ident), (_, s_ident) = batch.oracle_edited(), batch.oracle_start()
+        self.update(e_ident, s_ident)
+        return (e_ident - s_ident).abs().mean(1)
+
     def __init__(self):
         super().__init__()
         self.add_state("abs_sum", torch.tensor(0.0, dtype=torch.float64), "sum")

@@ -10,6 +10,22 @@ import copy
 
 
 class Metric:
+    """A metric: declared states, ``update(...)`` on its own arguments, ``compute()``, and
+    ``update_from(batch)`` taking the one :class:`deltabench.metrics.record.EditBatch` record
+    every metric of a suite gets, so the suite loops over metrics without naming them.
+
+    ``key`` names its column, ``label`` its header, ``higher_is_better`` its direction (None:
+    neither, e.g. a cost).
+    """
+
+    key: str = ""
+    label: str = ""
+    higher_is_better: bool | None = None
+
+    def update_from(self, batch):
+        """Update from an edit batch; return per-image scores ``[N]`` (or None: none per image)."""
+        raise NotImplementedError(f"{type(self).__name__} does not take an EditBatch")
+
     def __init__(self):
         self._defaults: dict[str, tuple[object, str]] = {}
 

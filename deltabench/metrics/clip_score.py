@@ -59,7 +59,10 @@ def directional_clip_score(input_emb: torch.Tensor, edited_emb: torch.Tensor, so
 class ClipScore(_MeanOfScores):
     """Mean cos(E_I(edit), target text) over edited images."""
 
-    label = "CLIP score"
+    key, label, higher_is_better = "clip_score", "CLIP score", True
+
+    def update_from(self, batch) -> torch.Tensor:
+        return self.update(batch.edited, edited_emb=batch.clip_edited())
 
     def __init__(self, encode_image: ImageEncoder, target_text: torch.Tensor, scale: float = 1.0):
         super().__init__()
@@ -76,7 +79,10 @@ class ClipScore(_MeanOfScores):
 class DirectionalClipScore(_MeanOfScores):
     """Mean cos(E_I(edit) - E_I(input), E_T(target) - E_T(source)) over images."""
 
-    label = "CLIP direction"
+    key, label, higher_is_better = "clip_direction", "CLIP direction", True
+
+    def update_from(self, batch) -> torch.Tensor:
+        return self.update(input_emb=batch.clip_start(), edited_emb=batch.clip_edited())
 
     def __init__(self, encode_image: ImageEncoder, source_text: torch.Tensor, target_text: torch.Tensor):
         super().__init__()

@@ -102,7 +102,7 @@ class measure:
 class EditLatency(Metric):
     """Milliseconds per edit: total measured seconds over the number of edits they covered."""
 
-    label = "ms/edit"
+    key, label, higher_is_better = "ms_per_edit", "ms / edit", False
 
     def __init__(self):
         super().__init__()
@@ -122,7 +122,7 @@ class EditLatency(Metric):
 class PeakMemory(Metric):
     """Peak memory in MiB: the max over every measured block (and every process when merged)."""
 
-    label = "peak MiB"
+    key, label, higher_is_better = "peak_mb", "peak MiB", False
 
     def __init__(self):
         super().__init__()

@@ -80,6 +80,12 @@ class FrechetDistance(Metric):
     Covariances are unbiased (divide by n - 1), like ``np.cov`` in pytorch-fid.
     """
 
+    key, higher_is_better = "fid", False
+
+    def update_from(self, batch) -> None:
+        """The batch's inputs are the reference set, its edits the test set (the paper's convention)."""
+        self.update(real=batch.features_inputs(), fake=batch.features_edited())
+
     def __init__(self, features: FeatureFn | None = None, name: str = "features",
                  feature_dim: int | None = None, eps: float = 1e-6):
         super().__init__()
@@ -192,6 +198,11 @@ class KernelDistance(Metric):
     Keeps the features (``"cat"`` states). ``compute()`` is the mean over subsets;
     ``compute_std()`` gives ``(mean, std)`` (torch-fidelity reports both).
     """
+
+    key, higher_is_better = "kid", False
+
+    def update_from(self, batch) -> None:
+        self.update(real=batch.features_inputs(), fake=batch.features_edited())
 
     def __init__(self, features: FeatureFn | None = None, name: str = "features", subset_size: int = 1000,
                  n_subsets: int = 100, seed: int = 0):

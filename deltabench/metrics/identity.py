@@ -26,7 +26,11 @@ def identity_similarity(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tenso
 class IdentitySimilarity(_MeanOfScores):
     """Mean IDS over images (higher: the edit kept who the person is)."""
 
-    label = "IDS"
+    key, label, higher_is_better = "ids", "IDS", True
+
+    def update_from(self, batch) -> torch.Tensor:
+        e_in = batch.cached("ident_inputs", lambda: self.embed(batch.inputs))
+        return self.update(batch.inputs, batch.edited, input_emb=e_in)
 
     def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()

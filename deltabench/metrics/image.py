@@ -88,16 +88,22 @@ class _MeanOfScores(Metric):
 class PSNR(_MeanOfScores):
     """Mean per-image PSNR (dB) between input and edited images (higher: closer to the input)."""
 
-    label = "PSNR"
+    key, label, higher_is_better = "psnr", "PSNR", True
 
     def update(self, inputs: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
         return self._add(psnr(inputs, edited))
+
+    def update_from(self, batch) -> torch.Tensor:
+        return self.update(batch.inputs, batch.edited)
 
 
 class SSIM(_MeanOfScores):
     """Mean per-image SSIM between input and edited images (scikit-image defaults)."""
 
-    label = "SSIM"
+    key, label, higher_is_better = "ssim", "SSIM", True
+
+    def update_from(self, batch) -> torch.Tensor:
+        return self.update(batch.inputs, batch.edited)
 
     def __init__(self, win_size: int = 7):
         super().__init__()

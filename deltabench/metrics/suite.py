@@ -27,16 +27,12 @@ from deltabench.metrics.clip_score import ClipScore, DirectionalClipScore
 from deltabench.metrics.fid import FrechetDistance, KernelDistance
 from deltabench.metrics.identity import IdentitySimilarity
 from deltabench.metrics.image import PSNR, SSIM
+from deltabench.metrics.record import EditBatch
 
-# Column order of the table; True where higher is better.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "fid": False, "kid": False, "psnr": True, "ssim": True, "ids": True, "clip_score": True,
-    "clip_direction": True, "manipulation_accuracy": True, "disentanglement": True, "identity_param_error": False,
-}
-
-LABELS: dict[str, str] = {
-    "manipulation_accuracy": "Manip. acc.", "disentanglement": "Disentangle.", "identity_param_error": "ID-param err.",
-}
+# The table's metrics, in column order: each class declares its key, label and direction.
+METRIC_CLASSES = (FrechetDistance, KernelDistance, PSNR, SSIM, IdentitySimilarity, ClipScore, DirectionalClipScore,
+                  ManipulationAccuracy, Disentanglement, IdentityParamError)
+HIGHER_IS_BETTER: dict[str, bool] = {c.key: c.higher_is_better for c in METRIC_CLASSES}
 
 
 def fid_features(domain) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
@@ -66,7 +62,7 @@ class MetricSuite:
 
     def labels(self) -> dict[str, str]:
         """Column headers, e.g. ``{"fid": "FID (oracle)", "psnr": "PSNR", ...}``."""
-        return {k: getattr(m, "label", LABELS.get(k, k)) for k, m in self.metrics.items()}
+        return {k: m.label for k, m in self.metrics.items()}
 
     @torch.no_grad()
     def update(self, inputs: torch.Tensor, edited: torch.Tensor, start: torch.Tensor | None = None,
@@ -77,67 +73,19 @@ class MetricSuite:
         input batch and passes to every (method, prompt) cell, so the inputs' and starts'
         embeddings, features and oracle readings are computed once.
 
-        Returns per-image scores ``{name: float64 [N]}`` (NaN where an image is not counted).
+        Every metric is updated from one :class:`EditBatch` record. Returns per-image scores
+        ``{name: float64 [N]}`` (NaN where an image is not counted).
         """
         if inputs.shape != edited.shape:
             raise ValueError(f"inputs {tuple(inputs.shape)} and edits {tuple(edited.shape)} differ in shape")
-        start = inputs if start is None else start
-        cache = {} if cache is None else cache
-        m, d = self.metrics, self.domain
-
-        def cached(key: str, fn):
-            if key not in cache:
-                cache[key] = fn()
-            return cache[key]
-
+        batch = EditBatch(self.domain, inputs, edited, inputs if start is None else start, self.features,
+                          params, self.attribute, self.value, {} if cache is None else cache)
         out: dict[str, torch.Tensor] = {}
-        for k in ("psnr", "ssim"):
-            if k in m:
-                out[k] = m[k].update(inputs, edited)
-        if "ids" in m:
-            e_in = cached("ident_inputs", lambda: m["ids"].embed(inputs))
-            out["ids"] = m["ids"].update(inputs, edited, input_emb=e_in)
-        if "clip_score" in m or "clip_direction" in m:
-            e_ed = d.clip_image(edited)
-            if "clip_score" in m:
-                out["clip_score"] = m["clip_score"].update(edited, edited_emb=e_ed)
-            if "clip_direction" in m:
-                e_st = cached("clip_start", lambda: d.clip_image(start))
-                out["clip_direction"] = m["clip_direction"].update(input_emb=e_st, edited_emb=e_ed)
-        if "fid" in m or "kid" in m:
-            f_in = cached("feat_inputs", lambda: self.features(inputs))  # [N, F]
-            f_ed = self.features(edited)
-            for k in ("fid", "kid"):
-                if k in m:
-                    m[k].update(real=f_in, fake=f_ed)
-        if self.attribute is not None:
-            out.update(self._attributes(start, edited, params, cached))
+        for k, m in self.metrics.items():
+            scores = m.update_from(batch)
+            if scores is not None:
+                out[k] = scores
         return out
-
-    def _attributes(self, start, edited, params, cached) -> dict[str, torch.Tensor]:
-        oracle = self.domain.oracle
-        s_attrs, s_ident = cached("oracle_start", lambda: oracle.predict(start))
-        e_attrs, e_ident = oracle.predict(edited)
-        s_attrs, e_attrs = s_attrs.cpu(), e_attrs.cpu()
-        s_ident, e_ident = s_ident.cpu().double(), e_ident.cpu().double()
-        a, v = self.attribute, self.value
-        if params is not None:
-            needed = torch.as_tensor(params.attrs[:, a] != v)
-        else:  # no ground truth: trust the oracle's reading of the starting image
-            needed = s_attrs[:, a] != v
-        m = self.metrics
-        m["manipulation_accuracy"].update(e_attrs, a, v, needed)
-        m["disentanglement"].update(e_attrs, s_attrs, a)
-        m["identity_param_error"].update(e_ident, s_ident)
-        hit = (e_attrs[:, a] == v).double()
-        hit[~needed.bool()] = float("nan")
-        other = torch.ones(e_attrs.shape[1], dtype=torch.bool)
-        other[a] = False
-        return {
-            "manipulation_accuracy": hit,
-            "disentanglement": (e_attrs[:, other] == s_attrs[:, other]).double().mean(1),
-            "identity_param_error": (e_ident - s_ident).abs().mean(1),
-        }
 
     def compute(self) -> dict[str, float]:
         return {k: float(m.compute()) for k, m in self.metrics.items()}
@@ -159,7 +107,8 @@ class MetricSuite:
 
 
 def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, target_emb: torch.Tensor | None = None,
-                  kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0) -> MetricSuite:
+                  kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0,
+                  only: tuple[str, ...] | None = None) -> MetricSuite:
     """The metric set of one (method, prompt) cell.
 
     ``prompt``: an ``EditPrompt`` (``source``, ``target``, and in synthfaces ``attribute``,
@@ -198,4 +147,6 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
         metrics["identity_param_error"] = IdentityParamError()
     order = list(HIGHER_IS_BETTER)
     metrics = dict(sorted(metrics.items(), key=lambda kv: order.index(kv[0])))
+    if only is not None:  # a subset, e.g. the ground-truth metrics alone (deltabench.evaluate)
+        metrics = {k: m for k, m in metrics.items() if k in only}
     return MetricSuite(domain, metrics, feat, attr, value)
