@@ -18,7 +18,6 @@ Defaults α = 4.1 and β = 0.15 from the official ``StyleCLIP_global.ipynb`` sli
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -461,6 +460,9 @@ class StyleCLIPGlobal(EditMethod):
         # What computing fs3 cost, also when it was loaded from the cache (reports show fit cost).
         return {**info, "fit_seconds": float(info.get("seconds", 0.0))}
 
+    def refit(self) -> dict:
+        return self.fit(force=True)
+
     def direction(self, prompts: list[tuple[str, str]]) -> torch.Tensor:
         """Δs for each prompt: ``[P, S_edit]`` (before α)."""
         if self.fs3 is None:
@@ -486,45 +488,6 @@ class StyleCLIPGlobal(EditMethod):
 
     def edit(self, w_plus, source, target, strength=None):
         return self.edit_batch(w_plus, [(source, target)], strength)[0]
-
-
-# -- CLI ----------------------------------------------------------------------------------------
-def _cmd_fit(args) -> int:
-    from deltabench.domain import load_domain
-    from deltabench.world import store
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    domain = load_domain(args.world, device=args.device)
-    base = Path(args.work_dir) if args.work_dir else store.cache_root() / "methods"
-    work = base / domain.key
-    cfg = FS3Config.from_dict({k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
-                                                 ("max_batch", args.max_batch)) if v is not None})
-    m = StyleCLIPGlobal(domain, work, config=cfg)
-    _, _, info = fit_fs3(domain, m.work_dir, m.cfg, force=args.force,
-                         log=lambda s: print(s, file=sys.stderr, flush=True))
-    if not info.get("cached"):
-        print(f"fs3: {info['channels']} channels in {info['seconds']:.1f} s "
-              f"({info['channels_per_second']:.1f} channels/s)", file=sys.stderr)
-    else:
-        print("fs3: reused the cached file", file=sys.stderr)
-    print(m.fs3_path)
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    """Register ``deltabench fit styleclip-gd [--world NAME]`` (writes fs3, prints its path)."""
-    p = subparsers.add_parser("fit", help="precompute what a method needs (styleclip-gd: the fs3 relevance matrix)")
-    p.add_argument("method", choices=["styleclip-gd"])
-    p.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
-    p.add_argument("--work-dir", dest="work_dir", help="method cache (default: <cache>/methods)")
-    p.add_argument("--n-images", dest="n_images", type=int, help=f"images per channel (default {FS3Config.n_images})")
-    p.add_argument("--fs3-seed", dest="fs3_seed", type=int, help="seed of the sampled images")
-    p.add_argument("--max-batch", dest="max_batch", type=int, help="images per forward pass")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--force", action="store_true", help="recompute even if a cached fs3 matches")
-    p.set_defaults(func=_cmd_fit)
 
 
 # -- the released fs3.npy ---------------------------------------------------------------------

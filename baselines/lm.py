@@ -256,8 +256,8 @@ class StyleCLIPMapper(EditMethod):
                 self._w_train = integrity.load_tensors(f)["w"].to(self.domain.device)
             else:
                 # the domain's training images, never its test images (deltabench.real: train_images=DIR)
-                imgs = self.domain.train_images(self.cfg.n_train, self.cfg.train_seed + self.seed).images
-                self._w_train = self.domain.invert(imgs)
+                imgs = self.domain.train_images(self.cfg.n_train, self.cfg.train_seed + self.seed)
+                self._w_train = imgs.invert(self.domain)
                 integrity.save_tensors({"w": self._w_train}, f)
         return self._w_train
 

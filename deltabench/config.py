@@ -15,6 +15,8 @@ from typing import Any, Mapping
 from deltabench.parse import _freeze, thaw
 
 COMPONENTS: tuple[str, ...] = ("generator", "encoder", "clip", "identity", "oracle")
+# Top-level keys that do not change the built weights: outside the world hash and its check.
+NOT_HASHED: tuple[str, ...] = ("description", "benchmark")
 
 
 @dataclass(frozen=True)
@@ -24,10 +26,14 @@ class WorldConfig:
     resolution: int
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     description: str = ""
+    # How the benchmark uses this world (its prompts, the methods' defaults in it, whether the
+    # S-space methods edit toRGB styles, and the measurements behind them): data like a real
+    # domain's settings, outside the weights hash (changing it never rebuilds the world).
+    benchmark: Mapping[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def from_dict(d: dict) -> "WorldConfig":
-        known = {"name", "seed", "resolution", "description", *COMPONENTS}
+        known = {"name", "seed", "resolution", "description", "benchmark", *COMPONENTS}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"world config {d.get('name')!r}: unknown keys {sorted(unknown)}")
@@ -43,12 +49,15 @@ class WorldConfig:
             resolution=res,
             sections=_freeze({k: d[k] for k in COMPONENTS}),
             description=str(d.get("description", "")),
+            benchmark=_freeze(dict(d.get("benchmark") or {})),
         )
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "description": self.description, "seed": self.seed,
                "resolution": self.resolution}
         out.update(thaw(self.sections))
+        if self.benchmark:
+            out["benchmark"] = thaw(self.benchmark)
         return out
 
     def section(self, name: str) -> dict:
@@ -58,7 +67,8 @@ class WorldConfig:
     def hash(self) -> str:
         """sha256 of the canonical JSON of everything that changes the built weights."""
         d = self.to_dict()
-        d.pop("description", None)
+        for k in NOT_HASHED:
+            d.pop(k, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from deltabench.domainbase import ClipTextImage, Domain, TestImages  # noqa: F401 - the domain contract, re-exported
+from deltabench.parse import thaw
 from deltabench.world.world import World, load_world
 
 
@@ -16,31 +17,6 @@ class SynthfacesDomain(ClipTextImage):
     """The synthetic world as a domain: renderer images are the "real" test images."""
 
     kind = "synthfaces"
-    # The distilled generator keeps hair, background and skin colour in its toRGB styles, so
-    # the S-space methods (DeltaEdit, StyleCLIP-GD) edit those too here
-    # (deltaedit.train.DeltaEditConfig.torgb has the measurement).
-    edit_torgb = True
-    # The default benchmark: one edit per attribute (``--prompts all`` runs all 23).
-    BENCHMARK_TARGETS = ("face with red hair", "face with long hair", "smiling face", "face with glasses",
-                         "face with a beard", "face on a purple background", "face with dark skin",
-                         "face with large eyes", "wide face")
-    # Defaults of the baselines in this world (user --options override them; real domains keep
-    # the official values). Steps are the CPU budget of the default run: a 64-latent Adam step
-    # through G, CLIP and the identity net takes ~1.2 s on 2 cores (official: OP 300 steps, LM
-    # 50k steps on a GPU). The latent L2 weights are recalibrated: the official ones (OP 0.008,
-    # LM 0.8) were set for FFHQ's W space, and here faces that differ in one attribute lie far
-    # apart in W+ (|dw|^2 summed over the 10 entries: 152 for glasses, 420 for background), so
-    # the L2 term outweighs the cosine gain of the small world CLIP: at the official weights OP
-    # reached 0.09 and LM 0.21 manipulation accuracy on the benchmark prompts. Measured on 4
-    # prompts x 8 faces: OP l2 0.001 -> 0.71 (disentanglement 0.89), 0.0002 -> 0.79 (0.77);
-    # LM l2 0.1 -> 0.50 (0.92), 0.02 -> 0.83 (0.82). On all 9 benchmark prompts OP needs less:
-    # 16 held-out faces (run seed 1): l2 0.00025 -> 0.51 (0.68), 0.0001 -> 0.66 (0.67).
-    # On world 6dbba9c2891fa826 (sharper, MSE-distilled generator) OP at the official lr 0.1
-    # fell to 0.44 on the default run's 8 faces and to 0.55 on the same 16 faces (7 of 9
-    # prompts finished; no prompt better than at lr 0.2), while lr 0.2 reached 0.63 (0.71)
-    # there (why the sharper generator needs the larger step was not measured).
-    method_defaults = {"styleclip-op": {"config": {"steps": 100, "l2_lambda": 0.0001, "lr": 0.2}},
-                       "styleclip-lm": {"config": {"steps": 150, "l2_lambda": 0.02}}}
 
     def __init__(self, world: World):
         from deltabench.world.captions import templates
@@ -57,6 +33,17 @@ class SynthfacesDomain(ClipTextImage):
         # of the 79 ImageNet templates that StyleCLIP and DeltaEdit average text over.
         self.templates: tuple[str, ...] = tuple(templates("train"))
         self._text_cache: dict[str, torch.Tensor] = {}
+        # How the benchmark uses this world: data in the world config's "benchmark" section
+        # (its prompts, the baselines' defaults here, toRGB editing), with the measurements
+        # behind each value beside it (``*_note(s)`` keys).
+        b = thaw(world.cfg.benchmark)
+        unknown = {k for k in b if not k.endswith(("_note", "_notes"))} - {"prompts", "edit_torgb", "method_defaults"}
+        if unknown:
+            raise ValueError(f"world config {self.name!r}: unknown benchmark keys {sorted(unknown)}; known: "
+                             f"prompts, edit_torgb, method_defaults (and *_note / *_notes)")
+        self.benchmark_targets: tuple[str, ...] = tuple(b.get("prompts", ()))
+        self.edit_torgb: bool = bool(b.get("edit_torgb", False))
+        self.method_defaults: dict = dict(b.get("method_defaults", {}))
 
     @property
     def key(self) -> str:

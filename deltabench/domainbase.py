@@ -60,6 +60,15 @@ class TestImages:
     params: object | None = None
     render: Callable[[int, int], torch.Tensor] | None = None
     n: int | None = None
+    latents: torch.Tensor | None = None  # [N, n_latent, D]: the exact W+ of images the domain generated
+
+    def invert(self, domain, a: int = 0, b: int | None = None) -> torch.Tensor:
+        """W+ of images ``a:b``: their own latents where the domain generated them (exact, no
+        encoder), else the domain's inversion of the images."""
+        b = len(self) if b is None else min(b, len(self))
+        if self.latents is not None:
+            return self.latents[a:b].to(domain.device)
+        return domain.invert(self.batch(a, b))
 
     def __len__(self) -> int:
         return len(self.held) if self.held is not None else int(self.n)

@@ -49,7 +49,7 @@ def evaluate_prompts(method, domain, prompts, n_images: int = 200, seed: int = 0
     for i in progress(range(0, n_images, batch), desc=f"edit {method.name}"):
         b = min(i + batch, n_images)
         x = test.batch(i, b)
-        w = domain.invert(x)  # [B, L, D]
+        w = test.invert(domain, i, b)  # [B, L, D]
         start = G.synthesis(w)
         t0 = time.perf_counter()
         styles_per_prompt = method.edit_batch(w, pairs, strength)

@@ -74,6 +74,10 @@ class EditMethod(ABC):
         (``fit_seconds``: what fitting cost, also when it was loaded from the cache)."""
         return {}
 
+    def refit(self) -> dict:
+        """Fit again, ignoring (and replacing) what the cache holds. Default: refused, naming the cache."""
+        raise ValueError(f"{self.name} cannot refit in place; delete its cache (rm -r '{self.work_dir}') and fit again")
+
     def fit_prompts(self, prompts: list[tuple[str, str]]) -> dict[str, float]:
         """Per-prompt fitting (e.g. one mapper per target) before any edit; returns the seconds
         each target cost. Default: nothing to fit per prompt."""

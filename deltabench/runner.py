@@ -87,14 +87,14 @@ class RunConfig:
 def default_prompts(domain, every: bool = False) -> tuple[Prompt, ...]:
     """The domain's benchmark prompts; ``every``: all of its edit prompts.
 
-    synthfaces benchmarks one edit per attribute (``SynthfacesDomain.BENCHMARK_TARGETS``), so
+    synthfaces benchmarks one edit per attribute (the world config's ``benchmark.prompts``), so
     the default run fits its CPU budget; ``--prompts all`` runs all 23.
     """
     if getattr(domain, "prompts", None):  # a real domain's config names its prompts
         return tuple(domain.prompts)
     from deltabench.world.captions import EDIT_PROMPTS
 
-    keep = None if every else set(getattr(domain, "BENCHMARK_TARGETS", ()) or ())
+    keep = None if every else set(domain.benchmark_targets)
     return tuple(Prompt(p.source, p.target, p.attribute, p.value) for p in EDIT_PROMPTS
                  if not keep or p.target in keep)
 
@@ -439,7 +439,7 @@ def _prepare_frames(out: Path, cfg: RunConfig, domain, test) -> dict[str, _Frame
         work.mkdir(exist_ok=True)
         done.unlink(missing_ok=True)
         with torch.no_grad():
-            w0 = domain.invert(test.batch(0, 1))
+            w0 = test.invert(domain, 0, 1)
         _Frames(work / "inputs.npy", (N, 3, R, R))
         _Frames(work / "w.npy", (N, *w0.shape[1:]))
         _Frames(work / "start.npy", (N, 3, R, R))
@@ -449,7 +449,7 @@ def _prepare_frames(out: Path, cfg: RunConfig, domain, test) -> dict[str, _Frame
     with torch.no_grad():
         for a, b in dist.chunk_ranges(N, INVERT_CHUNK):
             x = test.batch(a, b)
-            w = domain.invert(x).to(domain.device)
+            w = test.invert(domain, a, b).to(domain.device)
             frames["inputs"].write(a, x)
             frames["w"].write(a, w)
         dist.barrier()

@@ -66,8 +66,8 @@ def build_pool(domain, n_generated: int, n_inverted: int, seed: int, batch: int 
         s_parts.append(s)
         c_parts.append(c)
     for i in progress(range(0, n_inverted, batch), desc="deltaedit pool: inverted"):
-        real = domain.train_images(min(batch, n_inverted - i), seed=seed * 104729 + 1 + i).images
-        s, c = encode_wplus(domain, domain.invert(real), batch, torgb, official_clip)
+        real = domain.train_images(min(batch, n_inverted - i), seed=seed * 104729 + 1 + i)
+        s, c = encode_wplus(domain, real.invert(domain), batch, torgb, official_clip)
         s_parts.append(s)
         c_parts.append(c)
     return LatentPool(torch.cat(s_parts), torch.cat(c_parts), n_generated)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import math
 import sys
 import textwrap
@@ -255,3 +256,22 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
     g = _imports(tmp_path)
     assert g["deltabench.a"] == {"deltabench.b"} and g["deltabench.b"] == {"deltabench.a"}
     assert math.isfinite(len(g))
+
+
+def test_fit_is_one_command_for_every_method(cache, tmp_path, capsys):
+    from deltabench.cli import main
+
+    work = tmp_path / "work"
+    base = ["fit", "styleclip-gd", "--world", W, "--work-dir", str(work), "--n-images", "2"]
+    assert main(base) == 0
+    (fs3,) = list(work.rglob("fs3.safetensors"))
+    assert str(fs3.parent) == capsys.readouterr().out.strip().splitlines()[-1]
+    before = fs3.stat().st_mtime_ns
+    assert main(base) == 0 and fs3.stat().st_mtime_ns == before  # cached: loaded, not recomputed
+    assert main([*base, "--force"]) == 0 and fs3.stat().st_mtime_ns != before
+    tiny = json.dumps(TINY["deltaedit"])
+    assert main(["fit", "deltaedit", "--world", W, "--work-dir", str(work), "--options", tiny]) == 0
+    assert list(work.rglob("mapper.safetensors"))
+    assert main(["fit", "deltaedit", "--world", W, "--n-images", "2"]) == 2
+    assert "no such settings" in capsys.readouterr().err
+    assert main(["fit", "nosuch", "--world", W]) == 2

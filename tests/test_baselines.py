@@ -2,7 +2,6 @@
 directions, batched fs3 against the naive loop, caches and bad input."""
 from __future__ import annotations
 
-import argparse
 
 import pytest
 import torch
@@ -201,7 +200,7 @@ def test_fs3_config_and_cli_parser():
         FS3Config.from_dict({"n_imgs": 3})
     with pytest.raises(ValueError, match="precision"):
         FS3Config(precision="int8")
-    p = argparse.ArgumentParser()
-    gd.add_parser(p.add_subparsers(dest="command"))
-    a = p.parse_args(["fit", "styleclip-gd", "--world", "synthfaces-micro", "--n-images", "4"])
-    assert a.method == "styleclip-gd" and a.world == "synthfaces-micro" and a.n_images == 4 and a.func is gd._cmd_fit
+    from deltabench import cli
+
+    a = cli.build_parser().parse_args(["fit", "styleclip-gd", "--world", "synthfaces-micro", "--n-images", "4"])
+    assert a.method == "styleclip-gd" and a.world == "synthfaces-micro" and a.n_images == 4 and a.func is cli._cmd_fit

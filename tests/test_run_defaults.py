@@ -1,7 +1,7 @@
 """Defaults of ``deltabench run``: the domain's benchmark prompts and per-method budget options."""
 from __future__ import annotations
 
-from deltabench.domain import SynthfacesDomain
+from deltabench.world.catalog import load_world_config
 from deltabench.runner import default_prompts, with_domain_defaults
 from deltabench.world.attributes import ATTRIBUTE_NAMES
 from deltabench.world.captions import EDIT_PROMPTS
@@ -9,7 +9,8 @@ from deltabench.world.captions import EDIT_PROMPTS
 
 class _Domain:
     method_defaults = {"styleclip-op": {"config": {"steps": 100, "lr": 0.1}}}
-    BENCHMARK_TARGETS = SynthfacesDomain.BENCHMARK_TARGETS
+    prompts = ()
+    benchmark_targets = tuple(load_world_config("synthfaces").benchmark["prompts"])
 
 
 def test_default_prompts_are_one_edit_per_attribute_and_all_means_all():

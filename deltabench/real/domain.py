@@ -199,45 +199,19 @@ def _read_sha_cache(path: Path) -> dict[str, list]:
 
 
 class GeneratedInverter:
-    """The domain's ``encoder``: exact W+ of images the domain generated itself (each image's
-    bytes are looked up among the samples :meth:`RealDomain.test_images` drew), the inversion
-    encoder (e4e) for any other image, or a clear error when the domain has none."""
+    """The domain's ``encoder``: the inversion encoder (e4e), or a clear error where the domain
+    has none. Images the domain generated itself carry their exact latents
+    (``TestImages.latents``), so they are never inverted."""
 
     def __init__(self, domain: RealDomain, encoder=None):
         self.domain, self.encoder = domain, encoder
-        self.known: dict[bytes, torch.Tensor] = {}
-
-    @staticmethod
-    def _key(img: torch.Tensor) -> bytes:
-        return hashlib.sha256(img.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).digest()
-
-    def remember(self, images: torch.Tensor, w_plus: torch.Tensor) -> None:
-        # samples of z repeat one w over every W+ entry: keep that [D] row (18x less memory)
-        for im, w in zip(images, w_plus):
-            w = w.detach().cpu()
-            self.known[self._key(im)] = w[0] if bool((w == w[:1]).all()) else w
-
-    def _lookup(self, img: torch.Tensor) -> torch.Tensor | None:
-        w = self.known.get(self._key(img))
-        if w is not None and w.ndim == 1:
-            w = w[None].expand(self.domain.generator.n_latent, -1)
-        return w
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if not self.known and self.encoder is not None:
-            return self.encoder(images)
-        found = [self._lookup(im) for im in images]
-        if self.encoder is not None and any(w is None for w in found):
-            return torch.stack([w.to(self.domain.device) if w is not None else self.encoder(im[None])[0]
-                                for w, im in zip(found, images)])
-        out = []
-        for w in found:
-            if w is None:
-                raise ValueError(f"domain {self.domain.name!r} has no inversion encoder: it can only edit "
-                                 f"images it generated itself (test_images). Give the domain config an "
-                                 f"'encoder' (an e4e checkpoint for this generator) to edit other images")
-            out.append(w)
-        return torch.stack(out).to(self.domain.device)
+        if self.encoder is None:
+            raise ValueError(f"domain {self.domain.name!r} has no inversion encoder: it can only edit "
+                             f"images it generated itself (test_images). Give the domain config an "
+                             f"'encoder' (an e4e checkpoint for this generator) to edit other images")
+        return self.encoder(images)
 
 
 class RealDomain(ClipTextImage):
@@ -525,8 +499,7 @@ class RealDomain(ClipTextImage):
         w = self.sample_w_plus(n, seed)
         with torch.no_grad():
             imgs = torch.cat([self.generator.synthesis(w[i:i + 16]) for i in range(0, n, 16)]).cpu()
-        self.encoder.remember(imgs, w)
-        return TestImages(imgs, None)
+        return TestImages(imgs, None, latents=w.cpu())
 
     def _from_folder(self, d: Path, n: int, seed: int, what: str, arg: str) -> TestImages:
         from deltabench.utils import uint8_to_float

@@ -21,7 +21,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from deltabench.config import WorldConfig
+from deltabench.config import NOT_HASHED, WorldConfig
 from deltabench.integrity import atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
@@ -146,8 +146,9 @@ def _verify_world(cfg: WorldConfig, d: Path) -> dict:
                               f"Rebuild with {hint}.")
     want = cfg.to_dict()
     got = dict(manifest.get("config", {}))
-    want.pop("description", None)
-    got.pop("description", None)
+    for k in NOT_HASHED:
+        want.pop(k, None)
+        got.pop(k, None)
     if manifest.get("config_hash") != cfg.hash or got != want:
         diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
         raise WorldCacheError(
