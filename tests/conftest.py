@@ -29,3 +29,19 @@ def micro_world(micro_root):
     from deltabench.world.world import load_world
 
     return load_world("synthfaces-micro", roots=[micro_root])
+
+
+@pytest.fixture
+def cache(micro_root, monkeypatch):
+    """``$DELTABENCH_CACHE`` pointed at the session's micro world, so the CLI and API find it."""
+    monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
+    return micro_root.parent
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of tiny models (faster, immune to a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

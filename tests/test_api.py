@@ -22,12 +22,6 @@ TINY = {"deltaedit": {"config": {"n_generated": 48, "n_inverted": 8, "steps": 10
 W = "synthfaces-micro"
 
 
-@pytest.fixture
-def cache(micro_root, monkeypatch):
-    monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
-    return micro_root.parent
-
-
 def test_run_returns_the_summary_with_its_rows_and_run_dir(cache, tmp_path):
     df = deltabench.run(methods="deltaedit,styleclip-gd", world=W, images=3, limit=2, sweep=(0.5, 2), options=TINY,
                         out=tmp_path / "r", batch=3)

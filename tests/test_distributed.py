@@ -31,12 +31,6 @@ BASE = ["run", "--methods", "deltaedit", "--world", "synthfaces-micro", "--image
 TIMING = ("ms_per_edit", "fit_seconds", "peak_mb")  # measurements, never reproducible
 
 
-@pytest.fixture
-def cache(micro_root, monkeypatch):
-    monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
-    return micro_root.parent
-
-
 def _rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))

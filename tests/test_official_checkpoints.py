@@ -40,12 +40,7 @@ LR_MUL = 0.01
 SMALL = GeneratorConfig(size=64, style_dim=32, n_mlp=2, channels={4: 16, 8: 16, 16: 16, 32: 16, 64: 8})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,12 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from deltabench.cli import main
 
 OPTS = json.dumps({"deltaedit": {"config": {"n_generated": 64, "n_inverted": 16, "steps": 20, "batch": 16}}})
 BASE = ["run", "--methods", "deltaedit", "--world", "synthfaces-micro", "--images", "6", "--limit", "4",
         "--sweep", "1,2", "--batch", "3", "--options", OPTS]
-
-
-@pytest.fixture
-def cache(micro_root, monkeypatch):
-    monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
-    return micro_root.parent
 
 
 TIMING = ("ms_per_edit", "fit_seconds", "peak_mb")  # measurements, never reproducible
