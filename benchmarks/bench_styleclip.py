@@ -31,6 +31,7 @@ class RandomDomain:
 
     def __init__(self, arch: str, device: str):
         from deltabench.models.clip import ClipConfig, build_clip
+        from deltabench.world.train_clip import world_tokenizer
         from deltabench.models.identity import IdentityConfig, build_identity
         from deltabench.models.stylegan2 import GeneratorConfig, build_generator
 
@@ -38,7 +39,7 @@ class RandomDomain:
         if arch == "synthfaces-64":  # the default world's generator / CLIP / identity shapes
             self.resolution = 64
             g = GeneratorConfig(style_dim=128, n_mlp=8, channels={4: 128, 8: 128, 16: 128, 32: 64, 64: 32})
-            self.clip = build_clip(ClipConfig(), 64)
+            self.clip = build_clip(ClipConfig(), 64, world_tokenizer(ClipConfig().context_length))
         elif arch == "ffhq-1024":  # rosinality config-f + open_clip ViT-B/32 (224 px input)
             import open_clip
 

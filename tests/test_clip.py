@@ -4,6 +4,7 @@ import torch
 from open_clip.loss import ClipLoss
 
 from deltabench.models.clip import IMAGENET_TEMPLATES, ClipConfig, WordTokenizer, build_clip
+from deltabench.world.train_clip import world_tokenizer
 from deltabench.world.attributes import ATTRIBUTE_NAMES
 from deltabench.world.captions import vocabulary
 from deltabench.world.train_clip import (
@@ -50,7 +51,7 @@ def test_tokenizer_round_trip_eot_and_unknown_words():
 
 def test_encode_shapes_norms_and_rebuild():
     torch.manual_seed(0)
-    clip = build_clip(TINY, 32).eval()
+    clip = build_clip(TINY, 32, world_tokenizer(TINY.context_length)).eval()
     img = torch.rand(3, 3, 32, 32) * 2 - 1
     e = clip.encode_image(img)
     assert e.shape == (3, 32)
@@ -68,12 +69,12 @@ def test_encode_shapes_norms_and_rebuild():
     # A plain state dict without shared storage rebuilds the same model from the config.
     sd = clip.state_dict()
     assert len({v.untyped_storage().data_ptr() for v in sd.values()}) == len(sd)
-    other = build_clip(TINY, 32)
+    other = build_clip(TINY, 32, world_tokenizer(TINY.context_length))
     other.load_state_dict(sd)
     other.eval()
     torch.testing.assert_close(other.encode_image(img), e)
     with pytest.raises(ValueError, match="vocab_size"):
-        build_clip(ClipConfig.from_dict({**TINY.to_dict(), "vocab_size": 16}), 32)
+        build_clip(ClipConfig.from_dict({**TINY.to_dict(), "vocab_size": 16}), 32, world_tokenizer(TINY.context_length))
 
 
 def test_config_from_dict():

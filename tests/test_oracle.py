@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from deltabench.models.oracle import Oracle, OracleConfig, OracleOutput, build_oracle
+from deltabench.models.oracle import Oracle, OracleConfig, OracleOutput
+from deltabench.world.train_oracle import world_oracle
 from deltabench.world.attributes import ATTRIBUTES, IDENTITY_PARAMS, sample_params
 from deltabench.world.train_oracle import ident_error, oracle_accuracy, train_oracle
 
@@ -13,7 +14,7 @@ MICRO = OracleConfig(stem_width=8, widths=(16, 32), feature_dim=64, pool_size=25
 
 @pytest.mark.parametrize("res", [32, 64])
 def test_output_shapes_and_features(res):
-    oracle = build_oracle(MICRO, res).eval()
+    oracle = world_oracle(MICRO, res).eval()
     x = torch.rand(6, 3, res, res) * 2 - 1
     out = oracle(x)
     assert isinstance(out, OracleOutput)
@@ -28,7 +29,7 @@ def test_output_shapes_and_features(res):
 
 
 def test_predict_columns_follow_attribute_order():
-    oracle = build_oracle(MICRO, 32).eval()
+    oracle = world_oracle(MICRO, 32).eval()
     want = []
     with torch.no_grad():
         for j, a in enumerate(ATTRIBUTES):
@@ -43,11 +44,11 @@ def test_predict_columns_follow_attribute_order():
 
 
 def test_rebuild_from_config_and_state_dict():
-    oracle = build_oracle(MICRO, 32).eval()
+    oracle = world_oracle(MICRO, 32).eval()
     sd = oracle.state_dict()
     ptrs = [v.untyped_storage().data_ptr() for v in sd.values()]
     assert len(set(ptrs)) == len(ptrs)
-    other = build_oracle(OracleConfig.from_dict(MICRO.to_dict()), 32).eval()
+    other = world_oracle(OracleConfig.from_dict(MICRO.to_dict()), 32).eval()
     other.load_state_dict(sd)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert torch.equal(other.features(x), oracle.features(x))

@@ -257,12 +257,9 @@ class ClipModel(nn.Module):
         return self.clip.encode_text(self.tokenize(texts), normalize=True)
 
 
-def build_clip(cfg: ClipConfig, resolution: int, tokenizer: WordTokenizer | None = None) -> ClipModel:
-    """An untrained world CLIP. ``tokenizer`` defaults to the world's vocabulary."""
-    if tokenizer is None:
-        from deltabench.world.captions import vocabulary
-
-        tokenizer = WordTokenizer(vocabulary(), cfg.context_length)
+def build_clip(cfg: ClipConfig, resolution: int, tokenizer: WordTokenizer) -> ClipModel:
+    """An untrained CLIP of ``cfg`` for ``resolution`` px images, reading text with ``tokenizer``
+    (the world's: :func:`deltabench.world.train_clip.world_tokenizer`)."""
     if tokenizer.vocab_size > cfg.vocab_size:
         raise ValueError(
             f"tokenizer has {tokenizer.vocab_size} ids but the clip config has vocab_size={cfg.vocab_size}; "

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from deltabench.parse import config_from_dict
-from deltabench.world.attributes import ATTRIBUTES, IDENTITY_PARAMS
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class OracleOutput:
 class Oracle(nn.Module):
     """Image ``[N, 3, H, W]`` in [-1, 1] -> every attribute and identity parameter."""
 
-    def __init__(self, cfg: OracleConfig, resolution: int):
+    def __init__(self, cfg: OracleConfig, resolution: int, heads: dict[str, int], n_ident: int):
         super().__init__()
         down = cfg.stem_stride * 2 ** len(cfg.widths)
         if resolution % down:
@@ -80,8 +79,10 @@ class Oracle(nn.Module):
         side = resolution // down
         # Flatten, not global pooling: identity params are positions and sizes.
         self.fc = nn.Sequential(nn.Linear(cin * side * side, cfg.feature_dim), nn.ReLU(inplace=True))
-        self.heads = nn.ModuleDict({a.name: nn.Linear(cfg.feature_dim, a.n) for a in ATTRIBUTES})
-        self.ident_head = nn.Linear(cfg.feature_dim, len(IDENTITY_PARAMS))
+        # One classification head per attribute (name -> number of values, in schema order) and
+        # a regression head for the identity parameters: the schema is the world's, given here.
+        self.heads = nn.ModuleDict({name: nn.Linear(cfg.feature_dim, n) for name, n in heads.items()})
+        self.ident_head = nn.Linear(cfg.feature_dim, n_ident)
 
     @property
     def feature_dim(self) -> int:
@@ -103,12 +104,13 @@ class Oracle(nn.Module):
 
     @torch.no_grad()
     def predict(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(attrs int64 [N, A] in ATTRIBUTES order, ident float [N, P])``."""
+        """``(attrs int64 [N, A] in head (schema) order, ident float [N, P])``."""
         out = self(img)
-        attrs = torch.stack([out.logits[a.name].argmax(1) for a in ATTRIBUTES], dim=1)
+        attrs = torch.stack([out.logits[name].argmax(1) for name in self.heads], dim=1)
         return attrs, out.ident
 
 
-def build_oracle(cfg: OracleConfig, resolution: int) -> Oracle:
-    """An untrained oracle for ``resolution`` px images."""
-    return Oracle(cfg, resolution)
+def build_oracle(cfg: OracleConfig, resolution: int, heads: dict[str, int], n_ident: int) -> Oracle:
+    """An untrained oracle for ``resolution`` px images: ``heads`` maps each attribute to its
+    number of values (in the order ``predict`` reports them), ``n_ident`` identity parameters."""
+    return Oracle(cfg, resolution, heads, n_ident)

@@ -132,9 +132,11 @@ def _clip_phase(section: dict, phase: str = "base"):
 
 def _clip_build(cfg: WorldConfig, extra: dict) -> nn.Module:
     from deltabench.models.clip import WordTokenizer, build_clip
+    from deltabench.world.train_clip import world_tokenizer
 
-    tok = WordTokenizer.from_dict(extra["tokenizer"]) if "tokenizer" in extra else None
-    return build_clip(_clip_cfg(cfg).model, cfg.resolution, tok)
+    model = _clip_cfg(cfg).model
+    tok = WordTokenizer.from_dict(extra["tokenizer"]) if "tokenizer" in extra else world_tokenizer(model.context_length)
+    return build_clip(model, cfg.resolution, tok)
 
 
 def _clip_train(cfg: WorldConfig, models: dict):
@@ -169,9 +171,10 @@ def _id_train(cfg: WorldConfig, models: dict):
 
 
 def _or_build(cfg: WorldConfig, extra: dict) -> nn.Module:
-    from deltabench.models.oracle import OracleConfig, build_oracle
+    from deltabench.models.oracle import OracleConfig
+    from deltabench.world.train_oracle import world_oracle
 
-    return build_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution)
+    return world_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution)
 
 
 def _or_train(cfg: WorldConfig, models: dict):

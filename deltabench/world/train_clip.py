@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from deltabench.parse import config_from_dict
-from deltabench.models.clip import ClipConfig, ClipModel, build_clip
+from deltabench.models.clip import ClipConfig, ClipModel, WordTokenizer, build_clip
 from deltabench.utils import progress, seed_everything
 from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, FaceParams, sample_params
 from deltabench.world.captions import (
@@ -40,6 +40,7 @@ from deltabench.world.captions import (
     captions_with_mentions,
     positive_matrix,
     templates,
+    vocabulary,
 )
 from deltabench.world.train_identity import (
     RenderFn,
@@ -49,6 +50,11 @@ from deltabench.world.train_identity import (
     render_pool,
     robust_augment,
 )
+
+
+def world_tokenizer(context_length: int) -> WordTokenizer:
+    """The world CLIP's word-level tokenizer over the caption vocabulary."""
+    return WordTokenizer(vocabulary(), context_length)
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
         model.load_state_dict(init.state_dict())
         model.train()
     else:
-        model = build_clip(cfg.model, resolution).train()
+        model = build_clip(cfg.model, resolution, world_tokenizer(cfg.model.context_length)).train()
         with torch.no_grad():
             model.clip.logit_scale.fill_(float(np.log(1.0 / cfg.init_temperature)))
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)

@@ -18,6 +18,11 @@ from deltabench.world.train_identity import RenderFn, lr_at, pool_batch, render_
 
 
 @torch.no_grad()
+def world_oracle(cfg: OracleConfig, resolution: int) -> Oracle:
+    """An untrained oracle with a head per attribute of the world's schema."""
+    return build_oracle(cfg, resolution, {a.name: a.n for a in ATTRIBUTES}, len(IDENTITY_PARAMS))
+
+
 def oracle_predict(oracle: Oracle, images: torch.Tensor, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Batched :meth:`Oracle.predict` in eval mode: ``(attrs int64 [N, A], ident float32 [N, P])``."""
     was_training = oracle.training
@@ -64,7 +69,7 @@ def train_oracle(cfg: OracleConfig, resolution: int, seed: int,
     ident_all = torch.from_numpy(params.ident)  # [N, P]
     t_render = time.perf_counter() - t0
 
-    oracle = build_oracle(cfg, resolution).train()
+    oracle = world_oracle(cfg, resolution).train()
     opt = torch.optim.AdamW(oracle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses, accs = [], []
     bar = progress(range(cfg.steps), desc="oracle")
