@@ -14,35 +14,15 @@ import pandas as pd
 import torch
 
 from deltabench.prompts import Prompt, as_prompts, check_prompts
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; clear errors."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    d = "auto" if device is None else str(device).strip().lower()
-    if d == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(d)
-    except RuntimeError:
-        raise ValueError(f"--device {device!r}: give auto, cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {device!r}: give auto, cpu, cuda or cuda:N")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: this machine has no CUDA GPU torch can use; give --device cpu "
-                             f"(or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return dev
+from deltabench.utils import resolve_device  # noqa: F401 - part of the API (deltabench.api.resolve_device)
 
 
 def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = "synthfaces", images: int = 8,
         prompts=None, limit: int | None = None, sweep: Sequence[float] = (0.5, 1, 2), seed: int = 0,
         device: str = "auto", out: str | Path | None = None, options: dict | None = None, batch: int = 50,
         resume: bool = False, force: bool = False, work_dir: str | Path | None = None, save_edits: bool = False,
-        test_images: str | Path | None = None, train_images: str | Path | None = None, log=None) -> pd.DataFrame:
+        test_images: str | Path | None = None, train_images: str | Path | None = None, precision: str = "fp32",
+        log=None) -> pd.DataFrame:
     """Fit ``methods``, edit ``images`` test images of ``world`` with every prompt at every
     strength multiplier of ``sweep`` (1 is always added), score and report; return the summary.
 
@@ -53,6 +33,8 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     ``manifest``. ``save_edits`` also keeps every edited image as float32 arrays in
     ``<run_dir>/edits/`` (for :func:`score` or your own analysis). ``test_images`` /
     ``train_images``: a real domain's folders of test images and of the images methods train on.
+    ``precision``: ``"fp32"`` or ``"official"`` (CLIP in fp16 on CUDA on the real domains, as the
+    official DeltaEdit runs it); the manifest records the device by name and the precision.
     """
     import json
 
@@ -80,7 +62,10 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
 
     validate_config(cfg)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="deltabench-run-"))
+    if precision not in ("fp32", "official"):
+        raise ValueError(f"--precision {precision!r}: give fp32 or official")
     domain = load_domain(str(world), device=dev, **_folders(test_images, train_images))
+    domain.set_precision(precision)
     if not plist and (every or limit is not None):
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain, every)[:limit]})
     run_benchmark(cfg, out, domain=domain, resume=resume, force=force,

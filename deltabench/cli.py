@@ -71,7 +71,7 @@ def _folders(args) -> dict:
 
 
 def _device(args):
-    from deltabench.api import resolve_device
+    from deltabench.utils import resolve_device
 
     return resolve_device(getattr(args, "device", "auto"))
 
@@ -139,6 +139,11 @@ def _cmd_world_list(args) -> int:
         except store.WorldCacheError:
             where = "not built"
         print(f"{name:<20} {cfg.hash}  {where}")
+    # The real domains go through the same factory (deltabench.domain.load_domain): list them too.
+    from deltabench.real.domain import domain_names
+
+    for name in domain_names():
+        print(f"{name:<20} {'real domain':<16}  official weights: deltabench weights list --domain {name}")
     return 0
 
 
@@ -373,6 +378,7 @@ def _cmd_run(args) -> int:
                       limit=args.limit, sweep=sweep, seed=args.seed, device=args.device, out=args.out,
                       options=options, batch=args.batch, resume=args.resume, force=args.force,
                       work_dir=args.work_dir, test_images=args.test_images, train_images=args.train_images,
+                      precision=args.precision,
                       log=lambda m: print(m, file=sys.stderr, flush=True))
     out = summary.attrs["run_dir"]
     print((out / "summary.csv").read_text())
@@ -530,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                    '\'{"deltaedit": {"config": {"steps": 500}}}\'')
     r.add_argument("--out", default="runs/latest", help="the run directory")
     r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    r.add_argument("--precision", choices=["fp32", "official"], default="fp32",
+                   help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it")
     r.add_argument("--test-images", dest="test_images", help="a real domain's folder of test images "
                    "(default: $DELTABENCH_<DOMAIN>_IMAGES)")
     r.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "

@@ -104,6 +104,23 @@ class ClipTextImage:
             self._text_cache[key] = mean / mean.norm()
         return self._text_cache[key]
 
+    # Where the official code runs CLIP in fp16: DeltaEdit's ``scripts/inference.py`` loads it
+    # with ``clip.load("ViT-B/32", device=device)``, and openai/CLIP's ``clip.load`` keeps the
+    # released fp16 weights on CUDA (``model.float()`` only on the CPU). Real domains follow it with
+    # ``precision="official"``; a world CLIP was trained in fp32 and stays so.
+    official_fp16_clip = False
+
+    def set_precision(self, precision: str) -> str:
+        """``"fp32"`` (default) or ``"official"`` (fp16 CLIP on CUDA where the official code
+        runs it so); returns the precision the CLIP now computes in."""
+        if precision not in ("fp32", "official"):
+            raise ValueError(f"--precision {precision!r}: give fp32 or official (fp16 CLIP on CUDA, as the "
+                             f"official code runs it)")
+        if precision == "official" and self.official_fp16_clip and self.device.type == "cuda":
+            self.clip.half_precision()
+            self._text_cache.clear()
+        return self.clip.precision
+
     def prompt_problems(self, text: str) -> list[str]:
         """What the domain's CLIP will not read of a prompt as written: words outside its
         vocabulary (encoded as <unk>) and a templated text longer than its context (cut)."""

@@ -35,6 +35,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -287,11 +288,30 @@ def _names(names: list[str], k: int = 6) -> str:
     return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
+def describe_device(device: torch.device, clip_precision: str) -> dict:
+    """The device a run computed on, by name, and the precision its CLIP ran in."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                     if line.startswith("model name")), platform.processor() or "cpu")
+    return {"device": str(device), "name": name, "clip_precision": clip_precision,
+            "torch_threads": torch.get_num_threads()}
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.readlines()
+    except OSError:
+        return []
+
+
 def domain_notes(domain) -> dict:
     """What a run manifest records about the domain beyond its config hash: where its training
     and test images come from, with their content hashes (``describe()``), and the identity
     model's backend (insightface, or the fallback and its warning)."""
-    notes = {"domain": domain.describe()}
+    notes = {"domain": domain.describe(), "device": describe_device(domain.device, domain.clip.precision)}
     info = getattr(domain, "identity_info", None)
     return {**notes, "identity": info} if info else notes
 

@@ -28,8 +28,26 @@ def progress(iterable=None, **kw):
     return tqdm(iterable, **kw)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; clear errors."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    d = "auto" if device is None else str(device).strip().lower()
+    if d == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(d)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: give auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: give auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this machine has no CUDA GPU torch can use; give --device cpu "
+                             f"(or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
 
 
 def uint8_to_float(img: np.ndarray) -> torch.Tensor:

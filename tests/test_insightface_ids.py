@@ -122,6 +122,8 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
 
     class D:
         identity_info = m.info()
+        device = torch.device("cpu")
+        clip = type("Clip", (), {"precision": "fp32"})()
 
         def describe(self):
             return {"name": "d"}
@@ -135,7 +137,8 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
     class NoIdentity(D):
         identity_info = None
 
-    assert domain_notes(NoIdentity()) == {"domain": {"name": "d"}}
+    notes = domain_notes(NoIdentity())
+    assert notes["domain"] == {"name": "d"} and "identity" not in notes and notes["device"]["device"] == "cpu"
 
 
 def test_real_domain_scores_ids_through_insightface(weights):  # noqa: F811 - the imported fixture

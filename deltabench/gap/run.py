@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from deltabench.parse import config_from_dict
+from deltabench.utils import resolve_device
 from deltabench.gap.data import CAPTION_LAYOUT, CAPTION_MODES, caption_folder, folder_pairs, random_pairs, world_pairs
 from deltabench.gap.figure import save_tsne_figure, tsne_2d
 from deltabench.gap.metrics import gap_metrics, unit_rows
@@ -203,7 +205,7 @@ def run_gap(world, cfg: GapConfig = GapConfig(), out_dir: str | Path | None = No
     return _finish(pairs, record, cfg, out_dir, clock, t0, c0, title, head, log)
 
 
-def load_domain_clip(world: str, weights: str | Path | None = None):
+def load_domain_clip(world: str, weights: str | Path | None = None, device: str | torch.device = "cpu"):
     """A real domain's config and its open_clip CLIP, the one model the gap analysis needs
     (the generator, encoder and identity files of the domain need not be present).
 
@@ -216,7 +218,8 @@ def load_domain_clip(world: str, weights: str | Path | None = None):
 
     dcfg = load_domain_config(world)
     path = resolve_weight(dcfg.clip, weights)
-    clip = loaders.load_open_clip(path, dcfg.clip_model, normalize=dcfg.clip_normalize).requires_grad_(False)
+    clip = loaders.load_open_clip(path, dcfg.clip_model, device=device,
+                                  normalize=dcfg.clip_normalize).requires_grad_(False)
     if clip.image_size != dcfg.clip_input_size:
         raise CheckpointError(f"{path}: open_clip {dcfg.clip_model!r} takes {clip.image_size} px images; domain "
                               f"{dcfg.name!r} says clip_input_size={dcfg.clip_input_size}")
@@ -224,7 +227,8 @@ def load_domain_clip(world: str, weights: str | Path | None = None):
 
 
 def run_gap_real(world: str, images: str | Path, cfg: GapConfig = GapConfig(captions="files"),
-                 out_dir: str | Path | None = None, log=None, weights: str | Path | None = None) -> dict:
+                 out_dir: str | Path | None = None, log=None, weights: str | Path | None = None,
+                 device: str | torch.device = "cpu") -> dict:
     """The analysis on a real domain (``ffhq``, ``lsun-*`` or a domain config JSON) and a
     captioned image folder (:func:`deltabench.gap.data.caption_folder`: the MultiModal-CelebA-HQ
     layout): each of ``cfg.pairs`` images drawn with ``cfg.seed`` is paired with one of its
@@ -239,7 +243,7 @@ def run_gap_real(world: str, images: str | Path, cfg: GapConfig = GapConfig(capt
     if cfg.pairs > len(folder.files):  # before the CLIP loads
         raise ValueError(f"asked for {cfg.pairs} pairs but {folder.image_dir} holds {len(folder.files)} captioned "
                          f"images; pass --pairs {len(folder.files)} or fewer")
-    dcfg, clip, clip_id = load_domain_clip(world, weights)
+    dcfg, clip, clip_id = load_domain_clip(world, weights, device)
     with clock("embed"):
         pairs, files = folder_pairs(clip, folder, dcfg.resolution, cfg.pairs, cfg.seed)
     blob = json.dumps({"config": {k: v for k, v in dcfg.to_dict().items() if k not in ("images", "description")},
@@ -276,7 +280,7 @@ def _cmd_gap(args) -> int:
         cfg = GapConfig(pairs=args.pairs, seed=args.seed, captions="files", tsne_max_iter=args.tsne_iter,
                         figure=not args.no_figure)
         out = Path(args.out) if args.out else Path("gap") / load_domain_config(args.world).name
-        record = run_gap_real(args.world, args.images, cfg, out, log=log)
+        record = run_gap_real(args.world, args.images, cfg, out, log=log, device=resolve_device(args.device))
     else:
         from deltabench.world.world import load_world
 
@@ -285,7 +289,7 @@ def _cmd_gap(args) -> int:
                              f"{args.world!r} renders its own faces and captions")
         cfg = GapConfig(pairs=args.pairs, seed=args.seed, captions=args.captions or GapConfig.captions,
                         tsne_max_iter=args.tsne_iter, figure=not args.no_figure)
-        world = load_world(args.world)
+        world = load_world(args.world, device=resolve_device(args.device))
         out = Path(args.out) if args.out else Path("gap") / world.cfg.name
         record = run_gap(world, cfg, out, log=log)
     print(format_table(record))
@@ -313,4 +317,5 @@ def add_parser(subparsers) -> None:
                    help="t-SNE iterations per panel")
     g.add_argument("--no-figure", dest="no_figure", action="store_true", help="numbers only, no t-SNE")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     g.set_defaults(func=_cmd_gap)

@@ -240,9 +240,21 @@ class ClipModel(nn.Module):
                               align_corners=False, antialias=True)
         return ((x + 1) / 2 - self.mean) / self.std
 
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"fp16"`` (:meth:`half_precision`): the dtype the CLIP computes in."""
+        return "fp16" if self.logit_scale.dtype == torch.float16 else "fp32"
+
+    def half_precision(self) -> None:
+        """Compute in fp16, as the official code's ``clip.load`` does on CUDA (outputs stay fp32)."""
+        self.clip.half()
+
+    def _dtype(self) -> torch.dtype:
+        return self.logit_scale.dtype
+
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """``img [N, 3, H, W]`` in [-1, 1] -> ``[N, D]`` L2-normalised."""
-        return self.clip.encode_image(self.preprocess(img), normalize=True)
+        return self.clip.encode_image(self.preprocess(img).to(self._dtype()), normalize=True).float()
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         if isinstance(texts, str):
@@ -254,7 +266,7 @@ class ClipModel(nn.Module):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``texts`` (N strings) -> ``[N, D]`` L2-normalised."""
-        return self.clip.encode_text(self.tokenize(texts), normalize=True)
+        return self.clip.encode_text(self.tokenize(texts), normalize=True).float()
 
 
 def build_clip(cfg: ClipConfig, resolution: int, tokenizer: WordTokenizer) -> ClipModel:

@@ -223,6 +223,7 @@ class RealDomain(ClipTextImage):
     # DeltaEdit, StyleCLIP-OP and -LM see [-1, 1] pixels through Upsample(x7) + AvgPool(size/32)
     # without mean/std; StyleCLIP-GD's fs3 and the metrics keep the config's ``clip_normalize``.
     official_clip_input = True
+    official_fp16_clip = True  # --precision official: CLIP in fp16 on CUDA, as clip.load does
     # The official settings of every method on a real domain (user --options override them;
     # synthfaces keeps its own measured ones, deltabench.domain.SynthfacesDomain). Sources
     # (Yueming6568/DeltaEdit and orpatashnik/StyleCLIP at their default branches):

@@ -91,7 +91,7 @@ class OpenClipModel(ClipModel):
     def encode_image(self, img: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
         """``img [N, 3, H, W]`` in [-1, 1] -> ``[N, D]`` L2-normalised (``normalize`` as in
         :meth:`preprocess`)."""
-        return self.clip.encode_image(self.preprocess(img, normalize), normalize=True)
+        return self.clip.encode_image(self.preprocess(img, normalize).to(self._dtype()), normalize=True).float()
 
 
 def official_resize_matrix(h: int, s: int, device: torch.device | str = "cpu") -> torch.Tensor:
