@@ -33,6 +33,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if isinstance(device, torch.device):
         device = str(device)
     d = "auto" if device is None else str(device).strip().lower()
+    if d in ("auto", "cuda") and os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+        # under torchrun each rank takes its local GPU (cuda:LOCAL_RANK)
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     if d == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

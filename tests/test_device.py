@@ -28,6 +28,10 @@ def test_resolve_device(monkeypatch):
     assert resolve_device("auto") == torch.device("cuda")
     with pytest.raises(ValueError, match="only 1 CUDA device"):
         resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under torchrun: each rank its local GPU
+    assert resolve_device("auto") == torch.device("cuda", 1) == resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
 
 
 @pytest.mark.parametrize("command", [["run", "--methods", "deltaedit"], ["edit", "x.png", "--target", "smiling face"],

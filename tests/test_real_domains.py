@@ -408,6 +408,10 @@ def test_styleclip_gd_runs_on_a_real_domain(domain, tmp_path, monkeypatch):
     assert seen and seen[0] == (2048, 2048)  # FID states are Inception pool3 statistics
     manifest = json.loads((out / "manifest.json").read_text())
     assert domain.config_hash in json.dumps(manifest)
+    # the test folder and a hash of its contents are in the manifest (and in the world hash)
+    test = manifest["domain"]["test"]
+    assert test["source"] == "folder" and test["folder"] == str(domain.images_dir) and len(test["sha256"]) == 64
+    assert manifest["config"]["world_hash"] == domain.config_hash and manifest["device"]["device"] == "cpu"
 
 
 def test_load_domain_dispatches_real_configs(weights, images_dir, tmp_path):
