@@ -459,7 +459,10 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="deltabench", description=__doc__)
+    p = _Parser(prog="deltabench", description=" ".join(__doc__.split()))
+    from deltabench import __version__
+
+    p.add_argument("--version", action="version", version=f"deltabench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     world = sub.add_parser("world", help="build, inspect and measure synthetic worlds")
@@ -473,10 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "assembling the world (e.g. clip,identity)")
     b.set_defaults(func=_cmd_world_build)
     c = wsub.add_parser("card", help="measure a built world against its ground truth")
-    c.add_argument("--world", default="synthfaces")
+    c.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--n", type=_int_at_least(2), default=512, help="held-out faces per measurement")
-    c.add_argument("--seed", type=_int_at_least(0), default=10_000)
+    c.add_argument("--seed", type=_int_at_least(0), default=10_000, help="seed of the held-out faces")
     c.add_argument("--grid", help="also write a PNG: renderer / generator / encoder rows")
     c.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     c.set_defaults(func=_cmd_world_card)
@@ -488,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
         q.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "
                        "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from its test images")
-        q.add_argument("--seed", type=_int_at_least(0), default=0)
+        q.add_argument("--seed", type=_int_at_least(0), default=0, help="the method's seed (training and its pool)")
         q.add_argument("--work-dir", dest="work_dir", help="where trained methods are cached "
                        "(default: <cache>/methods)")
         q.add_argument("--steps", type=_int_at_least(1), help="DeltaMapper training steps")
@@ -502,10 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("edit", help="invert IMAGE and edit it from --source to --target text")
-    e.add_argument("image")
-    e.add_argument("--source", default="face")
-    e.add_argument("--target", required=True)
-    e.add_argument("--method", default="deltaedit")
+    e.add_argument("image", help="the image (or photo, on a real face domain) to edit")
+    e.add_argument("--source", default="face", help="the neutral text the edit starts from")
+    e.add_argument("--target", required=True, help="the text to edit towards, e.g. 'face with glasses'")
+    e.add_argument("--method", default="deltaedit", help="a registered method")
     e.add_argument("--strength", type=_finite_float, default=None, help="edit strength (alpha)")
     e.add_argument("--out", help="output PNG (default: next to IMAGE)")
     e.add_argument("--no-align", dest="no_align", action="store_true",
@@ -521,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="fit methods, edit every test image with every prompt, score, report")
     r.add_argument("--methods", default="deltaedit,styleclip",
                    help="comma-separated methods; 'styleclip' means styleclip-op,-lm,-gd")
-    r.add_argument("--world", default="synthfaces")
+    r.add_argument("--world", default="synthfaces", help="built-in world name, real domain (ffhq, lsun-*) or JSON config")
     r.add_argument("--prompts", help="CSV (source,target[,attribute,value]) or JSON prompts file, or 'all' "
                    "(default: the domain's benchmark prompts; synthfaces: one edit per attribute; "
                    "'all': its 23 edit prompts)")
@@ -529,9 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test images (8 keeps the default run under 30 min on 2 CPU cores, StyleCLIP-OP "
                         "being the cost; use 100+ for stable FID/KID)")
     r.add_argument("--limit", type=_int_at_least(1), help="cap images and prompts at N: a run small enough to try in seconds")
-    r.add_argument("--seed", type=_int_at_least(0), default=0)
+    r.add_argument("--seed", type=_int_at_least(0), default=0, help="the run's seed (draws the test images, seed + 1)")
     r.add_argument("--sweep", default="0.5,1,2", help="strength multipliers for the trade-off curves")
-    r.add_argument("--batch", type=_int_at_least(1), default=50)
+    r.add_argument("--batch", type=_int_at_least(1), default=50, help="images per edit and metric batch")
     r.add_argument("--options", help="per-method options as JSON (or a JSON file), e.g. "
                    '\'{"deltaedit": {"config": {"steps": 500}}}\'')
     r.add_argument("--out", default="runs/latest", help="the run directory")
@@ -560,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=_cmd_score)
 
     rp = sub.add_parser("report", help="tables (md/csv/tex), edit grid, trade-off curves and index.html of a run")
-    rp.add_argument("run_dir")
+    rp.add_argument("run_dir", help="the --out directory of a run")
     rp.set_defaults(func=_cmd_report)
 
     f = sub.add_parser("fit", help="fit (or precompute) what a method needs into the method cache: styleclip-gd's "
@@ -588,10 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_align_parser(sub)
 
     v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
-    v.add_argument("--methods", default="deltaedit,deltaedit-naive")
-    v.add_argument("--prompts", choices=["edit", "heldout"], default="edit")
-    v.add_argument("--images", type=_int_at_least(1), default=200)
-    v.add_argument("--strength", type=_finite_float, default=None)
+    v.add_argument("--methods", default="deltaedit,deltaedit-naive", help="comma-separated methods")
+    v.add_argument("--prompts", choices=["edit", "heldout"], default="edit",
+                   help="the world's edit prompts, or phrasings its CLIP never saw in training")
+    v.add_argument("--images", type=_int_at_least(1), default=200, help="held-out faces per prompt")
+    v.add_argument("--strength", type=_finite_float, default=None, help="edit strength (default: each method's)")
     v.add_argument("--out", help="directory for per_prompt.csv and summary.csv")
     method_opts(v)
     v.set_defaults(func=_cmd_eval)

@@ -502,6 +502,9 @@ def _cmd_weights(args) -> int:
                 used = ", ".join(f"{d}: {c}" for d, c in f.used_by.items()) or "(not used; listed for reference)"
                 rows.append([f.name, _fmt_size(f), used, "present" if present else "missing"])
             print(_table(rows))
+            print("\nlicences:")
+            for f in files:
+                print(f"  {f.name}: {f.licence or '(none stated)'}")
             planned = [f.planned_bytes() for f in files]
             print(f"\n{root}  ({len(files)} files, about {sum(b or 0 for b in planned) / 1e9:.1f} GB"
                   f"{'' if all(planned) else ' plus files of unknown size'})")

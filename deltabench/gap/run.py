@@ -310,7 +310,7 @@ def add_parser(subparsers) -> None:
                         "the MultiModal-CelebA-HQ layout)")
     g.add_argument("--pairs", type=int, default=GapConfig.pairs, help="number of (image, caption) pairs N")
     g.add_argument("--out", help="output directory (default: ./gap/<world>)")
-    g.add_argument("--seed", type=int, default=GapConfig.seed)
+    g.add_argument("--seed", type=int, default=GapConfig.seed, help="seed of the pairs, the probe and t-SNE")
     g.add_argument("--captions", choices=CAPTION_MODES, default=None,
                    help="synthfaces: full (default): every caption names every attribute; mixed: the CLIP training mix")
     g.add_argument("--tsne-iter", dest="tsne_iter", type=int, default=GapConfig.tsne_max_iter,

@@ -62,7 +62,20 @@ def versions() -> dict:
     import open_clip
 
     out["open_clip"] = open_clip.__version__
+    # Every other package a number can depend on, as installed (None: not installed).
+    from importlib import metadata
+
+    for dist in DEPENDENCIES:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
     return out
+
+
+DEPENDENCIES = ("torchvision", "scipy", "pillow", "pytorch-fid", "onnxruntime", "onnx", "scikit-image",
+                "scikit-learn", "pandas", "matplotlib", "insightface", "opencv-python", "dlib-bin",
+                "face-recognition-models", "pytorch-ranger", "timm", "tqdm")
 
 
 def git_commit() -> str | None:
