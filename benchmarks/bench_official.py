@@ -47,6 +47,7 @@ import baselines.gd as gd  # noqa: E402
 import baselines.op as op_mod  # noqa: E402
 from baselines.gd import FS3Config, compute_fs3, compute_fs3_naive  # noqa: E402
 from baselines.op import OPConfig, StyleCLIPOptimization  # noqa: E402
+from deltabench.utils import cpu_name  # noqa: E402
 from deltabench import sspace  # noqa: E402
 from deltaedit.mapper import DeltaMapper  # noqa: E402
 from deltaedit.method import DeltaEdit  # noqa: E402
@@ -66,15 +67,7 @@ def _since(dev, t):
 
 
 def device_info(dev: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    out = {"device": str(dev), "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    out = {"device": str(dev), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
            "torch": torch.__version__, "python": platform.python_version()}
     try:
         import open_clip
@@ -86,7 +79,7 @@ def device_info(dev: torch.device) -> dict:
         out["gpu"] = torch.cuda.get_device_name(dev)
         out["cuda"] = torch.version.cuda
     else:
-        out["device_name"] = cpu
+        out["device_name"] = out["cpu"]
     return out
 
 

@@ -76,6 +76,16 @@ def _device(args):
     return resolve_device(getattr(args, "device", "auto"))
 
 
+def _json_option(value: str, what: str):
+    """``--options``: JSON text, or the path of a JSON file."""
+    src = Path(value)
+    text = _read_text(src, "--options file") if src.is_file() else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--options must be {what} or a JSON file ({e})") from None
+
+
 def _check_world(world: str) -> None:
     """A --world value that is a file must be readable JSON text (before any model loads)."""
     p = Path(world)
@@ -231,12 +241,6 @@ def _align_photo(path: Path, size: int):
     return photo, res
 
 
-def _load_image(path: Path, resolution: int):
-    from deltabench.imageio import load_image
-
-    return load_image(path, resolution)
-
-
 def _check_out_file(dest: Path, flag: str) -> None:
     if dest.is_dir():
         raise CliError(f"{flag} {dest} is a directory; give a file path such as {dest / 'edit.png'}")
@@ -265,9 +269,10 @@ def _cmd_edit(args) -> int:
     import torch
 
     from deltabench.domain import load_domain
+    from deltabench.imageio import load_image
+    from deltabench.prompts import check_prompts
     from deltabench.utils import float_to_uint8, uint8_to_float
     from deltabench.viz import save_png
-    from deltabench.prompts import check_prompts
 
     source, target = check_prompts(args.source, args.target)
     image = Path(args.image)
@@ -297,7 +302,7 @@ def _cmd_edit(args) -> int:
     if aligned is not None:
         img = uint8_to_float(np.asarray(aligned.image, dtype=np.uint8)[None])
     else:
-        img = _load_image(image, domain.resolution)
+        img = load_image(image, domain.resolution)
     method = _make_method(args.method, domain, args)
     method.fit()
     with torch.no_grad():
@@ -365,14 +370,7 @@ def _cmd_run(args) -> int:
         sweep = tuple(float(x) for x in args.sweep.split(",")) if args.sweep else (1.0,)
     except ValueError:
         raise CliError(f"--sweep takes comma-separated numbers such as 0.5,1,2, got {args.sweep!r}") from None
-    options = {}
-    if args.options:
-        src = Path(args.options)
-        text = _read_text(src, "--options file") if src.is_file() else args.options
-        try:
-            options = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CliError(f"--options must be a JSON object or a JSON file ({e})") from None
+    options = _json_option(args.options, "a JSON object") if args.options else {}
     _check_world(args.world)
     summary = api.run(methods=args.methods, world=args.world, images=args.images, prompts=args.prompts,
                       limit=args.limit, sweep=sweep, seed=args.seed, device=args.device, out=args.out,
@@ -423,11 +421,7 @@ def _cmd_fit(args) -> int:
                                 ("max_batch", args.max_batch)) if v is not None}
     options = {}
     if args.options:
-        try:
-            options = json.loads(_read_text(Path(args.options), "--options file") if Path(args.options).is_file()
-                                 else args.options)
-        except json.JSONDecodeError as e:
-            raise CliError(f"--options must be a JSON object of {args.method}'s options or a JSON file ({e})") from None
+        options = _json_option(args.options, f"a JSON object of {args.method}'s options")
         if not isinstance(options, dict):
             raise CliError(f"--options must be a JSON object of {args.method}'s options, got {options!r}")
     if config:

@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,7 +49,7 @@ from deltabench.methods import expand_methods, get_method
 from deltabench.metrics.cost import PeakMemory, measure
 from deltabench.prompts import Prompt
 from deltabench.rundir import RunConfigError, read_manifest
-from deltabench.utils import float_to_uint8, progress, seed_everything
+from deltabench.utils import cpu_name, float_to_uint8, progress, seed_everything
 from deltabench.world import store
 
 ROW_KEYS = ("method", "prompt_index", "source", "target", "attribute", "value", "strength_scale",
@@ -290,21 +289,9 @@ def _names(names: list[str], k: int = 6) -> str:
 
 def describe_device(device: torch.device, clip_precision: str) -> dict:
     """The device a run computed on, by name, and the precision its CLIP ran in."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
-                     if line.startswith("model name")), platform.processor() or "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "name": name, "clip_precision": clip_precision,
             "torch_threads": torch.get_num_threads()}
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        with open(path) as f:
-            return f.readlines()
-    except OSError:
-        return []
 
 
 def domain_notes(domain) -> dict:

@@ -193,7 +193,7 @@ def test_train_steps_and_pool_sizes_are_checked_and_honoured(cache, tmp_path, ca
 
 # 8 ----------------------------------------------------------------------------------------
 def test_16_bit_images_are_scaled_not_saturated(tmp_path):
-    from deltabench.cli import _load_image
+    from deltabench.imageio import load_image as _load_image
 
     ramp = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)  # 0 .. 65472
     f = tmp_path / "gray16.png"
