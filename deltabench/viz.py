@@ -43,24 +43,34 @@ def save_png(image: np.ndarray, path) -> Path:
 
 
 def label_grid(
-    images: np.ndarray, nrow: int, row_labels: list[str], pad: int = 2, width: int = 0
+    images: np.ndarray, nrow: int, row_labels: list[str], pad: int = 2, width: int = 0, font_size: int = 0
 ) -> np.ndarray:
     """:func:`make_grid` with one text label per grid row in a white margin on the left.
 
-    ``width`` is the margin in pixels (0: fitted to the longest label, PIL's default font).
+    ``width`` is the margin in pixels (0: fitted to the longest label). ``font_size``: the label
+    text's height in pixels, PIL's built-in scalable font (0: PIL's small default bitmap font).
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     grid = make_grid(images, nrow, pad)
     n, h = len(images), images.shape[1]
     rows = -(-n // min(nrow, max(n, 1)))
     if len(row_labels) != rows:
         raise ValueError(f"got {len(row_labels)} row labels for a grid of {rows} rows")
+    font = None
+    if font_size:
+        try:
+            font = ImageFont.load_default(size=font_size)
+        except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType: the bitmap font
+            font = None
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    width = width or 4 + max((int(draw.textlength(t)) for t in row_labels), default=0)
+    width = width or 4 + (font_size // 2 if font else 0) + max(
+        (int(draw.textlength(t, font=font)) for t in row_labels), default=0)
     canvas = Image.new("RGB", (width + grid.shape[1], grid.shape[0]), (255, 255, 255))
     canvas.paste(Image.fromarray(grid), (width, 0))
     draw = ImageDraw.Draw(canvas)
+    half = (font_size if font else 10) // 2
     for r, text in enumerate(row_labels):
-        draw.text((2, pad + r * (h + pad) + h // 2 - 5), text, fill=(0, 0, 0))
+        draw.text((2 + (font_size // 4 if font else 0), pad + r * (h + pad) + h // 2 - half), text, fill=(0, 0, 0),
+                  font=font)
     return np.asarray(canvas)

@@ -178,7 +178,8 @@ def _finish(pairs, record: dict, cfg: GapConfig, out_dir, clock: _Clock, t0: flo
         files = ["gap.json", "gap.md"]
         if cfg.figure:
             with clock("figure"):
-                files += [p.name for p in save_tsne_figure(res["tsne"]["raw"], res["tsne"]["delta"], out, title)]
+                files += [p.name for p in save_tsne_figure(res["tsne"]["raw"], res["tsne"]["delta"], out, title,
+                                                            metrics=res["metrics"], chance=res["chance"])]
         record["files"] = files
         (out / "gap.md").write_text(head + "\n\n" + format_table(record) + "\n")
     clock.wall["total"] = time.perf_counter() - t0

@@ -58,21 +58,31 @@ def world_card(world: World, n: int = 512, seed: int = 10_000) -> dict:
     return card
 
 
+CARD_ROWS = ("renderer", "generator", "encoder (recon.)")
+
+
 @torch.no_grad()
-def comparison_grid(world: World, n: int = 8, seed: int = 10_000) -> np.ndarray:
-    """Rows: renderer faces, generator faces for the same parameters, encoder reconstructions."""
-    from deltabench.viz import make_grid
+def comparison_grid(world: World, n: int = 8, seed: int = 10_000, scale: int | None = None) -> np.ndarray:
+    """Rows: renderer faces, generator faces for the same parameters, encoder reconstructions;
+    each row labelled (:data:`CARD_ROWS`) in a margin on the left. ``scale``: the integer
+    nearest-neighbour enlargement of every face (None: up to 128 px, so 64 px faces are 2x)."""
+    from deltabench.viz import label_grid, upscale
 
     params = world.sample_params(n, seed)
     real = world.render(params)
     rows = [real, world.generate(params), world.generator.synthesis(world.encoder(real))]
-    return make_grid(float_to_uint8(torch.cat(rows)), nrow=n)
+    tiles = float_to_uint8(torch.cat(rows))  # [3n, H, W, 3]
+    scale = scale or max(1, 128 // tiles.shape[1])
+    if scale > 1:
+        tiles = np.stack([upscale(t, scale) for t in tiles])
+    return label_grid(tiles, nrow=n, row_labels=list(CARD_ROWS), pad=min(2 * scale, 4), font_size=14)
 
 
-def save_comparison_grid(world: World, path: Path, n: int = 8, seed: int = 10_000) -> Path:
+def save_comparison_grid(world: World, path: Path, n: int = 8, seed: int = 10_000, scale: int | None = None) -> Path:
+    """:func:`comparison_grid` written as a PNG at ``path``."""
     from deltabench.viz import save_png
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(comparison_grid(world, n, seed), path)
+    save_png(comparison_grid(world, n, seed, scale), path)
     return path
