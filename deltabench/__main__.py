@@ -20,9 +20,12 @@ def entry(argv: list[str] | None = None) -> int:
         return main(argv)
     try:
         command = next((a for a in argv if not a.startswith("-")), None)
-        return main(argv) if command in SHARDED else dist.on_rank0(main, argv)
-    finally:
-        dist.shutdown()
+        rc = main(argv) if command in SHARDED else dist.on_rank0(main, argv)
+    except BaseException:
+        dist.shutdown(together=False)
+        raise
+    dist.shutdown()
+    return rc
 
 
 if __name__ == "__main__":

@@ -118,8 +118,14 @@ def init_from_env(device: torch.device | str | None = None, timeout_s: float | N
     return True
 
 
-def shutdown() -> None:
+def shutdown(together: bool = True) -> None:
+    """Leave the process group. ``together``: every rank waits at a barrier first, so no rank
+    tears down its gloo connections while another still uses them (torch can then abort the
+    other process with "terminate called without an active exception"). Pass ``False`` on
+    an error path, where the other ranks may never reach the barrier."""
     if dist.is_available() and dist.is_initialized():
+        if together and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
