@@ -17,12 +17,12 @@ from deltabench.prompts import Prompt, as_prompts, check_prompts
 from deltabench.utils import resolve_device  # noqa: F401 - part of the API (deltabench.api.resolve_device)
 
 
-def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = "synthfaces", images: int = 8,
+def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = "synthfaces", images: int = 32,
         prompts=None, limit: int | None = None, sweep: Sequence[float] = (0.5, 1, 2), seed: int = 0,
         device: str = "auto", out: str | Path | None = None, options: dict | None = None, batch: int = 50,
         resume: bool = False, force: bool = False, work_dir: str | Path | None = None, save_edits: bool = False,
         test_images: str | Path | None = None, train_images: str | Path | None = None, precision: str = "fp32",
-        log=None) -> pd.DataFrame:
+        references: str | Sequence[str] = "auto", log=None) -> pd.DataFrame:
     """Fit ``methods``, edit ``images`` test images of ``world`` with every prompt at every
     strength multiplier of ``sweep`` (1 is always added), score and report; return the summary.
 
@@ -35,6 +35,8 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     ``train_images``: a real domain's folders of test images and of the images methods train on.
     ``precision``: ``"fp32"`` or ``"official"`` (CLIP in fp16 on CUDA on the real domains, as the
     official DeltaEdit runs it); the manifest records the device by name and the precision.
+    ``references``: reference rows scored beside the methods (:mod:`deltabench.references`):
+    ``"auto"`` (inversion, and on synthfaces oracle-edit), ``"none"`` or a list of names.
     """
     import json
 
@@ -57,7 +59,8 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     cfg = RunConfig(methods=tuple(names), world=str(world), prompts=plist,
                     prompts_file=str(prompts) if isinstance(prompts, (str, Path)) and not every else None,
                     images=images, seed=seed, sweep=sweep, batch=batch,
-                    method_options={} if options is None else options)
+                    method_options={} if options is None else options,
+                    references=tuple(references.split(",")) if isinstance(references, str) else tuple(references))
     from deltabench.runner import validate_config
 
     validate_config(cfg)
@@ -102,6 +105,9 @@ def edit(image, target: str, source: str = "face", method: str = "deltaedit", wo
         raise ValueError(problems[0] + "; rephrase the prompt in words the CLIP knows")
     x = _as_images([image], domain.resolution, "image")  # [1, 3, R, R]
     base = Path(work_dir) if work_dir else store.cache_root() / "methods"
+    from deltabench.shipped import seed_method_cache
+
+    seed_method_cache(domain.key, base / domain.key)  # the world's shipped fits, if any
     m = get_method(method)(domain, base / domain.key, seed=seed, **opts.get(method, {}))
     m.fit()
     with torch.no_grad():

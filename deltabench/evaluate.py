@@ -26,12 +26,13 @@ class PromptResult:
     manipulation_accuracy: float
     disentanglement: float
     identity_param_error: float
+    identity_regression: float
     n_needed: int
     n: int
     ms_per_edit: float
 
 
-GROUND_TRUTH = ("manipulation_accuracy", "disentanglement", "identity_param_error")
+GROUND_TRUTH = ("manipulation_accuracy", "disentanglement", "identity_param_error", "identity_regression")
 
 
 @torch.no_grad()
@@ -66,5 +67,5 @@ def evaluate_prompts(method, domain, prompts, n_images: int = 200, seed: int = 0
         r = suite.compute()
         out.append(PromptResult(method.name, prompt.source, prompt.target, prompt.attribute, prompt.value,
                                 r["manipulation_accuracy"], r["disentanglement"], r["identity_param_error"],
-                                needed, n_images, ms))
+                                r["identity_regression"], needed, n_images, ms))
     return out

@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 from deltabench import distributed as dist
-from deltabench import integrity
+from deltabench import integrity, references
 from deltabench.methods import expand_methods, get_method
 from deltabench.metrics.cost import PeakMemory, measure
 from deltabench.prompts import Prompt
@@ -76,6 +77,18 @@ class RunConfig:
     sweep: tuple[float, ...] = (1.0,)
     batch: int = 50
     method_options: dict = field(default_factory=dict)
+    # Reference rows (deltabench.references), scored at the default strength only; "auto":
+    # every reference the domain has. The CLI and API default to "auto".
+    references: tuple[str, ...] = ()
+
+    @property
+    def scored(self) -> tuple[str, ...]:
+        """Methods, then references: every name with rows in the results."""
+        return tuple(self.methods) + tuple(self.references)
+
+    def scales(self, name: str) -> tuple[float, ...]:
+        """The strength multipliers ``name`` is run at: the sweep, or x1 for a reference."""
+        return (1.0,) if name in self.references else tuple(float(s) for s in self.sweep)
 
     def to_dict(self) -> dict:
         """JSON-shaped (lists, not tuples), so it compares equal to what manifest.json holds."""
@@ -208,7 +221,7 @@ def merge_results(out: Path, cfg: RunConfig) -> int:
         unique[_row_key(r)] = r
     if not shards and len(unique) == len(rows):
         return len(rows)
-    m_order = {m: i for i, m in enumerate(cfg.methods)}
+    m_order = {m: i for i, m in enumerate(cfg.scored)}
     s_order = {float(s): i for i, s in enumerate(cfg.sweep)}
 
     def order(k):
@@ -369,8 +382,8 @@ def unit_id(cfg: RunConfig, method: str, j: int, scale: float) -> str:
 
 def current_units(cfg: RunConfig) -> dict[str, str]:
     """``method|prompt|strength`` -> unit id, for every unit of ``cfg``."""
-    return {_unit_key(m, j, float(s)): unit_id(cfg, m, j, float(s))
-            for m in cfg.methods for j in range(len(cfg.prompts)) for s in cfg.sweep}
+    return {_unit_key(m, j, s): unit_id(cfg, m, j, s)
+            for m in cfg.scored for j in range(len(cfg.prompts)) for s in cfg.scales(m)}
 
 
 def drop_stale_rows(out: Path, cfg: RunConfig, log=print) -> int:
@@ -513,26 +526,41 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     # --out is checked before a model is loaded (its config check waits for the world hash).
     dist.on_rank0(check_out_dir, out, cfg, resume=True, force=force)
     domain = domain or load_domain(cfg.world)
+    asked = tuple(cfg.references)
+    cfg = RunConfig(**{**cfg.__dict__, "references": tuple(dict.fromkeys(
+        n for r in cfg.references for n in (references.parse(r, domain) if r == "auto" else references.parse([r], domain))))})
+    clash = set(cfg.references) & set(methods)
+    if clash:
+        raise ValueError(f"--methods: {sorted(clash)} is a reference row, not a method; it is added by --references")
     if not cfg.prompts:
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain)})
+    if "oracle-edit" in cfg.references and not all(p.attribute and p.value for p in cfg.prompts):
+        unnamed = next(p.target for p in cfg.prompts if not (p.attribute and p.value))
+        if "oracle-edit" in asked:
+            raise ValueError(f"--references oracle-edit: prompt {unnamed!r} names no attribute and value, so the "
+                             f"renderer cannot draw its perfect edit; give attribute,value columns in the prompts "
+                             f"file or leave oracle-edit out")
+        log(f"oracle-edit reference left out: prompt {unnamed!r} names no attribute and value, so the renderer "
+            f"cannot draw its perfect edit (give attribute,value columns in the prompts file)")
+        cfg = RunConfig(**{**cfg.__dict__, "references": tuple(r for r in cfg.references if r != "oracle-edit")})
     cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.config_hash, "methods": tuple(methods),
                        "method_options": with_domain_defaults(cfg.method_options, domain, methods)})
     dist.on_rank0(check_out_dir, out, cfg, resume, force)
+    problems = list(dict.fromkeys(m for p in cfg.prompts
+                                  for m in domain.prompt_problems(p.source) + domain.prompt_problems(p.target)))
     if dist.is_main():
-        for p in cfg.prompts:
-            for problem in domain.prompt_problems(p.source) + domain.prompt_problems(p.target):
-                log(f"WARNING: {problem}")
+        for problem in problems:
+            log(f"WARNING: {problem}")
     with (run_lock(out) if dist.is_main() else contextlib.nullcontext()):
-        return _run_locked(cfg, out, domain, resume, force, work_dir, log, build_metrics, save_edits)
+        return _run_locked(cfg, out, domain, resume, force, work_dir, log, build_metrics, save_edits, problems)
 
 
 def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, work_dir, log, build_metrics,
-                save_edits: bool) -> Path:
-    methods = list(cfg.methods)
+                save_edits: bool, warnings: list[str] = ()) -> Path:
     ids = current_units(cfg)
 
     def prepare() -> set[str]:
-        prepare_out_dir(out, cfg, resume, force, log=log, extra=domain_notes(domain))
+        prepare_out_dir(out, cfg, resume, force, log=log, extra={**domain_notes(domain), "warnings": list(warnings)})
         (out / "units").mkdir(exist_ok=True)
         drop_stale_rows(out, cfg, log=log)
         return done_units(out, cfg.images, ids)
@@ -545,6 +573,10 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     say = log if dist.is_main() else (lambda *a, **k: None)
     fail_after = _fail_after(rank)
     work_dir = Path(work_dir) if work_dir else store.cache_root() / "methods" / domain.key
+    from deltabench.shipped import seed_method_cache
+
+    dist.on_rank0(seed_method_cache, domain.key, work_dir, log=say)  # the world's shipped fits, if any
+    dist.barrier()
 
     seed_everything(cfg.seed)
     test = domain.test_images(cfg.images, seed=cfg.seed + 1)
@@ -553,43 +585,24 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     fits = _read_fits(out)
     # Every (method, prompt, strength) unit not yet done, in single-process order, dealt
     # round-robin over the ranks.
-    todo_all = [(name, j, float(s)) for name in methods for j, _ in enumerate(cfg.prompts) for s in cfg.sweep
-                if _unit_key(name, j, float(s)) not in done]
+    todo_all = [(name, j, s) for name in cfg.scored for j, _ in enumerate(cfg.prompts) for s in cfg.scales(name)
+                if _unit_key(name, j, s) not in done]
     mine = dist.shard(todo_all)
-    columns: list[str] | None = None
+    columns: list[str] = []  # the results file's columns, fixed by its first row
     finished = 0
-    for name in methods:
-        cls = get_method(name)
-        options = cfg.method_options.get(name, {})
-        method = cls(domain, work_dir, seed=cfg.seed, **options)
+    for name in cfg.scored:
         todo = [(j, s) for m, j, s in mine if m == name]
-        t0 = time.perf_counter()
-        # A method that splits its own fitting across ranks (DDP training, sharded
-        # precompute) is fitted by all ranks together; any other is fitted by rank 0 into the
-        # method cache first, then loaded from it by the others.
-        with (contextlib.nullcontext() if method.distributed_fit else dist.rank0_first()), \
-                measure(domain.device) as fit_cost:
-            stats = method.fit() or {}
-            per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
-            if per_prompt:  # per-prompt training (StyleCLIP-LM) is fit cost too
-                stats = {**stats, "fit_seconds": float(stats.get("fit_seconds", 0.0)) + sum(per_prompt.values()),
-                         "per_prompt_seconds": per_prompt}
-        fit_s = time.perf_counter() - t0
-        opts_key = json.loads(json.dumps(options, default=str))
-        if fits.get(name, {}).get("options", opts_key) != opts_key or name not in fits:
-            if dist.is_main():  # the first fit of this run (config) is the one that trained
-                # A method cached by an earlier run loads in a moment; report what fitting cost then.
-                fits[name] = {"fit_seconds": float(stats.get("fit_seconds", fit_s)), "loaded_seconds": fit_s,
-                              "fit_peak_mb": fit_cost.peak_mb, "peak_is_lifetime": fit_cost.peak_is_lifetime,
-                              "options": opts_key, "stats": {k: v for k, v in stats.items() if k != "history"}}
-                store.write_json(fits, out / "fits.json")
+        if name in cfg.references:
+            method = None
+        else:
+            method = _fit_method(name, cfg, domain, work_dir, fits, out)
         if not any(m == name for m, _, _ in todo_all):
-            say(f"[{name}] all {len(cfg.prompts) * len(cfg.sweep)} units done")
+            say(f"[{name}] all {len(cfg.prompts) * len(cfg.scales(name))} units done")
             continue
         for j, scale in progress(todo, desc=f"run {name}" + (f" [rank {rank}]" if n_ranks > 1 else "")):
             p = cfg.prompts[j]
             uid = ids[_unit_key(name, j, scale)]
-            strength = method.strength_for(scale)
+            strength = method.strength_for(scale) if method is not None else float("nan")
             suite = build_metrics(domain, p, seed=cfg.seed)
             per_image: dict[str, list] = {}
             examples = []
@@ -604,43 +617,31 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
                     b = min(i + cfg.batch, cfg.images)
                     w = frames["w"].read(i, b, domain.device)
                     x = frames["inputs"].read(i, b, domain.device)
+                    start = frames["start"].read(i, b, domain.device)
+                    params = test.params[i:b] if test.params is not None else None
                     t1 = time.perf_counter()
-                    styles = (method.edit(w, p.source, p.target, strength, images=x) if method.takes_images
-                              else method.edit(w, p.source, p.target, strength))
-                    with torch.no_grad():
-                        edited = G.synthesis_from_styles(styles)
+                    if method is None:
+                        with torch.no_grad():
+                            edited, start = references.render(name, domain, p, x, start, params)
+                    else:
+                        styles = (method.edit(w, p.source, p.target, strength, images=x) if method.takes_images
+                                  else method.edit(w, p.source, p.target, strength))
+                        with torch.no_grad():
+                            edited = G.synthesis_from_styles(styles)
                     t_edit += time.perf_counter() - t1
                     if scale == 1.0 and i < GRID_IMAGES:
                         examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
                     if save_edits:
                         kept.write(i, edited)
-                    scores = suite.update(x, edited,
-                                          frames["start"].read(i, b, domain.device),
-                                          params=test.params[i:b] if test.params is not None else None,
-                                          cache=cache_by_batch.setdefault(i, {}))
+                    scores = suite.update(x, edited, start, params=params, cache=cache_by_batch.setdefault(i, {}))
                     for k, v in scores.items():
                         per_image.setdefault(k, []).extend(v.tolist())
-            ms = 1000 * t_edit / cfg.images
-            unit_file = out / "units" / f"{name}__{j}__{scale!r}.pt"
-            state = {"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid,
-                     "peak_bytes": edit_cost.peak_bytes,
-                     "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}
-            integrity.atomic_write(unit_file, lambda tmp: torch.save(state, tmp))
-            rows = []
-            for n in range(cfg.images):
-                row = {"method": name, "prompt_index": j, "source": p.source, "target": p.target,
-                       "attribute": p.attribute, "value": p.value, "strength_scale": float(scale),
-                       "strength": strength, "image_index": n, "ms_per_edit": ms}
-                row.update({k: float(v[n]) for k, v in per_image.items()})
-                row["unit"] = uid
-                rows.append(row)
-            if columns is None:
-                existing = _read_rows(results) or _read_rows(out / "results.csv")
-                columns = list(existing[0].keys()) if existing else list(rows[0].keys())
-            _append_rows(results, rows, columns)
+            _write_unit(out, results, cfg, name, j, scale, uid, strength, suite, per_image, examples, t_edit,
+                        edit_cost.peak_bytes, columns)
             finished += 1
             if fail_after is not None and finished >= fail_after:
                 os._exit(3)  # tests only: a rank that dies mid-run, without any clean-up
+
 
     def finish() -> None:
         merge_results(out, cfg)
@@ -659,6 +660,57 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     dist.barrier()  # every rank's units are written
     dist.on_rank0(finish)  # and the others wait for the summary and report
     return out
+
+
+def _fit_method(name: str, cfg: RunConfig, domain, work_dir: Path, fits: dict, out: Path):
+    """Build method ``name`` with the run's options and fit it (cached); record the fit in fits.json."""
+    options = cfg.method_options.get(name, {})
+    method = get_method(name)(domain, work_dir, seed=cfg.seed, **options)
+    t0 = time.perf_counter()
+    # A method that splits its own fitting across ranks (DDP training, sharded
+    # precompute) is fitted by all ranks together; any other is fitted by rank 0 into the
+    # method cache first, then loaded from it by the others.
+    with (contextlib.nullcontext() if method.distributed_fit else dist.rank0_first()), \
+            measure(domain.device) as fit_cost:
+        stats = method.fit() or {}
+        per_prompt = method.fit_prompts([(p.source, p.target) for p in cfg.prompts])
+        if per_prompt:  # per-prompt training (StyleCLIP-LM) is fit cost too
+            stats = {**stats, "fit_seconds": float(stats.get("fit_seconds", 0.0)) + sum(per_prompt.values()),
+                     "per_prompt_seconds": per_prompt}
+    fit_s = time.perf_counter() - t0
+    opts_key = json.loads(json.dumps(options, default=str))
+    if fits.get(name, {}).get("options", opts_key) != opts_key or name not in fits:
+        if dist.is_main():  # the first fit of this run (config) is the one that trained
+            # A method cached by an earlier run loads in a moment; report what fitting cost then.
+            fits[name] = {"fit_seconds": float(stats.get("fit_seconds", fit_s)), "loaded_seconds": fit_s,
+                          "fit_peak_mb": fit_cost.peak_mb, "peak_is_lifetime": fit_cost.peak_is_lifetime,
+                          "options": opts_key, "stats": {k: v for k, v in stats.items() if k != "history"}}
+            store.write_json(fits, out / "fits.json")
+    return method
+
+
+def _write_unit(out: Path, results: Path, cfg: RunConfig, name: str, j: int, scale: float, uid: str,
+                strength: float, suite, per_image: dict, examples: list, t_edit: float, peak_bytes,
+                columns: list[str]) -> None:
+    """The unit's metric states (``units/``), then its rows (appended to ``results``)."""
+    p = cfg.prompts[j]
+    ms = 1000 * t_edit / cfg.images
+    unit_file = out / "units" / f"{name}__{j}__{scale!r}.pt"
+    state = {"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid, "peak_bytes": peak_bytes,
+             "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}
+    integrity.atomic_write(unit_file, lambda tmp: torch.save(state, tmp))
+    rows = []
+    for n in range(cfg.images):
+        row = {"method": name, "prompt_index": j, "source": p.source, "target": p.target,
+               "attribute": p.attribute, "value": p.value, "strength_scale": float(scale),
+               "strength": strength, "image_index": n, "ms_per_edit": ms}
+        row.update({k: float(v[n]) for k, v in per_image.items()})
+        row["unit"] = uid
+        rows.append(row)
+    if not columns:
+        existing = _read_rows(results) or _read_rows(out / "results.csv")
+        columns.extend(existing[0].keys() if existing else rows[0].keys())
+    _append_rows(results, rows, columns)
 
 
 def _read_fits(out: Path) -> dict:
@@ -687,17 +739,34 @@ def _fail_after(rank: int) -> int | None:
     return k if r == rank else None
 
 
+SET_BOOT = 100  # bootstrap resamples of FID/KID (each recomputes the statistic); 25 above 512-d features
+SET_METRICS = ("fid", "kid")
+
+
 def summarize(out: Path, domain, cfg: RunConfig):
-    """``summary.csv``: per method at the default strength, merged metric states + cost."""
+    """``summary.csv``: per method (then reference) at the default strength, the merged metric
+    states, the cost, and per metric ``n``, a 95% interval and a paired test against the best.
+
+    Per-edit metrics: ``<m>_lo``/``<m>_hi`` is a seeded cluster bootstrap over test images of
+    the rows in ``results.csv`` (:mod:`deltabench.stats`), ``<m>_n`` the rows counted. FID and
+    KID: the same resampling of images, the statistic recomputed from the resampled images'
+    features (those the KID state keeps), ``<m>_n`` the edited samples and ``<m>_dim`` the
+    feature dimension. ``<m>_p``: two-sided paired bootstrap p-value of the difference to the
+    column's best method on the same images and prompts (empty for the best itself and for
+    references). ``reference`` marks the reference rows.
+    """
     import pandas as pd
 
+    from deltabench import stats
     from deltabench.checkpoints import safe_torch_load
-    from deltabench.metrics.suite import build_metrics
+    from deltabench.metrics.fid import cluster_kernel_distance, frechet_distance
+    from deltabench.metrics.suite import HIGHER_IS_BETTER, build_metrics
 
     fits = _read_fits(out)
-    rows = []
-    for name in cfg.methods:
-        merged, ms, peak = None, [], PeakMemory()
+    results = pd.read_csv(out / "results.csv")
+    rows, per_edit, set_draws = [], {}, {}
+    for name in cfg.scored:
+        merged, ms, peak, feats = None, [], PeakMemory(), []
         for j, p in enumerate(cfg.prompts):
             f = out / "units" / f"{name}__{j}__{1.0!r}.pt"
             if not f.is_file():
@@ -708,6 +777,9 @@ def summarize(out: Path, domain, cfg: RunConfig):
                                      f"command again with --resume to recompute it")
             suite = build_metrics(domain, p, seed=cfg.seed)
             suite.load_state_dict(state["suite"])
+            kid = suite.metrics.get("kid")
+            if kid is not None and kid.real_feats and kid.fake_feats:
+                feats.append((torch.cat(kid.real_feats).double().numpy(), torch.cat(kid.fake_feats).double().numpy()))
             ms.append(state["ms_per_edit"])
             if "peak_bytes" in state:
                 peak.update(state["peak_bytes"])
@@ -717,10 +789,81 @@ def summarize(out: Path, domain, cfg: RunConfig):
                 merged.merge(suite)
         if merged is None:
             continue
-        row = {"method": name, **merged.compute(), "ms_per_edit": sum(ms) / len(ms), "peak_mb": peak.compute(),
-               "fit_seconds": fits.get(name, {}).get("fit_seconds", float("nan")), "prompts": len(ms),
-               "images": cfg.images}
+        values = merged.compute()
+        row = {"method": name, "reference": name in cfg.references, **values,
+               "ms_per_edit": sum(ms) / len(ms), "peak_mb": peak.compute(),
+               "fit_seconds": 0.0 if name in cfg.references else fits.get(name, {}).get("fit_seconds", float("nan")),
+               "prompts": len(ms), "images": cfg.images}
+        mine = results[(results["method"] == name) & (results["strength_scale"] == 1.0)]
+        mine = mine.sort_values(["prompt_index", "image_index"])
+        per_edit[name] = mine
+        for key in values:
+            if key in SET_METRICS or key not in mine.columns:
+                continue
+            iv = stats.mean_interval(mine[key].to_numpy(float), mine["image_index"].to_numpy(), seed=cfg.seed)
+            row.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n})
+        if feats and all(len(r) == len(fk) == cfg.images for r, fk in feats):
+            dim = feats[0][0].shape[1]
+            n_boot = SET_BOOT if dim <= 512 else 25
+
+            def pick(ix, side):
+                return np.concatenate([u[side][ix] for u in feats])
+
+            def fid_of(ix):
+                x, y = pick(ix, 0), pick(ix, 1)
+                with warnings.catch_warnings():  # a singular resample is said once, by the table
+                    warnings.simplefilter("ignore")
+                    return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+
+            def kid_of(ix):
+                if len(np.unique(ix)) < 2:  # a resample of one image has no pair of different images
+                    return float("nan")
+                origin = np.tile(ix, len(feats))  # the test image of every row
+                return cluster_kernel_distance(torch.from_numpy(pick(ix, 0)), torch.from_numpy(pick(ix, 1)),
+                                               origin, origin)
+
+            if "kid" in values:  # the run's KID: over pairs of different images (inputs repeat per prompt)
+                values["kid"] = row["kid"] = kid_of(np.arange(cfg.images))
+            for key, fn in (("fid", fid_of), ("kid", kid_of)):
+                if key not in values:
+                    continue
+                _, draws = stats.statistic_draws(fn, cfg.images, n_boot, seed=cfg.seed)
+                set_draws[(name, key)] = draws
+                iv = stats.interval_from_draws(values[key], draws, len(feats) * cfg.images, cfg.images)
+                row.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n, f"{key}_dim": dim})
         rows.append(row)
     df = pd.DataFrame(rows)
+    _paired_tests(df, per_edit, set_draws, cfg, HIGHER_IS_BETTER)
     df.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     return df
+
+
+def _paired_tests(df, per_edit: dict, set_draws: dict, cfg: RunConfig, higher: dict) -> None:
+    """Fill ``<m>_p`` in ``df``: each method against the column's best method (references apart)."""
+    from deltabench import stats
+
+    if df.empty:
+        return
+    methods = df[~df["reference"]]
+    for key, up in higher.items():
+        if key not in df.columns or methods[key].isna().all():
+            continue
+        best = methods.loc[methods[key].idxmax() if up else methods[key].idxmin(), "method"]
+        col = np.full(len(df), np.nan)
+        for i, r in df.iterrows():
+            if r["reference"] or r["method"] == best:
+                continue
+            if key in SET_METRICS:
+                if (best, key) not in set_draws or (r["method"], key) not in set_draws:
+                    continue
+                t = stats.paired_from_draws(r[key] - methods.loc[methods["method"] == best, key].iloc[0],
+                                            set_draws[(r["method"], key)] - set_draws[(best, key)], 0)
+            else:
+                a, b = per_edit[r["method"]], per_edit[best]
+                m = a.merge(b, on=["prompt_index", "image_index"], suffixes=("", "_best"))
+                if key not in m or m.empty:
+                    continue
+                t = stats.paired_test(m[key].to_numpy(float), m[f"{key}_best"].to_numpy(float),
+                                      m["image_index"].to_numpy(), seed=cfg.seed)
+            col[i] = t.p
+        df[f"{key}_p"] = col

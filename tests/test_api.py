@@ -25,12 +25,14 @@ W = "synthfaces-micro"
 def test_run_returns_the_summary_with_its_rows_and_run_dir(cache, tmp_path):
     df = deltabench.run(methods="deltaedit,styleclip-gd", world=W, images=3, limit=2, sweep=(0.5, 2), options=TINY,
                         out=tmp_path / "r", batch=3)
-    assert list(df["method"]) == ["deltaedit", "styleclip-gd"]
+    assert list(df["method"]) == ["deltaedit", "styleclip-gd", "inversion", "oracle-edit"]  # then the references
+    assert df["reference"].tolist() == [False, False, True, True]
     assert (df["images"] == 2).all() and (df["prompts"] == 2).all()  # --limit 2 caps images and prompts
     # Peak memory of each method's edits (the process's resident set: torch alone is over 100 MiB).
     assert (df["peak_mb"] > 100).all() and (df["peak_mb"] < 24 * 1024).all()
     rows = df.attrs["results"]
-    assert len(rows) == 2 * 2 * 2 * 3  # methods x prompts x images x strengths (1 added to the sweep)
+    # methods x prompts x images x strengths (1 added to the sweep), references at x1 only
+    assert len(rows) == 2 * 2 * 2 * 3 + 2 * 2 * 2
     assert sorted(rows["strength_scale"].unique()) == [0.5, 1.0, 2.0]
     assert df.attrs["run_dir"] == tmp_path / "r" and df.attrs["manifest"]["config"]["images"] == 2
     # The summary is the mean of the x1 rows (the metric state of the row metrics).
@@ -67,7 +69,7 @@ def test_score_of_inputs_against_themselves(cache):
     df = deltabench.score(test.images, test.images, [("face", "face with glasses", "glasses", "glasses")], world=W,
                           params=test.params)
     assert len(df) == 6 and (df["target"] == "face with glasses").all()
-    assert (df["psnr"] > 100).all()  # identical images: PSNR at its cap (MSE floor 1e-12)
+    assert (df["psnr"] == 60).all()  # identical images: PSNR at its cap
     assert df["ids"].to_numpy() == pytest.approx(1.0, abs=1e-5)
     assert df["ssim"].to_numpy() == pytest.approx(1.0, abs=1e-6)
     assert df["disentanglement"].to_numpy() == pytest.approx(1.0)
@@ -90,7 +92,7 @@ def test_score_of_a_runs_edits_equals_its_results(cache, tmp_path):
         got = deltabench.score(torch.from_numpy(np.load(edits / "inputs.npy")),
                                torch.from_numpy(np.load(edits / f"deltaedit__{j}__1.0.npy")), p, world=W,
                                starts=torch.from_numpy(np.load(edits / "start.npy")), params=params, batch=4, seed=3)
-        want = rows[rows["prompt_index"] == j].sort_values("image_index")
+        want = rows[(rows["prompt_index"] == j) & (rows["method"] == "deltaedit")].sort_values("image_index")
         for col in ("psnr", "ssim", "ids", "clip_score", "clip_direction", "manipulation_accuracy",
                     "disentanglement", "identity_param_error"):
             a, b = got[col].to_numpy(), want[col].to_numpy()
@@ -160,7 +162,7 @@ def test_an_entry_point_method_runs_end_to_end(cache, tmp_path, monkeypatch):
                         out=tmp_path / "r")
     rows = df.attrs["results"]
     nudge = rows[rows["method"] == "nudge"]
-    assert len(nudge) == 2 * 2 * 2 and list(df["method"]) == ["nudge", "deltaedit"]  # prompts x images x strengths
+    assert len(nudge) == 2 * 2 * 2 and list(df["method"]) == ["nudge", "deltaedit", "inversion", "oracle-edit"]
     assert sorted(nudge["strength"].unique()) == [0.5, 1.0]  # x1 and x2 of its default strength
     weak, strong = (nudge[nudge["strength_scale"] == s]["psnr"].mean() for s in (1.0, 2.0))
     assert strong < weak < 60  # a real edit: twice the nudge moves the face further

@@ -126,8 +126,8 @@ def test_torchrun_run_matches_one_process_and_a_crashed_rank_resumes(cache, tmp_
     shards = shard_files(crash)
     assert [p.name for p in shards][-1] == "results.rank1.csv"
     assert len(_rows(shards[-1])) == 4  # one unit: 4 images
-    finished = {(x["prompt_index"], x["strength_scale"]) for p in shards for x in _rows(p)}
-    assert 1 <= len(finished) < 8
+    finished = {(x["method"], x["prompt_index"], x["strength_scale"]) for p in shards for x in _rows(p)}
+    assert 1 <= len(finished) < 16  # 8 units of deltaedit, 4 of each reference
     mtimes = {p.name: p.stat().st_mtime_ns for p in (crash / "units").glob("*.pt")}
 
     # The same command again, here in one process (any number of ranks reads every shard).
@@ -136,10 +136,10 @@ def test_torchrun_run_matches_one_process_and_a_crashed_rank_resumes(cache, tmp_
     rows = _rows(crash / "results.csv")
     assert _strip(rows) == _strip(_rows(ref / "results.csv"))  # each row exactly once, same numbers
     for name, t in mtimes.items():  # finished units were not computed again
-        _, j, scale = name[:-3].split("__")
-        if (j, str(float(scale))) in finished:
+        m, j, scale = name[:-3].split("__")
+        if (m, j, str(float(scale))) in finished:
             assert (crash / "units" / name).stat().st_mtime_ns == t
-    assert len(finished) < len(list((crash / "units").glob("*.pt"))) == 8
+    assert len(finished) < len(list((crash / "units").glob("*.pt"))) == 16
     assert _strip(_rows(crash / "summary.csv")) == _strip(_rows(ref / "summary.csv"))
 
 

@@ -38,7 +38,10 @@ def test_run_writes_its_files_and_same_seed_same_numbers(cache, tmp_path):
     assert manifest["config"]["seed"] == 0 and manifest["config"]["methods"] == ["deltaedit"]
     assert "torch" in manifest["versions"] and "git_commit" in manifest
     rows = _rows(a / "results.csv")
-    assert len(rows) == 4 * 4 * 2  # images x prompts x strengths
+    # images x prompts x strengths, then the two reference rows (inversion, oracle-edit) at x1 only
+    assert len(rows) == 4 * 4 * 2 + 2 * 4 * 4
+    refs = [r for r in rows if r["method"] in ("inversion", "oracle-edit")]
+    assert len(refs) == 32 and {r["strength_scale"] for r in refs} == {"1.0"}
     keys = {(r["method"], r["prompt_index"], r["strength_scale"], r["image_index"]) for r in rows}
     assert len(keys) == len(rows)
     for col in ("psnr", "ids", "clip_direction", "manipulation_accuracy", "disentanglement"):
@@ -64,15 +67,16 @@ def test_kill_9_then_same_command_finishes_without_recomputing(cache, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.pt")}
-    finished = {(r["prompt_index"], r["strength_scale"]) for r in _rows(results)} if results.is_file() else set()
+    finished = ({(r["method"], r["prompt_index"], r["strength_scale"]) for r in _rows(results)}
+                if results.is_file() else set())
     assert main([*BASE, "--out", str(out)]) == 0
     rows = _rows(results)
     keys = [(r["method"], r["prompt_index"], r["strength_scale"], r["image_index"]) for r in rows]
-    assert len(keys) == len(set(keys)) == 4 * 4 * 2
+    assert len(keys) == len(set(keys)) == 4 * 4 * 2 + 2 * 4 * 4  # the method, then the two references at x1
     # Units whose rows were written before the kill were not computed again.
     for name, mtime in before.items():
-        _, j, scale = name[:-3].split("__")
-        if (j, str(float(scale))) in finished:
+        m, j, scale = name[:-3].split("__")
+        if (m, j, str(float(scale))) in finished:
             assert (out / "units" / name).stat().st_mtime_ns == mtime
     assert _numbers(out / "summary.csv") == _numbers(ref / "summary.csv")
 
@@ -100,4 +104,4 @@ def test_other_config_in_out_dir_is_refused(cache, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "different config" in err and "--resume" in err and "--force" in err
     assert main([*other, "--out", str(out), "--force"]) == 0
-    assert len(_rows(out / "results.csv")) == 4 * 4
+    assert len(_rows(out / "results.csv")) == 4 * 4 + 2 * 4 * 4  # and the two references

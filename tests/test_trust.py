@@ -318,7 +318,7 @@ def test_at_least_thirty_bad_inputs():
 
 def test_report_refuses_a_malicious_unit_file(cache, tmp_path, capsys):
     out = tmp_path / "r"
-    assert main([*RUN, "--limit", "1", "--out", str(out)]) == 0
+    assert main([*RUN, "--limit", "1", "--references", "none", "--out", str(out)]) == 0
     (unit,) = list((out / "units").glob("*.pt"))
 
     class Evil:

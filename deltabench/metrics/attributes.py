@@ -5,6 +5,12 @@
 - Disentanglement: per image, the fraction of the *other* attributes whose oracle reading
   is unchanged between the method's starting image and the edit; averaged over images.
 - Identity-parameter error: mean absolute change of the oracle's identity parameters.
+- Identity regression: per image, the cosine between the edit's change of identity
+  parameters (oracle readings, edit minus start) and the direction from the start's identity
+  to the mean identity (the world's identity prior, uniform in [-1, 1], has mean 0, and every
+  method's training faces are drawn from it). A method that keeps who a face is scores near
+  0; one that pulls every face towards the average face scores near 1. Images whose identity
+  did not change at all (the inversion reference) are not counted.
 """
 from __future__ import annotations
 
@@ -92,3 +98,35 @@ class IdentityParamError(Metric):
 
     def compute(self) -> float:
         return float(self.abs_sum / self.count) if self.count > 0 else float("nan")
+
+
+class IdentityRegression(Metric):
+    key, label, higher_is_better = "identity_regression", "ID regr.", False
+    EPS = 1e-6  # a change below this (in identity-parameter units) is no change
+
+    def update_from(self, batch) -> torch.Tensor:
+        (_, e_ident), (_, s_ident) = batch.oracle_edited(), batch.oracle_start()
+        return self.update(e_ident, s_ident)
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("cos_sum", torch.tensor(0.0, dtype=torch.float64), "sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), "sum")
+
+    def update(self, edited_ident: torch.Tensor, source_ident: torch.Tensor,
+               mean_ident: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, P]`` oracle identity parameters of edits and their starts; ``mean_ident [P]``
+        the pool's mean identity (default 0, the prior's mean). Returns the per-image cosines
+        (NaN where the identity did not change)."""
+        e, s = edited_ident.double(), source_ident.double()
+        m = torch.zeros(s.shape[1], dtype=torch.float64) if mean_ident is None else mean_ident.double()
+        change, to_mean = e - s, m[None] - s
+        cos = (change * to_mean).sum(1) / (change.norm(dim=1) * to_mean.norm(dim=1)).clamp_min(1e-12)
+        cos[change.norm(dim=1) < self.EPS] = float("nan")
+        ok = ~torch.isnan(cos)
+        self.cos_sum += cos[ok].sum()
+        self.count += float(ok.sum())
+        return cos
+
+    def compute(self) -> float:
+        return float(self.cos_sum / self.count) if self.count > 0 else float("nan")

@@ -2,7 +2,7 @@
 
 ``build_metrics(domain, prompt)`` gives a :class:`MetricSuite`: every metric of the paper's
 table (FID, PSNR, IDS) and ours (KID, SSIM, CLIP score, CLIP direction and, in ``synthfaces``,
-manipulation accuracy, disentanglement, identity-parameter error), fed from one
+manipulation accuracy, disentanglement, identity-parameter error, identity regression), fed from one
 ``update(inputs, edited, ...)`` per batch. ``update`` returns the batch's per-image scores
 (one results row per image); ``compute()`` gives the cell's summary; suites merge like
 metrics (per rank, or per prompt into per method).
@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from deltabench.metrics.attributes import Disentanglement, IdentityParamError, ManipulationAccuracy
+from deltabench.metrics.attributes import Disentanglement, IdentityParamError, IdentityRegression, ManipulationAccuracy
 from deltabench.metrics.base import Metric
 from deltabench.metrics.clip_score import ClipScore, DirectionalClipScore
 from deltabench.metrics.fid import FrechetDistance, KernelDistance
@@ -31,7 +31,7 @@ from deltabench.metrics.record import EditBatch
 
 # The table's metrics, in column order: each class declares its key, label and direction.
 METRIC_CLASSES = (FrechetDistance, KernelDistance, PSNR, SSIM, IdentitySimilarity, ClipScore, DirectionalClipScore,
-                  ManipulationAccuracy, Disentanglement, IdentityParamError)
+                  ManipulationAccuracy, Disentanglement, IdentityParamError, IdentityRegression)
 HIGHER_IS_BETTER: dict[str, bool] = {c.key: c.higher_is_better for c in METRIC_CLASSES}
 
 
@@ -145,6 +145,7 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
         metrics["manipulation_accuracy"] = ManipulationAccuracy()
         metrics["disentanglement"] = Disentanglement()
         metrics["identity_param_error"] = IdentityParamError()
+        metrics["identity_regression"] = IdentityRegression()
     order = list(HIGHER_IS_BETTER)
     metrics = dict(sorted(metrics.items(), key=lambda kv: order.index(kv[0])))
     if only is not None:  # a subset, e.g. the ground-truth metrics alone (deltabench.evaluate)
