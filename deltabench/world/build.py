@@ -112,6 +112,8 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
     key = f"{name}-{cfg.stage_hash(name)}"
     wfile, sfile = stages_dir / f"{key}.safetensors", stages_dir / f"{key}.json"
     hint = stage_rebuild_hint(cfg, name)
+    if not force and not (wfile.is_file() and sfile.is_file()):
+        _stage_from_installed_world(cfg, name, wfile, sfile, stages_dir.parent, log)
     if wfile.is_file() and sfile.is_file() and not force:
         info = integrity.read_json(sfile, f"the {name} stage's stats", hint)
         model = spec.build(cfg, info.get("extra", {}))
@@ -147,6 +149,35 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
                            for k, v in integrity.load_tensors(wfile, hint).items()})
     log(f"[{name}] done in {seconds:.0f} s: {_short(stats)}")
     return model.eval(), info
+
+
+def _stage_from_installed_world(cfg: WorldConfig, name: str, wfile: Path, sfile: Path, root: Path, log) -> bool:
+    """Seed the stage cache with stage ``name`` from an assembled world that holds the same
+    stage (equal stage hash), e.g. the world shipped in the package: a config change then
+    retrains only what it touches on a fresh install too. The file is verified against that
+    world's manifest before it is used."""
+    want = cfg.stage_hash(name)
+    for base in (store.shipped_root(), root):
+        if not base.is_dir():
+            continue
+        for d in sorted(base.iterdir()):
+            mf = d / store.MANIFEST
+            if d.name.endswith((".partial", ".old")) or not mf.is_file():
+                continue
+            try:
+                m = json.loads(mf.read_text())
+                info, rec = m["stages"][name], m["files"][f"{name}.safetensors"]
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                continue
+            src = d / f"{name}.safetensors"
+            if info.get("stage_hash") != want or not src.is_file() or integrity.file_record(src) != rec:
+                continue
+            integrity.atomic_write(wfile, lambda tmp: shutil.copyfile(src, tmp))
+            integrity.record_path(wfile).write_text(json.dumps(rec))
+            store.write_json(info, sfile)
+            log(f"[{name}] stage {want} taken from the world at {d}")
+            return True
+    return False
 
 
 def _short(stats: dict) -> str:

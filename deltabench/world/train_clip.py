@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from deltabench.parse import config_from_dict
 from deltabench.models.clip import ClipConfig, ClipModel, WordTokenizer, build_clip
 from deltabench.utils import progress, seed_everything
-from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, FaceParams, sample_params
+from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, IDENTITY_PARAMS, FaceParams, sample_params
 from deltabench.world.captions import (
     EDIT_PROMPTS,
     attribute_prompts,
@@ -81,6 +81,14 @@ class ClipTrainConfig:
     # Initial softmax temperature. CLIP starts at 0.07 and learns it; a sharper start lets the
     # within-group differences (fine attributes) matter from the first steps.
     init_temperature: float = 0.07
+    # Identity term (0 = off): a real CLIP's image embedding tells faces with the same
+    # attributes apart (it has seen people, not captions of attributes), the contrastive loss
+    # over attribute captions alone teaches the world CLIP to ignore identity (same-attribute
+    # cosine 0.9994). With weight > 0 the embedding's projection onto a fixed 6-d subspace
+    # (:func:`identity_basis`) is regressed onto the face's identity parameters, scaled so the
+    # identity part has norm ``identity_share`` on average (see :func:`identity_loss`).
+    identity_weight: float = 0.0
+    identity_share: float = 0.35
 
     @staticmethod
     def from_dict(d: dict) -> "ClipTrainConfig":
@@ -94,6 +102,9 @@ class ClipTrainConfig:
                 if bad:
                     raise ValueError(f"clip config: {key} {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
         cfg = config_from_dict(ClipTrainConfig, d, "clip config")
+        if cfg.identity_weight < 0 or not 0.0 < cfg.identity_share < 1.0:
+            raise ValueError(f"clip config: identity_weight must be >= 0 and identity_share in (0, 1), "
+                             f"got {cfg.identity_weight} and {cfg.identity_share}")
         if not 0.0 <= cfg.pair_frac <= 1.0:
             raise ValueError(f"clip config: pair_frac {cfg.pair_frac} must be in [0, 1]")
         if cfg.batch_size % cfg.group_size:
@@ -106,7 +117,30 @@ class ClipTrainConfig:
         d["pair_attrs"] = list(self.pair_attrs)
         if not self.pair_attrs:  # absent when unused, so stages trained before it keep their hashes
             d.pop("pair_attrs")
+        if not self.identity_weight:  # likewise
+            d.pop("identity_weight")
+            d.pop("identity_share")
         return d
+
+
+def identity_basis(dim: int) -> torch.Tensor:
+    """``[dim, P]``: a fixed orthonormal basis (seeded, the same in every build) of the
+    subspace the identity term writes the identity parameters into."""
+    g = torch.Generator().manual_seed(20230601)
+    q, _ = torch.linalg.qr(torch.randn(dim, len(IDENTITY_PARAMS), generator=g))
+    return q
+
+
+def identity_loss(img_f: torch.Tensor, ident: torch.Tensor, basis: torch.Tensor, share: float) -> torch.Tensor:
+    """Relative squared error of the identity read off the normalised embedding ``img_f [B, D]``.
+
+    Target: ``share * ident / sqrt(P / 3)`` in the basis (identity parameters are uniform in
+    [-1, 1], so the target's mean squared norm is ``share**2``); the loss is the squared error
+    over ``share**2``, i.e. about 1 - R^2 of that read-out. Two faces that differ only in who
+    they are then sit at cosine about ``1 - share**2``.
+    """
+    target = share * ident / np.sqrt(ident.shape[1] / 3.0)
+    return ((img_f @ basis - target) ** 2).sum(1).mean() / share ** 2
 
 
 def group_params(n_groups: int, group_size: int, fine_attrs: tuple[str, ...],
@@ -198,7 +232,8 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     per_batch = cfg.batch_size // cfg.group_size
     offs = torch.arange(cfg.group_size)
-    losses = []
+    basis = identity_basis(cfg.model.embed_dim) if cfg.identity_weight else None
+    losses, id_losses = [], []
     t_train, cpu_train = time.perf_counter(), time.process_time()
     bar = progress(range(cfg.steps), desc="clip")
     for step in bar:
@@ -213,6 +248,10 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
         img_f = model.encode_image(x)  # [B, D]
         txt_f = model.encode_text(texts)  # [B, D]
         loss = multi_positive_loss(img_f, txt_f, pos, model.logit_scale)
+        if basis is not None:
+            id_loss = identity_loss(img_f, torch.from_numpy(sub.ident), basis, cfg.identity_share)
+            id_losses.append(id_loss.item())
+            loss = loss + cfg.identity_weight * id_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -235,6 +274,9 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
         "seconds_render": t_render,
         "seconds": time.perf_counter() - t0,
     }
+    if id_losses:
+        stats["identity_loss_first"] = float(np.mean(id_losses[:tail]))
+        stats["identity_loss_last"] = float(np.mean(id_losses[-tail:]))
     return model.eval(), stats
 
 
@@ -321,3 +363,33 @@ def clip_edit_alignment(clip: ClipModel, n: int, seed: int, resolution: int,
         out[f"{e.attribute}={e.value}"] = float((cos > 0).float().mean())
     clip.train(was_training)
     return out
+
+
+@torch.no_grad()
+def clip_identity(clip: ClipModel, seed: int, resolution: int, n_train: int = 2500, n_test: int = 500,
+                  n_pairs: int = 500, render_fn: RenderFn | None = None) -> dict:
+    """How much of who a face is the CLIP image embedding carries, on fresh renderer faces.
+
+    ``r2``: per identity parameter, held-out R^2 of a ridge regression (regularisation chosen
+    by cross-validation on the training faces) from the normalised image embedding; ``cos``:
+    mean image cosine of ``n_pairs`` pairs with identical attributes and independently drawn
+    identity (1.0 = the embedding cannot tell them apart).
+    """
+    from sklearn.linear_model import RidgeCV
+
+    was_training = clip.training
+    clip.eval()
+    rng = np.random.default_rng(seed)
+    params = sample_params(n_train + n_test, rng)
+    x = embed_images(clip, _render(params, resolution, render_fn)).double().numpy()
+    ridge = RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(x[:n_train], params.ident[:n_train])
+    pred = ridge.predict(x[n_train:])
+    y = params.ident[n_train:]
+    r2 = 1.0 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+    a = sample_params(n_pairs, rng)
+    b = FaceParams(a.attrs.copy(), sample_params(n_pairs, rng).ident)
+    ea = embed_images(clip, _render(a, resolution, render_fn))
+    eb = embed_images(clip, _render(b, resolution, render_fn))
+    clip.train(was_training)
+    return {"r2": {p: float(v) for p, v in zip(IDENTITY_PARAMS, r2)},
+            "cos": float((ea * eb).sum(1).mean())}
