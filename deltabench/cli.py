@@ -202,12 +202,14 @@ def _check_method_args(name: str, args) -> None:
 
 def _cmd_train(args) -> int:
     from deltabench.domain import load_domain
+    from deltabench.utils import timed
 
     _check_world(args.world)
     _check_method_args(args.method, args)
     domain = load_domain(args.world, device=_device(args), **_folders(args))
     method = _make_method(args.method, domain, args)
-    info = method.fit()
+    with timed(f"train {args.method}"):
+        info = method.fit()
     print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
     print(getattr(method, "run_dir", method.work_dir))
     return 0
@@ -274,7 +276,7 @@ def _cmd_edit(args) -> int:
     from deltabench.domain import load_domain
     from deltabench.imageio import load_image
     from deltabench.prompts import check_prompts
-    from deltabench.utils import float_to_uint8, uint8_to_float
+    from deltabench.utils import float_to_uint8, timed, uint8_to_float
     from deltabench.viz import save_png
 
     source, target = check_prompts(args.source, args.target)
@@ -307,8 +309,9 @@ def _cmd_edit(args) -> int:
     else:
         img = load_image(image, domain.resolution)
     method = _make_method(args.method, domain, args)
-    method.fit()
-    with torch.no_grad():
+    with timed(f"fit {args.method}"):  # the first edit trains (or fits) the method: minutes
+        method.fit()
+    with timed(f"edit {args.method}"), torch.no_grad():
         w = domain.invert(img)
         styles = method.edit(w, source, target, args.strength, images=img.to(domain.device)) if method.takes_images \
             else method.edit(w, source, target, args.strength)
@@ -419,6 +422,7 @@ def _cmd_fit(args) -> int:
 
     from deltabench.domain import load_domain
     from deltabench.methods import get_method, validate_options
+    from deltabench.utils import timed
 
     cls = get_method(args.method)
     config = {k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
@@ -440,7 +444,8 @@ def _cmd_fit(args) -> int:
         torch.set_num_threads(args.threads)
     domain = load_domain(args.world, device=_device(args), **_folders(args))
     m = cls(domain, _method_dir(domain, args.work_dir), seed=args.seed, **options)
-    info = m.refit() if args.force else m.fit()
+    with timed(f"fit {args.method}"):
+        info = m.refit() if args.force else m.fit()
     print(json.dumps({k: v for k, v in (info or {}).items() if k not in ("history",)}, indent=1, default=str))
     print(m.work_dir)
     return 0
