@@ -44,7 +44,11 @@ def main() -> None:
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
     rels = [str(f.relative_to(work)) for f in sorted(work.rglob("*"))
             if f.is_file() and not str(f.relative_to(work)).startswith(SKIP) and not f.name.endswith(".tmp")]
-    dst = pack(domain.key, work, rels)
+    # Mapper weights in fp16 like the world's (the package stays under 50 MB); fs3 and the
+    # inverted training latents stay fp32 (they enter the edits as data).
+    half = ("mapper.safetensors",) + tuple(f.name for f in (work / "styleclip-lm").rglob("*.safetensors")
+                                          if f.name != "train_latents.safetensors")
+    dst = pack(domain.key, work, rels, half=half)
     size = sum((dst / r).stat().st_size for r in rels)
     print(json.dumps({"shipped": str(dst), "files": len(rels), "bytes": size, "fit_seconds": seconds}, indent=1))
 

@@ -50,7 +50,7 @@ from deltabench.methods import expand_methods, get_method
 from deltabench.metrics.cost import PeakMemory, measure
 from deltabench.prompts import Prompt
 from deltabench.rundir import RunConfigError, read_manifest
-from deltabench.utils import cpu_name, float_to_uint8, progress, seed_everything
+from deltabench.utils import cpu_name, float_to_uint8, progress, seed_everything, timed
 from deltabench.world import store
 
 ROW_KEYS = ("method", "prompt_index", "source", "target", "attribute", "value", "strength_scale",
@@ -527,8 +527,8 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     dist.on_rank0(check_out_dir, out, cfg, resume=True, force=force)
     domain = domain or load_domain(cfg.world)
     asked = tuple(cfg.references)
-    cfg = RunConfig(**{**cfg.__dict__, "references": tuple(dict.fromkeys(
-        n for r in cfg.references for n in (references.parse(r, domain) if r == "auto" else references.parse([r], domain))))})
+    resolved = [n for r in cfg.references for n in references.parse(r if r == "auto" else [r], domain)]
+    cfg = RunConfig(**{**cfg.__dict__, "references": tuple(dict.fromkeys(resolved))})
     clash = set(cfg.references) & set(methods)
     if clash:
         raise ValueError(f"--methods: {sorted(clash)} is a reference row, not a method; it is added by --references")
@@ -595,52 +595,54 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
         if name in cfg.references:
             method = None
         else:
-            method = _fit_method(name, cfg, domain, work_dir, fits, out)
+            with timed(f"[{name}] fit", log=say):
+                method = _fit_method(name, cfg, domain, work_dir, fits, out)
         if not any(m == name for m, _, _ in todo_all):
             say(f"[{name}] all {len(cfg.prompts) * len(cfg.scales(name))} units done")
             continue
-        for j, scale in progress(todo, desc=f"run {name}" + (f" [rank {rank}]" if n_ranks > 1 else "")):
-            p = cfg.prompts[j]
-            uid = ids[_unit_key(name, j, scale)]
-            strength = method.strength_for(scale) if method is not None else float("nan")
-            suite = build_metrics(domain, p, seed=cfg.seed)
-            per_image: dict[str, list] = {}
-            examples = []
-            cache_by_batch: dict[int, dict] = {}
-            t_edit = 0.0
-            if save_edits:
-                (out / "edits").mkdir(exist_ok=True)
-                kept = _Frames(out / "edits" / f"{name}__{j}__{scale!r}.npy",
-                               (cfg.images, 3, domain.resolution, domain.resolution))
-            with measure(domain.device) as edit_cost:  # the unit's peak memory: its edits and their scoring
-                for i in range(0, cfg.images, cfg.batch):
-                    b = min(i + cfg.batch, cfg.images)
-                    w = frames["w"].read(i, b, domain.device)
-                    x = frames["inputs"].read(i, b, domain.device)
-                    start = frames["start"].read(i, b, domain.device)
-                    params = test.params[i:b] if test.params is not None else None
-                    t1 = time.perf_counter()
-                    if method is None:
-                        with torch.no_grad():
-                            edited, start = references.render(name, domain, p, x, start, params)
-                    else:
-                        styles = (method.edit(w, p.source, p.target, strength, images=x) if method.takes_images
-                                  else method.edit(w, p.source, p.target, strength))
-                        with torch.no_grad():
-                            edited = G.synthesis_from_styles(styles)
-                    t_edit += time.perf_counter() - t1
-                    if scale == 1.0 and i < GRID_IMAGES:
-                        examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
-                    if save_edits:
-                        kept.write(i, edited)
-                    scores = suite.update(x, edited, start, params=params, cache=cache_by_batch.setdefault(i, {}))
-                    for k, v in scores.items():
-                        per_image.setdefault(k, []).extend(v.tolist())
-            _write_unit(out, results, cfg, name, j, scale, uid, strength, suite, per_image, examples, t_edit,
-                        edit_cost.peak_bytes, columns)
-            finished += 1
-            if fail_after is not None and finished >= fail_after:
-                os._exit(3)  # tests only: a rank that dies mid-run, without any clean-up
+        with timed(f"[{name}] {len(todo)} units of {cfg.images} edits", log=say):
+            for j, scale in progress(todo, desc=f"run {name}" + (f" [rank {rank}]" if n_ranks > 1 else "")):
+                p = cfg.prompts[j]
+                uid = ids[_unit_key(name, j, scale)]
+                strength = method.strength_for(scale) if method is not None else float("nan")
+                suite = build_metrics(domain, p, seed=cfg.seed)
+                per_image: dict[str, list] = {}
+                examples = []
+                cache_by_batch: dict[int, dict] = {}
+                t_edit = 0.0
+                if save_edits:
+                    (out / "edits").mkdir(exist_ok=True)
+                    kept = _Frames(out / "edits" / f"{name}__{j}__{scale!r}.npy",
+                                   (cfg.images, 3, domain.resolution, domain.resolution))
+                with measure(domain.device) as edit_cost:  # the unit's peak memory: its edits and their scoring
+                    for i in range(0, cfg.images, cfg.batch):
+                        b = min(i + cfg.batch, cfg.images)
+                        w = frames["w"].read(i, b, domain.device)
+                        x = frames["inputs"].read(i, b, domain.device)
+                        start = frames["start"].read(i, b, domain.device)
+                        params = test.params[i:b] if test.params is not None else None
+                        t1 = time.perf_counter()
+                        if method is None:
+                            with torch.no_grad():
+                                edited, start = references.render(name, domain, p, x, start, params)
+                        else:
+                            styles = (method.edit(w, p.source, p.target, strength, images=x) if method.takes_images
+                                      else method.edit(w, p.source, p.target, strength))
+                            with torch.no_grad():
+                                edited = G.synthesis_from_styles(styles)
+                        t_edit += time.perf_counter() - t1
+                        if scale == 1.0 and i < GRID_IMAGES:
+                            examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
+                        if save_edits:
+                            kept.write(i, edited)
+                        scores = suite.update(x, edited, start, params=params, cache=cache_by_batch.setdefault(i, {}))
+                        for k, v in scores.items():
+                            per_image.setdefault(k, []).extend(v.tolist())
+                _write_unit(out, results, cfg, name, j, scale, uid, strength, suite, per_image, examples, t_edit,
+                            edit_cost.peak_bytes, columns)
+                finished += 1
+                if fail_after is not None and finished >= fail_after:
+                    os._exit(3)  # tests only: a rank that dies mid-run, without any clean-up
 
 
     def finish() -> None:

@@ -17,6 +17,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from deltabench import integrity
 
 MANIFEST = "manifest.json"
@@ -56,19 +58,30 @@ def seed_method_cache(domain_key: str, work_dir: Path, root: Path | None = None,
     return copied
 
 
-def pack(domain_key: str, work_dir: Path, rels: list[str], root: Path | None = None) -> Path:
-    """Write ``<root>/<domain_key>/``: the files ``rels`` (relative to ``work_dir``) and the manifest."""
+def pack(domain_key: str, work_dir: Path, rels: list[str], root: Path | None = None,
+         half: tuple[str, ...] = ()) -> Path:
+    """Write ``<root>/<domain_key>/``: the files ``rels`` (relative to ``work_dir``) and the manifest.
+
+    Safetensors files whose name is in ``half`` are stored in fp16 (with a new checksum record),
+    as the world's own weights are: model weights load into fp32 modules unchanged in shape."""
     dst = (root or shipped_methods_root()) / domain_key
     if dst.exists():
         shutil.rmtree(dst)
     files = {}
+    halved = {r for r in rels if Path(r).name in half and r.endswith(".safetensors")}
+    rels = [r for r in rels if not any(r == h + integrity.RECORD_SUFFIX for h in halved)]
     for rel in sorted(rels):
         f = Path(work_dir) / rel
         if not f.is_file():
             raise FileNotFoundError(f"{f} is not a file: fit the methods first")
         out = dst / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f, out)
+        if rel in halved:
+            integrity.save_tensors(integrity.load_tensors(f), out, torch.float16)
+            sidecar = rel + integrity.RECORD_SUFFIX
+            files[sidecar] = integrity.file_record(dst / sidecar)
+        else:
+            shutil.copyfile(f, out)
         files[rel] = integrity.file_record(out)
     (dst / MANIFEST).write_text(json.dumps({"world": domain_key, "files": files}, indent=1) + "\n")
     return dst
