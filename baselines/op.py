@@ -95,8 +95,10 @@ def optimize_latents(domain, w_init: torch.Tensor, text_emb: torch.Tensor, cfg: 
 
 class StyleCLIPOptimization(EditMethod):
     """StyleCLIP-OP. ``strength`` is the L2 latent weight λ_L2 (official ``--l2_lambda``,
-    default 0.008): *smaller* means a stronger, less faithful edit. Steps are ``config.steps``.
-    The target prompt is encoded bare, as the official code does; the source is not used."""
+    default 0.008; ``default_strength`` is ``config.l2_lambda``): *smaller* means a stronger,
+    less faithful edit, so a run's ×k (:meth:`strength_for`) divides it by k. Steps are
+    ``config.steps``. The target prompt is encoded bare, as the official code does; the source
+    is not used."""
 
     name = "styleclip-op"
     space = "W+"
@@ -113,6 +115,14 @@ class StyleCLIPOptimization(EditMethod):
 
     def fit(self) -> dict:
         return {"fit_seconds": 0.0, "config": self.cfg.to_dict(), "note": "no training; optimises each image"}
+
+    def strength_for(self, scale: float) -> float:
+        """×``scale`` is ``scale`` times the edit: the L2 weight, an inverse knob, divided by
+        ``scale`` (×2 halves the pull back to the inversion, ×0.5 doubles it)."""
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"{self.name}: a strength multiplier must be a finite number > 0, got {scale!r}")
+        return self.default_strength / scale
 
     def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
                    strength: float | None = None) -> list[list[torch.Tensor]]:

@@ -512,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--source", default="face", help="the neutral text the edit starts from")
     e.add_argument("--target", required=True, help="the text to edit towards, e.g. 'face with glasses'")
     e.add_argument("--method", default="deltaedit", help="a registered method")
-    e.add_argument("--strength", type=_finite_float, default=None, help="edit strength (alpha)")
+    e.add_argument("--strength", type=_finite_float, default=None,
+                   help="the method's own strength value (default: its default): DeltaEdit/GD alpha, "
+                        "LM multiplier, OP latent L2 weight (smaller = stronger)")
     e.add_argument("--out", help="output PNG (default: next to IMAGE)")
     e.add_argument("--no-align", dest="no_align", action="store_true",
                    help="real face domains: IMAGE is already FFHQ-aligned (no dlib alignment)")
@@ -601,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prompts", choices=["edit", "heldout"], default="edit",
                    help="the world's edit prompts, or phrasings its CLIP never saw in training")
     v.add_argument("--images", type=_int_at_least(1), default=200, help="held-out faces per prompt")
-    v.add_argument("--strength", type=_finite_float, default=None, help="edit strength (default: each method's)")
+    v.add_argument("--strength", type=_finite_float, default=None,
+                   help="each method's own strength value (default: each method's; see edit --strength)")
     v.add_argument("--out", help="directory for per_prompt.csv and summary.csv")
     method_opts(v)
     v.set_defaults(func=_cmd_eval)

@@ -43,7 +43,12 @@ class EditMethod(ABC):
     """The contract: ``fit`` once, then ``edit`` batches of latents with text prompts.
 
     Strength: ``strength`` is the method's own knob (``strength_name``), ``default_strength``
-    its default; a run's ×k asks for :meth:`strength_for` (k times the default).
+    its default (the ×1 edit). A run's ×k (``--sweep``) means k times the edit, for every
+    method: larger k, stronger edit. The runner asks :meth:`strength_for` for the knob's value
+    at ×k and records both (``strength_scale`` = k, ``strength`` = that value) in
+    ``results.csv``. The default, ``default_strength · k``, fits a knob that grows with the
+    edit (α, a step multiplier); a method whose knob is inverse (a penalty weight such as
+    StyleCLIP-OP's latent L2 weight) overrides :meth:`strength_for` (OP: weight / k).
     """
 
     name: str = ""
@@ -84,7 +89,8 @@ class EditMethod(ABC):
         return {}
 
     def strength_for(self, scale: float) -> float:
-        """The strength of a ×``scale`` edit."""
+        """The knob's value for ×``scale``, ``scale`` times the edit (``scale`` > 0). Default:
+        ``default_strength · scale``; override it where a larger value means a weaker edit."""
         return self.default_strength * float(scale)
 
     @abstractmethod
