@@ -376,7 +376,10 @@ def unit_id(cfg: RunConfig, method: str, j: int, scale: float) -> str:
     metric states carry it, so a resumed run never takes a unit of another config for its own."""
     key = {"method": method, "options": cfg.method_options.get(method, {}), "prompt": asdict(cfg.prompts[j]),
            "strength_scale": float(scale), "seed": cfg.seed, "images": cfg.images, "batch": cfg.batch,
-           "world": cfg.world, "world_hash": cfg.world_hash}
+           "world": cfg.world, "world_hash": cfg.world_hash,
+           # x-k means k times the edit for every method (StyleCLIP-OP's L2 weight / k since this
+           # contract): units of runs made before it are recomputed, never mixed in.
+           "strength_contract": 2}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
