@@ -20,10 +20,11 @@ class DeltaEdit(EditMethod):
     80-84, ``scripts/inference_real.py`` lines 94-103 and 158-162): Δt_raw is the *raw*
     ``map_tool.GetDt`` difference t_target - t_neutral (``utils/map_tool.py`` lines 103-106),
     normalised only afterwards for the mapper's condition. ``beta=None``: the domain's default
-    (``domain.method_defaults["deltaedit"]["beta"]``: 0.03 on the real domains, official
-    ``options/test_options.py`` line 18; 0 (off) on synthfaces). ``relevance_dt``: threshold
-    the raw Δt (``"raw"``, official; the default on real domains) or the unit one (``"unit"``,
-    what deltabench did before, kept as synthfaces' default so its behaviour is unchanged).
+    (``domain.method_defaults["deltaedit"]["beta"]``: 0.03, official ``options/test_options.py``
+    line 18, on the real domains and on the shipped synthfaces world; 0 (off) where a world
+    config sets none). ``relevance_dt``: threshold the raw Δt (``"raw"``, official) or the unit
+    one (``"unit"``); ``None``: the domain's default, else ``"raw"`` on the real domains and
+    ``"unit"`` on a world that names none.
 
     fs3 (``[S_edit, D]``, ``sspace.gather`` order), in this order: ``relevance`` (a tensor);
     ``relevance_file`` (a released ``fs3.npy``, ``baselines.gd.load_official_fs3``: a path or a
@@ -66,8 +67,10 @@ class DeltaEdit(EditMethod):
         self.beta = float(beta)
         if self.beta < 0:
             raise ValueError(f"{self.name}: beta must be >= 0 (0: no relevance filter), got {self.beta}")
-        if relevance_dt is None:  # the official raw Δt where the domain follows the official code
-            relevance_dt = "raw" if getattr(domain, "official_clip_input", False) else "unit"
+        if relevance_dt is None:  # the domain's default (as for beta), else the official raw Δt where
+            # the domain follows the official code: edit, eval and run then filter alike
+            relevance_dt = dict(getattr(domain, "method_defaults", {}).get(self.name, {})).get(
+                "relevance_dt", "raw" if getattr(domain, "official_clip_input", False) else "unit")
         if relevance_dt not in ("raw", "unit"):
             raise ValueError(f"{self.name}: relevance_dt must be 'raw' (official) or 'unit', got {relevance_dt!r}")
         self.relevance_dt = relevance_dt

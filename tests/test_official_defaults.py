@@ -382,3 +382,17 @@ def test_fs3_official_protocol_matches_single_channel(toy):
     assert np.abs(per_image.numpy() - want).max() > 1e-2
     with pytest.raises(ValueError, match="protocol"):
         gd.FS3Config(protocol="tf")
+
+
+def test_deltaedit_takes_the_worlds_filter_defaults_outside_a_run(micro_world, tmp_path, monkeypatch):
+    """`edit` and `eval` build the method without the run's merged options: the world config's
+    benchmark defaults (the shipped world: beta 0.03 on the raw delta) must still apply."""
+    from deltabench.domain import SynthfacesDomain
+    from deltaedit.method import DeltaEdit
+
+    domain = SynthfacesDomain(micro_world)
+    assert DeltaEdit(domain, tmp_path).relevance_dt == "unit"  # a world that names none
+    monkeypatch.setattr(domain, "method_defaults", {"deltaedit": {"beta": 0.03, "relevance_dt": "raw"}})
+    m = DeltaEdit(domain, tmp_path)
+    assert m.beta == 0.03 and m.relevance_dt == "raw"
+    assert DeltaEdit(domain, tmp_path, relevance_dt="unit").relevance_dt == "unit"  # the user's wins
