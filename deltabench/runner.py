@@ -834,7 +834,8 @@ def summarize(out: Path, domain, cfg: RunConfig):
                     continue
                 _, draws = stats.statistic_draws(fn, cfg.images, n_boot, seed=cfg.seed)
                 set_draws[(name, key)] = draws
-                iv = stats.interval_from_draws(values[key], draws, len(feats) * cfg.images, cfg.images)
+                # Resampled duplicates bias FID up: the draws' spread, centred on the value.
+                iv = stats.interval_from_draws(values[key], draws, len(feats) * cfg.images, cfg.images, centred=True)
                 row.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n, f"{key}_dim": dim})
         rows.append(row)
     df = pd.DataFrame(rows)

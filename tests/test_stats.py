@@ -77,3 +77,12 @@ def test_statistic_interval_resamples_clusters():
     t = stats.paired_statistic_test(lambda ix: float(np.mean(x[ix] + 1)), lambda ix: float(np.mean(x[ix])),
                                     50, 50, n_boot=200, seed=0)
     assert t.diff == pytest.approx(1.0) and t.lo == pytest.approx(1.0) and t.p == 0.0
+
+
+def test_a_centred_interval_keeps_the_spread_on_the_value():
+    draws = np.linspace(10.0, 20.0, 1001)  # median 15, percentiles 10.25 / 19.75
+    plain = stats.interval_from_draws(9.0, draws, 5, 5)
+    centred = stats.interval_from_draws(9.0, draws, 5, 5, centred=True)
+    assert plain.lo > plain.value  # a biased resampling puts the value outside
+    assert centred.lo == pytest.approx(4.25) and centred.hi == pytest.approx(13.75)
+    assert centred.hi - centred.lo == pytest.approx(plain.hi - plain.lo)
