@@ -200,7 +200,7 @@ def write_report(run: str | Path) -> Path:
 def _html_table(t: dict) -> str:
     head = "".join(f"<th>{html.escape(h if isinstance(h, str) else h[0] + (' ↑' if h[1] else ' ↓'))}</th>"
                    for h in t["headers"])
-    tag = {"best": ("<b>", "</b>"), "tie": ("<u>", "</u>"), "": ("", "")}
+    tag = {"best": ("<b>", "</b>"), "tie": ("<i>", "</i>"), "": ("", "")}
     rows = []
     for row, ref in zip(t["rows"], t["references"]):
         tds = "".join(f"<td>{tag[m][0]}{html.escape(c)}{tag[m][1]}</td>" for c, m in row)
