@@ -69,7 +69,7 @@ def table_cells(summary: pd.DataFrame, fid_name: str = "oracle") -> dict:
         hw = (hi - lo) / 2 if lo is not None and hi is not None else pd.Series(np.nan, index=summary.index)
         dec = COST_DECIMALS.get(key, _decimals(hw))
         best = None
-        if key not in COST and len(methods) and methods[key].notna().any():
+        if key not in COST and len(methods) > 1 and methods[key].notna().any():  # a best needs a rival
             best = methods.loc[methods[key].idxmax() if up else methods[key].idxmin(), "method"]
         for i, (_, row) in enumerate(summary.iterrows()):
             v = row[key]

@@ -19,15 +19,15 @@ def run_dir(micro_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("tables") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DELTABENCH_CACHE", str(micro_root.parent))
-        assert main(["run", "--methods", "deltaedit", "--world", "synthfaces-micro", "--limit", "3",
+        assert main(["run", "--methods", "deltaedit,styleclip-gd", "--world", "synthfaces-micro", "--limit", "3",
                      "--sweep", "1", "--options", OPTS, "--out", str(out)]) == 0
     return out
 
 
 def test_summary_has_n_intervals_and_reference_rows(cache, run_dir):
     s = pd.read_csv(run_dir / "summary.csv")
-    assert s["method"].tolist() == ["deltaedit", "inversion", "oracle-edit"]
-    assert s["reference"].tolist() == [False, True, True]
+    assert s["method"].tolist() == ["deltaedit", "styleclip-gd", "inversion", "oracle-edit"]
+    assert s["reference"].tolist() == [False, False, True, True]
     results = pd.read_csv(run_dir / "results.csv")
     for key in ("psnr", "ids", "clip_direction", "manipulation_accuracy", "disentanglement", "identity_param_error"):
         for _, r in s.iterrows():
@@ -44,7 +44,11 @@ def test_summary_has_n_intervals_and_reference_rows(cache, run_dir):
     assert np.isnan(inv["identity_regression"])  # nothing changed, nothing counted
     oracle = s[s["method"] == "oracle-edit"].iloc[0]
     assert oracle["manipulation_accuracy"] == 1.0 and oracle["psnr"] > inv["psnr"]
-    assert np.isnan(s["psnr_p"]).all()  # one method: it is the best, references are never tested
+    # The best method and the references have no p-value; the other is tested against the best.
+    best = s.loc[s.loc[~s["reference"], "psnr"].idxmax(), "method"]
+    for _, r in s.iterrows():
+        assert np.isnan(r["psnr_p"]) == (r["reference"] or r["method"] == best)
+    assert 0 <= s.loc[~s["reference"] & (s["method"] != best), "psnr_p"].iloc[0] <= 1
 
 
 def test_tables_mark_references_fid_and_compile_with_pdflatex(cache, run_dir, tmp_path):
