@@ -44,3 +44,27 @@ def test_a_damaged_shipped_file_is_an_error_and_never_copied(tmp_path):
     with pytest.raises(integrity.CacheIntegrityError, match="train.json does not match .*reinstall"):
         seed_method_cache("w-1", user, root=root)
     assert not user.exists()  # verified before anything is copied: not even the intact mapper
+
+
+def test_the_shipped_worlds_fits_are_the_ones_its_default_run_looks_for(tmp_path):
+    """If a method's defaults or cache key drift, the shipped fits would silently stop being
+    used (and a fresh install would train for half an hour): the shipped files must sit exactly
+    where the world's default run and `deltabench edit` look, and verify."""
+    from deltabench.domain import load_domain
+    from deltabench.methods import get_method
+    from deltabench.runner import default_prompts, with_domain_defaults
+    from deltabench.shipped import shipped_methods_root
+
+    domain = load_domain("synthfaces")
+    root = shipped_methods_root() / domain.key
+    files = json.loads((root / "manifest.json").read_text())["files"]
+    for rel, rec in files.items():
+        assert integrity.file_record(root / rel) == rec, rel
+    opts = with_domain_defaults({}, domain, ["deltaedit", "styleclip-lm"])
+    de = get_method("deltaedit")(domain, tmp_path, seed=0, **opts["deltaedit"])
+    assert f"deltaedit/{de.run_dir.name}/mapper.safetensors" in files
+    lm = get_method("styleclip-lm")(domain, tmp_path, seed=0, **opts["styleclip-lm"])
+    for p in default_prompts(domain):
+        f = lm._files(p.target)[0]
+        assert f"styleclip-lm/{lm.run_dir.name}/{f.name}" in files, p.target
+    assert "styleclip-gd/fs3.safetensors" in files
