@@ -92,7 +92,6 @@ def edit(image, target: str, source: str = "face", method: str = "deltaedit", wo
     from deltabench.domain import load_domain
     from deltabench.methods import get_method, validate_options
     from deltabench.utils import float_to_uint8
-    from deltabench.world import store
 
     source, target = check_prompts(source, target)
     if strength is not None and not np.isfinite(float(strength)):
@@ -104,11 +103,9 @@ def edit(image, target: str, source: str = "face", method: str = "deltaedit", wo
     if problems:
         raise ValueError(problems[0] + "; rephrase the prompt in words the CLIP knows")
     x = _as_images([image], domain.resolution, "image")  # [1, 3, R, R]
-    base = Path(work_dir) if work_dir else store.cache_root() / "methods"
-    from deltabench.shipped import seed_method_cache
+    from deltabench.shipped import method_cache
 
-    seed_method_cache(domain.key, base / domain.key)  # the world's shipped fits, if any
-    m = get_method(method)(domain, base / domain.key, seed=seed, **opts.get(method, {}))
+    m = get_method(method)(domain, method_cache(domain, work_dir), seed=seed, **opts.get(method, {}))
     m.fit()
     with torch.no_grad():
         w = domain.invert(x.to(domain.device))

@@ -158,13 +158,9 @@ def _cmd_world_list(args) -> int:
 
 
 def _method_dir(domain, root: str | None) -> Path:
-    from deltabench.world import store
+    from deltabench.shipped import method_cache
 
-    from deltabench.shipped import seed_method_cache
-
-    base = Path(root) if root else store.cache_root() / "methods"
-    seed_method_cache(domain.key, base / domain.key)  # the world's shipped fits, if any
-    return base / domain.key
+    return method_cache(domain, root)
 
 
 def _make_method(name: str, domain, args, **options):

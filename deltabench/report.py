@@ -94,15 +94,20 @@ def table_cells(summary: pd.DataFrame, fid_name: str = "oracle") -> dict:
     return {"headers": headers, "rows": body, "references": refs, "notes": notes}
 
 
+def _header_names(t: dict, arrows: tuple[str, str] = ("↑", "↓"), esc=str) -> list[str]:
+    """The table's headers as text, each metric with its direction arrow."""
+    return [esc(h) if isinstance(h, str) else f"{esc(h[0])} {arrows[0] if h[1] else arrows[1]}" for h in t["headers"]]
+
+
 def paper_table(summary: pd.DataFrame, fid_name: str = "oracle") -> pd.DataFrame:
     """The table as plain text cells (the CSV and what tests read)."""
     t = table_cells(summary, fid_name)
-    names = [h if isinstance(h, str) else f"{h[0]} {'↑' if h[1] else '↓'}" for h in t["headers"]]
+    names = _header_names(t)
     return pd.DataFrame([[c for c, _ in row] for row in t["rows"]], columns=names)
 
 
 def table_markdown(t: dict) -> str:
-    names = [h if isinstance(h, str) else f"{h[0]} {'↑' if h[1] else '↓'}" for h in t["headers"]]
+    names = _header_names(t)
     fmt = {"best": "**{}**", "tie": "*{}*", "": "{}"}
     lines = ["| " + " | ".join(names) + " |", "|" + "|".join([":--"] + ["--:"] * (len(names) - 1)) + "|"]
     for row, ref in zip(t["rows"], t["references"]):
@@ -128,8 +133,7 @@ def _tex(text: str) -> str:
 
 def table_latex(t: dict, caption: str) -> str:
     """A booktabs table that plain pdflatex compiles (ASCII only; ``\\usepackage{booktabs}``)."""
-    up, down = r"$\uparrow$", r"$\downarrow$"
-    names = [_tex(h) if isinstance(h, str) else f"{_tex(h[0])} {up if h[1] else down}" for h in t["headers"]]
+    names = _header_names(t, (r"$\uparrow$", r"$\downarrow$"), _tex)
     fmt = {"best": r"\textbf{%s}", "tie": r"\textit{%s}", "": "%s"}
     lines = [r"\begin{table}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
              r"\begin{tabular}{l" + "r" * (len(names) - 1) + "}", r"\toprule", " & ".join(names) + r" \\",
@@ -198,8 +202,7 @@ def write_report(run: str | Path) -> Path:
 
 
 def _html_table(t: dict) -> str:
-    head = "".join(f"<th>{html.escape(h if isinstance(h, str) else h[0] + (' ↑' if h[1] else ' ↓'))}</th>"
-                   for h in t["headers"])
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in _header_names(t))
     tag = {"best": ("<b>", "</b>"), "tie": ("<i>", "</i>"), "": ("", "")}
     rows = []
     for row, ref in zip(t["rows"], t["references"]):

@@ -579,7 +579,6 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     from deltabench.shipped import seed_method_cache
 
     dist.on_rank0(seed_method_cache, domain.key, work_dir, log=say)  # the world's shipped fits, if any
-    dist.barrier()
 
     seed_everything(cfg.seed)
     test = domain.test_images(cfg.images, seed=cfg.seed + 1)

@@ -58,6 +58,16 @@ def seed_method_cache(domain_key: str, work_dir: Path, root: Path | None = None,
     return copied
 
 
+def method_cache(domain, root: str | Path | None = None) -> Path:
+    """The method cache of ``domain`` (``<root or cache>/methods/<world key>``), with the world's
+    shipped fits copied in (:func:`seed_method_cache`): what ``edit``, ``fit`` and ``train`` fit into."""
+    from deltabench.world import store
+
+    d = (Path(root) if root else store.cache_root() / "methods") / domain.key
+    seed_method_cache(domain.key, d)
+    return d
+
+
 def pack(domain_key: str, work_dir: Path, rels: list[str], root: Path | None = None,
          half: tuple[str, ...] = ()) -> Path:
     """Write ``<root>/<domain_key>/``: the files ``rels`` (relative to ``work_dir``) and the manifest.
