@@ -44,6 +44,10 @@ class GeneratorConfig:
     channels: dict[int, int] | None = None
     lr_mlp: float = 0.01
     blur_kernel: tuple[float, ...] = (1, 3, 3, 1)
+    # NVIDIA's ``conv_clamp`` (stylegan2-ada-pytorch ``training/networks.py`` SynthesisLayer and
+    # ToRGBLayer: ``bias_act(..., clamp=conv_clamp)``): every conv and toRGB output clamped to
+    # +-conv_clamp after its activation. None (rosinality, our worlds): no clamp.
+    conv_clamp: float | None = None
 
     def __post_init__(self):
         if self.size is not None and (self.size < 4 or self.size & (self.size - 1)):
@@ -61,6 +65,8 @@ class GeneratorConfig:
         if d["channels"] is not None:
             d["channels"] = {str(k): v for k, v in sorted(d["channels"].items())}
         d["blur_kernel"] = list(d["blur_kernel"])
+        if d["conv_clamp"] is None:  # absent unless set: world config hashes stay as they were
+            del d["conv_clamp"]
         return d
 
     def channel_table(self) -> dict[int, int]:
@@ -206,28 +212,34 @@ class ConstantInput(nn.Module):
 
 class StyledConv(nn.Module):
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1),
+                 conv_clamp: float | None = None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim,
                                     upsample=upsample, blur_kernel=blur_kernel)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, s), noise))
+        out = self.activate(self.noise(self.conv(x, s), noise))
+        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
     def __init__(self, in_channel: int, style_dim: int, upsample: bool = True,
-                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+                 blur_kernel: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, s) + self.bias
+        if self.conv_clamp is not None:  # NVIDIA clamps the layer's output, before the skip sum
+            out = out.clamp(-self.conv_clamp, self.conv_clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -256,8 +268,9 @@ class StyleGAN2(nn.Module):
         if missing:
             raise ValueError(f"GeneratorConfig.channels has no width for resolutions {missing}")
         self.input = ConstantInput(self.channels[4])
-        self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, cfg.style_dim, blur_kernel=bk)
-        self.to_rgb1 = ToRGB(self.channels[4], cfg.style_dim, upsample=False)
+        cc = cfg.conv_clamp
+        self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, cfg.style_dim, blur_kernel=bk, conv_clamp=cc)
+        self.to_rgb1 = ToRGB(self.channels[4], cfg.style_dim, upsample=False, conv_clamp=cc)
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.convs = nn.ModuleList()
         self.upsamples = nn.ModuleList()  # empty, kept for rosinality module parity
@@ -270,9 +283,9 @@ class StyleGAN2(nn.Module):
         for i in range(3, self.log_size + 1):
             out_channel = self.channels[2 ** i]
             self.convs.append(StyledConv(in_channel, out_channel, 3, cfg.style_dim, upsample=True,
-                                         blur_kernel=bk))
-            self.convs.append(StyledConv(out_channel, out_channel, 3, cfg.style_dim, blur_kernel=bk))
-            self.to_rgbs.append(ToRGB(out_channel, cfg.style_dim, blur_kernel=bk))
+                                         blur_kernel=bk, conv_clamp=cc))
+            self.convs.append(StyledConv(out_channel, out_channel, 3, cfg.style_dim, blur_kernel=bk, conv_clamp=cc))
+            self.to_rgbs.append(ToRGB(out_channel, cfg.style_dim, blur_kernel=bk, conv_clamp=cc))
             in_channel = out_channel
         self.n_latent = self.log_size * 2 - 2
         self.slayout = self._make_slayout()
