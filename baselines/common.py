@@ -42,17 +42,17 @@ def clip_loss(domain, img: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor
     7x upsample + average pool to 224).
     """
     # the official feed where the domain has one (real domains: Upsample(x7) + AvgPool, no
-    # mean/std, criteria/clip_loss.py lines 11-15), else the domain CLIP's own (synthfaces)
-    enc = getattr(domain, "encode_clip", None)
-    e = enc(img, official_input=True) if enc is not None else domain.clip.encode_image(img)  # [B, D] unit
+    # mean/std, criteria/clip_loss.py lines 11-15), else the domain CLIP's own (synthetic worlds)
+    e = domain.encode_clip(img, official_input=True)  # [B, D] unit
     t = text_emb.to(e)
     return 1 - (e * (t if t.ndim == 2 else t[None])).sum(-1)
 
 
 def loss_identity(domain):
     """The identity model of the ID loss: the domain's differentiable one (``identity_loss``:
-    IR-SE50 in ``ffhq``, as StyleCLIP's ``criteria/id_loss.py``) when it has one, else ``identity``."""
-    return getattr(domain, "identity_loss", None) or getattr(domain, "identity", None)
+    IR-SE50 in ``ffhq``, as StyleCLIP's ``criteria/id_loss.py``) when it has one, else ``identity``
+    (None where the domain declares no identity: no ID loss)."""
+    return domain.loss_identity()
 
 
 def id_loss(domain, img: torch.Tensor, ref_embed: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,8 @@ def id_loss(domain, img: torch.Tensor, ref_embed: torch.Tensor) -> torch.Tensor:
 
 
 def has_identity(domain) -> bool:
-    return loss_identity(domain) is not None and hasattr(loss_identity(domain), "embed")
+    """Whether StyleCLIP's ID loss applies: exactly when the domain declares identity."""
+    return domain.has("identity")
 
 
 @contextlib.contextmanager
@@ -79,8 +80,10 @@ def frozen(*modules):
             p.requires_grad_(f)
 
 
-def domain_models(domain) -> tuple:
-    return (domain.generator, domain.clip, loss_identity(domain))
+def domain_models(domain, identity: bool = True) -> tuple:
+    """The domain's networks a loss runs through (``identity=False``: without the identity model,
+    which a real domain then never loads)."""
+    return (domain.generator, domain.clip) + ((loss_identity(domain),) if identity else ())
 
 
 def check_latents(domain, w_plus: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,23 @@ from deltabench.parse import _freeze, thaw
 COMPONENTS: tuple[str, ...] = ("generator", "encoder", "clip", "identity", "oracle")
 # Top-level keys that do not change the built weights: outside the world hash and its check.
 NOT_HASHED: tuple[str, ...] = ("description", "benchmark")
+# Components a world may leave out (the world kind says whether it has one).
+OPTIONAL_COMPONENTS: tuple[str, ...] = ("identity",)
+# The world kind of a config without a "kind" key (the synthfaces worlds).
+DEFAULT_KIND = "faces"
+
+
+def _numbers(d, path: str = ""):
+    """``(key path, value)`` of every number in a nested config (lists indexed)."""
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, (list, tuple)) else ()
+    for k, v in items:
+        p = f"{path}.{k}" if path else str(k)
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            yield p, v
+        elif isinstance(v, (dict, list, tuple)):
+            yield from _numbers(v, p)
 
 
 @dataclass(frozen=True)
@@ -30,16 +47,29 @@ class WorldConfig:
     # S-space methods edit toRGB styles, and the measurements behind them): data like a real
     # domain's settings, outside the weights hash (changing it never rebuilds the world).
     benchmark: Mapping[str, Any] = field(default_factory=dict)
+    # The world kind (deltabench.world.kind): what its renderer draws and its captions say.
+    # "faces" is the default and is left out of to_dict(), so the synthfaces worlds keep their
+    # hashes (an explicit rule, tested); any other kind is hashed.
+    kind: str = DEFAULT_KIND
 
     @staticmethod
     def from_dict(d: dict) -> "WorldConfig":
-        known = {"name", "seed", "resolution", "description", "benchmark", *COMPONENTS}
+        known = {"name", "seed", "resolution", "description", "benchmark", "kind", *COMPONENTS}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"world config {d.get('name')!r}: unknown keys {sorted(unknown)}")
-        missing = [k for k in ("name", "seed", "resolution", *COMPONENTS) if k not in d]
+        kind = d.get("kind", DEFAULT_KIND)
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"world config {d.get('name')!r}: 'kind' must be a world kind name, got {kind!r}")
+        # Every component but identity is required; identity is the kind's optional part
+        # (whether the kind has one is checked where kinds are known, world.components).
+        missing = [k for k in ("name", "seed", "resolution", *COMPONENTS) if k not in d and k not in OPTIONAL_COMPONENTS]
         if missing:
             raise ValueError(f"world config {d.get('name')!r}: missing keys {missing}")
+        for path, v in _numbers(d):  # every size, step count, rate and weight of a world is >= 0
+            if v < 0:
+                raise ValueError(f"world config {d.get('name')!r}: {path} = {v} is negative; sizes, steps, rates and "
+                                 f"weights of a world are >= 0 (see deltabench/configs/worlds/ for working values)")
         res = int(d["resolution"])
         if res < 16 or res & (res - 1):
             raise ValueError(f"world config {d['name']!r}: resolution must be a power of two >= 16, got {res}")
@@ -47,18 +77,26 @@ class WorldConfig:
             name=str(d["name"]),
             seed=int(d["seed"]),
             resolution=res,
-            sections=_freeze({k: d[k] for k in COMPONENTS}),
+            sections=_freeze({k: d[k] for k in COMPONENTS if k in d}),
             description=str(d.get("description", "")),
             benchmark=_freeze(dict(d.get("benchmark") or {})),
+            kind=kind,
         )
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "description": self.description, "seed": self.seed,
                "resolution": self.resolution}
+        if self.kind != DEFAULT_KIND:  # absent at its default: the synthfaces hashes stay as they were
+            out["kind"] = self.kind
         out.update(thaw(self.sections))
         if self.benchmark:
             out["benchmark"] = thaw(self.benchmark)
         return out
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The components this world builds, in build order (identity only where configured)."""
+        return tuple(c for c in COMPONENTS if c in self.sections)
 
     def section(self, name: str) -> dict:
         return thaw(self.sections[name])
@@ -79,6 +117,8 @@ class WorldConfig:
         deps = {"encoder": ("generator",)}.get(component, ())
         d = {"component": component, "resolution": self.resolution, "seed": self.stage_seed(component),
              "section": thaw(self.sections[component]), "deps": {c: self.stage_hash(c) for c in deps}}
+        if self.kind != DEFAULT_KIND:  # another kind draws other images: never share a stage with faces
+            d["kind"] = self.kind
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

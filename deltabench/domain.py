@@ -1,37 +1,51 @@
 """Domains: everything a benchmark needs, behind one interface.
 
-A domain bundles a StyleGAN2 generator with its S space, an inversion encoder, a CLIP, an
-identity model, a feature network, test images and prompts. Methods and metrics see only
-this interface, so the same code runs on the synthetic world and on real weights.
+A domain bundles a StyleGAN2 generator with its S space, an inversion encoder, a CLIP, test
+images and prompts, and optional parts (an identity model, a ground-truth oracle, a feature
+network...). The contract, required members and optional capabilities with their defaults, is
+declared once in :mod:`deltabench.domainbase` and checked when a domain loads. Methods and metrics
+see only this interface, so the same code runs on every synthetic world kind and on real weights.
 """
 from __future__ import annotations
 
 import torch
 
-from deltabench.domainbase import ClipTextImage, Domain, TestImages  # noqa: F401 - the domain contract, re-exported
+from deltabench.domainbase import (  # noqa: F401 - the contract, re-exported
+    ClipTextImage,
+    Domain,
+    DomainBase,
+    TestImages,
+    check_domain,
+)
 from deltabench.parse import thaw
+from deltabench.prompts import Prompt
 from deltabench.world.world import World, load_world
 
 
-class SynthfacesDomain(ClipTextImage):
-    """The synthetic world as a domain: renderer images are the "real" test images."""
-
-    kind = "synthfaces"
+class WorldDomain(ClipTextImage):
+    """A synthetic world as a domain (any world kind): renderer images are the "real" test images,
+    its oracle the ground truth, its identity net (where the kind has one) the IDS model."""
 
     def __init__(self, world: World):
-        from deltabench.world.captions import templates
-
+        kind = world.kind
         self.world = world
+        self.kind = kind.domain_kind  # "synthfaces" for the faces kind (run manifests record it)
         self.name = world.cfg.name
         self.generator = world.generator
         self.encoder = world.encoder
         self.clip = world.clip
-        self.identity = world.identity
+        self.identity = world.identity  # None where the kind has none: no IDS, no OP identity loss
         self.oracle = world.oracle
+        self.attributes = kind.attributes
+        # FID/KID on the oracle's penultimate features (no Inception trained on cartoons).
+        self.fid_features = world.oracle.features
+        self.fid_feature_name = "oracle"
+        self.fid_feature_dim = world.oracle.feature_dim
+        self.neutral = kind.noun
         self.resolution = world.resolution
         # The world CLIP never saw ImageNet phrasing; its own caption templates play the role
         # of the 79 ImageNet templates that StyleCLIP and DeltaEdit average text over.
-        self.templates: tuple[str, ...] = tuple(templates("train"))
+        self.templates: tuple[str, ...] = tuple(kind.templates("train"))
         self._text_cache: dict[str, torch.Tensor] = {}
         # How the benchmark uses this world: data in the world config's "benchmark" section
         # (its prompts, the baselines' defaults here, toRGB editing), with the measurements
@@ -44,6 +58,26 @@ class SynthfacesDomain(ClipTextImage):
         self.benchmark_targets: tuple[str, ...] = tuple(b.get("prompts", ()))
         self.edit_torgb: bool = bool(b.get("edit_torgb", False))
         self.method_defaults: dict = dict(b.get("method_defaults", {}))
+
+        def as_prompts(edits) -> tuple[Prompt, ...]:
+            return tuple(Prompt(e.source, e.target, e.attribute, e.value) for e in edits)
+
+        # Every value of every attribute (``--prompts all``), the benchmark's subset (one edit per
+        # attribute: the config's ``benchmark.prompts``; all of them when it names none), and the
+        # held-out phrasings (``deltabench eval --prompts heldout``).
+        self.edit_prompts: tuple[Prompt, ...] = as_prompts(kind.edit_prompts("train"))
+        self.heldout_prompts: tuple[Prompt, ...] = as_prompts(kind.edit_prompts("heldout"))
+        targets = {p.target for p in self.edit_prompts}
+        stray = [t for t in self.benchmark_targets if t not in targets]
+        if stray:
+            raise ValueError(f"world config {self.name!r}: benchmark prompts {stray} are not edit prompts of the "
+                             f"{kind.name} world; its edit prompts are {sorted(targets)}")
+        keep = set(self.benchmark_targets)
+        self.prompts: tuple[Prompt, ...] = tuple(p for p in self.edit_prompts if not keep or p.target in keep)
+
+    def render_edit(self, params, attribute: str, value: str) -> torch.Tensor:
+        """The renderer's image of ``params`` with ``attribute`` set to ``value`` (a perfect edit)."""
+        return self.world.render(params.with_attr(attribute, value))
 
     @property
     def key(self) -> str:
@@ -68,7 +102,7 @@ class SynthfacesDomain(ClipTextImage):
         return torch.cat([self.world.w_plus(params[i : i + 256]) for i in range(0, n, 256)])
 
     def test_images(self, n: int, seed: int) -> TestImages:
-        """Renderer faces of ``seed``, drawn on demand (the renderer is deterministic per face)."""
+        """Renderer scenes of ``seed``, drawn on demand (the renderer is deterministic per face)."""
         params = self.world.sample_params(n, seed)
 
         def render(a: int, b: int) -> torch.Tensor:
@@ -111,5 +145,36 @@ def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu", w
     )
 
     if world in domain_names() or is_real_domain_config(world):
-        return load_real_domain(world, weights=weights, images=images, device=device, train_images=train_images)
-    return SynthfacesDomain(load_world(world, device=device))
+        return check_domain(load_real_domain(world, weights=weights, images=images, device=device,
+                                             train_images=train_images))
+    return check_domain(WorldDomain(load_world(world, device=device)))
+
+
+# The faces world's domain went by this name before worlds had kinds.
+SynthfacesDomain = WorldDomain
+
+
+def neutral_prompt(world: str) -> str:
+    """The neutral source prompt of the domain ``world`` names ("face", "church"), without loading a
+    model: a real domain's config ``neutral``, a synthetic world's kind's noun."""
+    from deltabench.real.domain import domain_names, is_real_domain_config, load_domain_config
+
+    if world in domain_names() or is_real_domain_config(world):
+        return load_domain_config(world).neutral
+    from deltabench.world.catalog import load_world_config
+    from deltabench.world.kind import get_kind
+
+    return get_kind(load_world_config(world).kind).noun
+
+
+def domain_attributes(world: str) -> tuple:
+    """The ground-truth attribute schema of the domain ``world`` names, without loading a model:
+    a synthetic world's kind's attributes, none for a real domain."""
+    from deltabench.real.domain import domain_names, is_real_domain_config
+
+    if world in domain_names() or is_real_domain_config(world):
+        return ()
+    from deltabench.world.catalog import load_world_config
+    from deltabench.world.kind import get_kind
+
+    return get_kind(load_world_config(world).kind).attributes

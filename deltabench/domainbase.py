@@ -6,16 +6,176 @@ A leaf of the domain modules: ``deltabench.domain`` (synthfaces, the factory) an
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import torch
 
 
+# --- the contract, declared once -----------------------------------------------------------
+#
+# Every domain (a synthetic world, real weights) is a DomainBase. REQUIRED members have no
+# default: a domain class that lacks one fails when it loads (check_domain, called by
+# deltabench.domain.load_domain), with the member's name. Every OPTIONAL member has its default
+# here, on DomainBase; code outside a domain reads the member itself (never getattr/hasattr with a
+# default of its own), and a capability (CAPABILITIES) says whether the domain has that part.
+
+REQUIRED: dict[str, str] = {
+    "name": "the domain's name (str)",
+    "kind": "what the domain is, recorded in run manifests ('synthfaces', 'synthchurch', 'real')",
+    "resolution": "image size in pixels (int)",
+    "generator": "StyleGAN2 with an S space (styles, synthesis_from_styles)",
+    "encoder": "the inversion encoder (images -> W+)",
+    "clip": "the CLIP model (encode_image, encode_text, tokenizer, precision)",
+    "templates": "prompt templates text embeddings are averaged over (tuple of '{}' formats)",
+    "key": "names the domain's exact weights (method caches are keyed by it)",
+    "config_hash": "hash of everything that fixes the domain's weights and data",
+    "device": "the torch device the models are on",
+    "text_embedding": "text -> template-averaged unit CLIP embedding [D]",
+    "encode_clip": "images -> unit CLIP embeddings [N, D] (differentiable; official_input feed)",
+    "clip_image": "images -> unit CLIP embeddings [N, D] (batched, no grad)",
+    "sample_w_plus": "(n, seed) -> W+ latents [n, n_latent, D] from the generator's distribution",
+    "test_images": "(n, seed) -> TestImages",
+    "train_images": "(n, seed) -> TestImages the methods fit on (never the test images)",
+    "invert": "images [N, 3, H, W] -> W+ [N, n_latent, D]",
+    "prompt_problems": "text -> what the domain's CLIP will not read of it",
+    "describe": "what a run manifest records about the domain",
+}
+
+# name -> (default, what it is). The defaults are the class attributes of DomainBase below.
+OPTIONAL: dict[str, str] = {
+    "identity": "identity network with embed(images) for IDS (None: no IDS column, no OP identity loss, "
+                "no identity references)",
+    "identity_loss": "a differentiable identity model for StyleCLIP's ID loss (None: use identity)",
+    "identity_info": "how IDS is computed, for run manifests (None: nothing to record)",
+    "oracle": "attribute oracle with predict(images) -> (attrs, continuous) and features (None: no ground truth)",
+    "attributes": "the ground-truth attribute schema (tuple of Attribute; empty: none)",
+    "render_edit": "(params, attribute, value) -> the renderer's image with that attribute set (None: no renderer)",
+    "fid_features": "images -> FID features [N, F] (None: the oracle's features, where there is an oracle)",
+    "fid_feature_name": "the FID feature network's name for the column header",
+    "fid_feature_dim": "F, the FID feature size (None: the oracle's feature_dim)",
+    "method_defaults": "per-method option defaults in this domain ({method: options})",
+    "prompts": "the benchmark's default edit prompts (Prompt tuple; empty: the user must give prompts)",
+    "edit_prompts": "every edit prompt of the domain ('--prompts all'; None: the benchmark prompts)",
+    "heldout_prompts": "edit prompts in held-out phrasing ('deltabench eval --prompts heldout'; empty: none)",
+    "edit_torgb": "whether S-space methods edit toRGB styles too",
+    "official_clip_input": "whether the official CLIP feed (no mean/std, x7 upsample) applies",
+    "latent_avg": "the generator's mean w [D] from its checkpoint (None: not known)",
+    "released_fs3": "the released StyleCLIP fs3.npy of this generator (None: none)",
+    "neutral": "the neutral source prompt of an edit ('face', 'church')",
+}
+
+# capability -> the test on a domain's members: where the answer to "does it have X" lives.
+CAPABILITIES: dict[str, Callable[[object], bool]] = {
+    "identity": lambda d: d.identity is not None,
+    "ground_truth": lambda d: d.oracle is not None and len(d.attributes) > 0,
+    "renderer": lambda d: d.render_edit is not None,
+    "fid_features": lambda d: d.fid_features is not None or d.oracle is not None,
+    "method_defaults": lambda d: bool(d.method_defaults),
+    "benchmark_prompts": lambda d: len(d.prompts) > 0,
+}
+
+
+class DomainBase:
+    """The domain contract (see :data:`REQUIRED`, :data:`OPTIONAL`, :data:`CAPABILITIES`): the
+    optional members with their defaults. A domain subclasses it and sets what it has."""
+
+    identity = None
+    identity_loss = None
+    identity_info = None
+    oracle = None
+    attributes: tuple = ()
+    render_edit = None
+    fid_features = None
+    fid_feature_name: str = "features"
+    fid_feature_dim: int | None = None
+    method_defaults: Mapping = MappingProxyType({})
+    prompts: tuple = ()
+    edit_prompts = None
+    heldout_prompts: tuple = ()
+    edit_torgb: bool = False
+    official_clip_input: bool = False
+    latent_avg = None
+    released_fs3 = None
+    neutral: str = "face"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The optional parts this domain has (names of :data:`CAPABILITIES`)."""
+        return frozenset(c for c, test in CAPABILITIES.items() if test(self))
+
+    def has(self, capability: str) -> bool:
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown domain capability {capability!r}; known: {sorted(CAPABILITIES)}")
+        return CAPABILITIES[capability](self)
+
+    def all_edit_prompts(self) -> tuple:
+        """Every edit prompt (``--prompts all``): :attr:`edit_prompts`, else the benchmark prompts."""
+        return tuple(self.prompts if self.edit_prompts is None else self.edit_prompts)
+
+    def attribute_code(self, attribute: str, value: str) -> tuple[int, int]:
+        """``(column, value index)`` of a ground-truth attribute value; an error names the known ones."""
+        names = [a.name for a in self.attributes]
+        if attribute not in names:
+            raise ValueError(f"domain {self.name!r} has no attribute {attribute!r}; its attributes are {names}")
+        j = names.index(attribute)
+        return j, self.attributes[j].index(value)
+
+    def check_files(self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False,
+                    purpose: str = "") -> tuple[str, ...]:
+        """Check, before any work, that every file a command will read is there; raises naming the
+        missing ones. A built synthetic world is verified whole when it loads: nothing to check."""
+        return ()
+
+    def weight_file(self, name: str):
+        """The local path of the registry file ``name`` (e.g. a method's own network) in this
+        domain's weights folder. A synthetic world has none: its networks are built in it."""
+        raise ValueError(f"domain {self.name!r} is a synthetic world: it has no weights folder for {name!r}")
+
+    def photo_input(self, image, what: str = "image") -> torch.Tensor:
+        """A user's image (path, PIL image or ``uint8 [H, W, 3]``) as the domain's encoder takes it:
+        ``[1, 3, R, R]`` in [-1, 1] at the domain's resolution. Real domains override it with the
+        official photo path (PIL ``Resize(256)`` of the uint8 photo)."""
+        from deltabench.imageio import as_images
+
+        return as_images([image], self.resolution, what)
+
+    def loss_identity(self):
+        """The identity model of StyleCLIP's ID loss: :attr:`identity_loss`, else :attr:`identity`."""
+        return self.identity_loss if self.identity_loss is not None else self.identity
+
+
+class DomainContractError(TypeError):
+    """A domain lacks a required member of the contract."""
+
+
+def check_domain(domain) -> object:
+    """``domain`` if it keeps the contract, else :class:`DomainContractError` naming what is missing.
+
+    Looks members up statically (properties are not evaluated: a real domain's config hash reads
+    its image folders)."""
+    import inspect
+
+    if not isinstance(domain, DomainBase):
+        raise DomainContractError(f"{type(domain).__name__} is not a domain: it must subclass "
+                                  f"deltabench.domainbase.DomainBase")
+    missing = [m for m in REQUIRED if inspect.getattr_static(domain, m, _MISSING) is _MISSING]
+    if missing:
+        raise DomainContractError(
+            f"domain {type(domain).__name__} lacks the required member(s) {missing} of the domain contract "
+            f"(deltabench.domainbase.REQUIRED: " + "; ".join(f"{m}: {REQUIRED[m]}" for m in missing) + ")")
+    return domain
+
+
+_MISSING = object()
+
+
 @runtime_checkable
 class Domain(Protocol):
-    """What a benchmark needs of a domain (synthfaces worlds and real weights alike)."""
+    """What a benchmark needs of a domain, as a typing Protocol (the required members; the
+    declared contract, with the optional members and their defaults, is :class:`DomainBase`)."""
 
     name: str
     resolution: int
@@ -82,7 +242,7 @@ class TestImages:
         return self.held if self.held is not None else self.render(0, len(self))
 
 
-class ClipTextImage:
+class ClipTextImage(DomainBase):
     """Text and image embeddings every domain provides through its ``clip`` and ``templates``
     (needs ``self.clip``, ``self.templates`` and a ``self._text_cache`` dict)."""
 
@@ -140,9 +300,8 @@ class ClipTextImage:
     # generate_codes.py / inference_real.py, StyleCLIP criteria/clip_loss.py lines 11-15 for OP
     # and LM) get that feed here: [-1, 1] pixels through Upsample(x7) + AvgPool(size/32) with no
     # CLIP mean/std. True on the real domains (official weights, official feed); False on
-    # synthfaces, whose world CLIP was trained on its own normalised input.
-    official_clip_input = False
-
+    # synthfaces, whose world CLIP was trained on its own normalised input. (Declared with its
+    # default False on DomainBase.)
     def encode_clip(self, images: torch.Tensor, official_input: bool = False) -> torch.Tensor:
         """Unit CLIP image embeddings ``[N, D]`` (differentiable). ``official_input``: the
         official DeltaEdit / StyleCLIP-OP/LM feed (no mean/std normalisation) where the domain

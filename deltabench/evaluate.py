@@ -13,7 +13,6 @@ import torch
 
 from deltabench.metrics.suite import build_metrics
 from deltabench.utils import progress
-from deltabench.world.attributes import attribute, attribute_index
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def evaluate_prompts(method, domain, prompts, n_images: int = 200, seed: int = 0
     ms = t_edit * 1000 / max(1, n_images * len(prompts))
     out = []
     for prompt, suite in zip(prompts, suites):
-        a, v = attribute_index(prompt.attribute), attribute(prompt.attribute).index(prompt.value)
+        a, v = domain.attribute_code(prompt.attribute, prompt.value)
         needed = int((test.params.attrs[:, a] != v).sum())
         r = suite.compute()
         out.append(PromptResult(method.name, prompt.source, prompt.target, prompt.attribute, prompt.value,

@@ -1,7 +1,8 @@
 """Edit prompts: the ``Prompt`` record, prompt files (CSV / JSON) and prompt checks.
 
-A leaf module (it imports nothing of deltabench but the world's attribute schema, lazily), so
-domains, methods, the runner and the API all use one definition.
+A leaf module (it imports nothing of deltabench), so domains, methods, the runner and the API
+all use one definition. The attribute and value a prompt names are checked against the domain's
+own attribute schema (:func:`check_attributes`, with ``domain.attributes``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class Prompt:
 def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
     """Prompts from a CSV (``source,target[,attribute,value]``, header optional) or JSON list."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"prompts file {p} is a directory; give a CSV or JSON prompts file")
     if not p.is_file():
         raise FileNotFoundError(f"prompts file {p} does not exist")
     try:
@@ -70,21 +73,31 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
             raise ValueError(f"prompts file {p}, prompt {i}: empty source or target text")
         if s.lower() == t.lower():
             raise ValueError(f"prompts file {p}, prompt {i}: source and target are the same ({s!r})")
-        if a is not None:
-            from deltabench.world.attributes import ATTRIBUTES
-
-            names = [x.name for x in ATTRIBUTES]
-            if a not in names:
-                raise ValueError(f"prompts file {p}, prompt {i}: unknown attribute {a!r}; the world's attributes "
-                                 f"are {names} (or leave the column empty)")
-            values = list(ATTRIBUTES[names.index(a)].values)
-            if v not in values:
-                raise ValueError(f"prompts file {p}, prompt {i}: attribute {a!r} has no value {v!r}; its values "
-                                 f"are {values}")
         out.append(Prompt(s, t, a, v))
     if not out:
         raise ValueError(f"prompts file {p} holds no prompts")
     return tuple(out)
+
+
+def check_attributes(prompts, attributes, where: str | None = None, domain: str = "the world") -> None:
+    """Every ``attribute``/``value`` a prompt names must be one of ``attributes`` (the domain's
+    ground-truth schema: ``Attribute`` records with ``name`` and ``values``; empty where the domain
+    has none). ``where``: the prompts file, named in the error."""
+    names = [x.name for x in attributes]
+    for i, p in enumerate(prompts, 1):
+        a, v = p.attribute, p.value
+        if a is None:
+            continue
+        at = f"prompts file {where}, prompt {i}" if where else f"prompt {i}"
+        if not names:
+            raise ValueError(f"{at}: {domain} has no ground-truth attributes, so it cannot name attribute "
+                             f"{a!r}; leave the attribute and value columns empty")
+        if a not in names:
+            raise ValueError(f"{at}: unknown attribute {a!r}; {domain}'s attributes are {names} (or leave the "
+                             f"column empty)")
+        values = list(attributes[names.index(a)].values)
+        if v not in values:
+            raise ValueError(f"{at}: attribute {a!r} has no value {v!r}; its values are {values}")
 
 
 def check_prompts(source: str, target: str) -> tuple[str, str]:

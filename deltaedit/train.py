@@ -81,11 +81,11 @@ class DeltaEditConfig:
         values are what is hashed)."""
         d = asdict(self)
         if d["torgb"] is None:
-            d["torgb"] = bool(getattr(domain, "edit_torgb", False))
+            d["torgb"] = bool(domain.edit_torgb)
         if d["clip_input"] is None:
-            d["clip_input"] = "official" if getattr(domain, "official_clip_input", False) else "domain"
-        if d["clip_input"] == "official" and not getattr(domain, "official_clip_input", False):
-            raise ValueError(f"DeltaEditConfig.clip_input='official': domain {getattr(domain, 'name', domain)!r} "
+            d["clip_input"] = "official" if domain.official_clip_input else "domain"
+        if d["clip_input"] == "official" and not domain.official_clip_input:
+            raise ValueError(f"DeltaEditConfig.clip_input='official': domain {domain.name!r} "
                              f"has no official CLIP feed (only the real domains do); use 'domain' or leave it unset")
         return self if d == asdict(self) else DeltaEditConfig.from_dict(d)
 

@@ -25,6 +25,19 @@ def micro_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def church_micro_root(tmp_path_factory):
+    """A built ``church-micro`` world (the non-face world kind): its root directory, like ``micro_root``."""
+    from deltabench.world.catalog import load_world_config
+    from deltabench.world.build import build_world
+
+    torch.set_num_threads(1)
+    keep = os.environ.get("DELTABENCH_TEST_ROOT")
+    root = Path(keep) / "worlds" if keep else tmp_path_factory.mktemp("church-cache") / "worlds"
+    build_world(load_world_config("church-micro"), root=root, log=lambda s: None)
+    return root
+
+
+@pytest.fixture(scope="session")
 def micro_world(micro_root):
     from deltabench.world.world import load_world
 

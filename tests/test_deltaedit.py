@@ -170,6 +170,8 @@ def test_torgb_option_adds_a_group_and_round_trips(domain):
     assert all(torch.equal(b, a) == t for a, b, t in zip(styles, kept, sl.is_torgb))  # toRGB kept
     # The choice is the domain's unless the config says: synthfaces edits toRGB, others don't.
     assert DeltaEditConfig().resolve(domain).torgb is True
-    assert DeltaEditConfig().resolve(object()).torgb is False
+    from deltabench.domainbase import DomainBase
+
+    assert DeltaEditConfig().resolve(DomainBase()).torgb is False  # the contract's default
     assert DeltaEditConfig(torgb=False).resolve(domain).torgb is False
     assert DeltaEdit(domain, "/tmp/unused", config={"torgb": False}).cfg.torgb is False

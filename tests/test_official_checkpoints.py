@@ -30,6 +30,7 @@ import deltaedit
 from baselines import gd, lm
 from deltabench import sspace
 from deltabench.checkpoints import CheckpointError
+from deltabench.domainbase import DomainBase
 from deltabench.models.stylegan2 import GeneratorConfig, build_generator
 from deltaedit.mapper import DeltaMapper
 from deltaedit.official import (convert_official_state_dict, from_official_state_dict, official_keys,
@@ -298,8 +299,9 @@ def test_released_mapper_wrong_kinds_are_clear_errors(tmp_path, small_deltaedit)
         lm.load_official_mapper(tmp_path / "size.pt")
 
 
-class StubDomain:
-    """What the methods touch: a generator, a device, sampled codes and text embeddings."""
+class StubDomain(DomainBase):
+    """What the methods touch: a generator, a device, sampled codes and text embeddings (the
+    contract's optional members keep their defaults, deltabench.domainbase.DomainBase)."""
 
     edit_torgb = True  # as synthfaces: the official fs3 must still resolve to torgb=False
 

@@ -228,3 +228,36 @@ def test_clip_refine_phases_chain_on_the_cached_stages(micro_root, tmp_path):
         d["clip"]["refine"] = bad
         with pytest.raises(ValueError, match="non-empty list of phases"):
             resolve_sections(type(CFG).from_dict(d))
+
+
+# The hashes of the shipped world and the micro world before world kinds existed (issue 24): a new
+# config key ("kind") is left out at its default, so the shipped world and the method fits keyed
+# by it stay valid. Read from `deltabench world list` before the change.
+FROZEN = {
+    "synthfaces": ("b742fd84ba6a71f3", {"generator": "1e1eb50ca0a57256", "encoder": "14ad920a5e735545",
+                                        "clip": "e4783004d3cc5301", "identity": "bcbbe537c2326ced",
+                                        "oracle": "0085269f5c86e108"}),
+    "synthfaces-micro": ("f1d9256f2720cb60", {"generator": "e6fbafa712e401e5", "encoder": "440dde93c7741bf9",
+                                              "clip": "ea0462383a42387a", "identity": "c9950d40552d30b9",
+                                              "oracle": "41a4691700e5a828"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN))
+def test_synthfaces_config_and_stage_hashes_are_unchanged(name):
+    cfg = load_world_config(name)
+    want, stages = FROZEN[name]
+    assert cfg.kind == "faces" and "kind" not in cfg.to_dict()
+    assert cfg.hash == want
+    assert {c: cfg.stage_hash(c) for c in cfg.components} == stages
+    # Spelling the default kind out changes nothing either.
+    from deltabench.config import WorldConfig
+
+    assert WorldConfig.from_dict({**cfg.to_dict(), "kind": "faces"}).hash == want
+
+
+def test_the_shipped_world_still_verifies_under_its_hash():
+    cfg = load_world_config("synthfaces")
+    d = store.shipped_root() / store.world_dirname(cfg)
+    assert d.is_dir(), d
+    assert store.verify_world(cfg, d)["config_hash"] == "b742fd84ba6a71f3"

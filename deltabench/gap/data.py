@@ -24,7 +24,7 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(stream)])
 
 
-def world_captions(params, seed: int, mode: str = "full") -> list[str]:
+def world_captions(params, seed: int, mode: str = "full", kind=None) -> list[str]:
     """One training-split caption per face, deterministic from ``seed``.
 
     ``full``: every caption names every attribute (the world's two full forms, half each),
@@ -33,11 +33,12 @@ def world_captions(params, seed: int, mode: str = "full") -> list[str]:
     ``mixed``: the CLIP training mix (:func:`deltabench.world.captions.caption`: half full,
     half naming 0-3 attributes), where a short caption leaves most of the face undescribed.
     """
-    from deltabench.world.captions import captions_with_mentions
+    from deltabench.world.kind import get_kind
 
     if mode not in CAPTION_MODES:
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {mode!r}")
-    texts, _ = captions_with_mentions(params, _rng(seed, 1), split="train", p_full=1.0 if mode == "full" else 0.5)
+    texts, _ = get_kind(kind).captions_with_mentions(params, _rng(seed, 1), split="train",
+                                                     p_full=1.0 if mode == "full" else 0.5)
     return texts
 
 
@@ -47,7 +48,7 @@ def world_pairs(world, n: int, seed: int, captions: str = "full", batch: int = 2
     if n < 2:
         raise ValueError(f"--pairs must be >= 2, got {n}")
     params = world.sample_params(n, seed)
-    texts = world_captions(params, seed, captions)
+    texts = world_captions(params, seed, captions, world.kind)
     img, txt = [], []
     for i in progress(range(0, n, batch), desc="embed pairs"):
         images = world.render(params[i : i + batch])  # [B, 3, H, W] in [-1, 1]

@@ -1,8 +1,9 @@
 """The metric set of one (method, prompt) cell of a benchmark run.
 
 ``build_metrics(domain, prompt)`` gives a :class:`MetricSuite`: every metric of the paper's
-table (FID, PSNR, IDS) and ours (KID, SSIM, CLIP score, CLIP direction and, in ``synthfaces``,
-manipulation accuracy, disentanglement, identity-parameter error, identity regression), fed from one
+table (FID, PSNR, IDS where the domain has identity) and ours (KID, SSIM, CLIP score, CLIP
+direction and, in a domain with ground truth (the synthetic worlds), manipulation accuracy,
+disentanglement, identity-parameter error, identity regression), fed from one
 ``update(inputs, edited, ...)`` per batch. ``update`` returns the batch's per-image scores
 (one results row per image); ``compute()`` gives the cell's summary; suites merge like
 metrics (per rank, or per prompt into per method).
@@ -38,16 +39,13 @@ HIGHER_IS_BETTER: dict[str, bool] = {c.key: c.higher_is_better for c in METRIC_C
 def fid_features(domain) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
     """The domain's Fréchet-distance feature network and its name for the column header.
 
-    A domain may name its own (``domain.fid_features``, ``domain.fid_feature_name``, e.g.
-    pytorch-fid InceptionV3 pool3 in ``ffhq``); ``synthfaces`` uses the oracle's penultimate
-    features.
+    Every domain declares its own (the contract's ``fid_features``, ``fid_feature_name``:
+    pytorch-fid InceptionV3 pool3 in ``ffhq``, the oracle's penultimate features in a synthetic
+    world).
     """
-    if hasattr(domain, "fid_features"):
-        return domain.fid_features, getattr(domain, "fid_feature_name", "features")
-    if getattr(domain, "oracle", None) is not None:
-        return domain.oracle.features, "oracle"
-    raise ValueError(f"domain {getattr(domain, 'name', domain)!r} has no feature network for FID "
-                     f"(neither fid_features nor an oracle)")
+    if domain.fid_features is None:
+        raise ValueError(f"domain {domain.name!r} has no feature network for FID (its fid_features is None)")
+    return domain.fid_features, domain.fid_feature_name
 
 
 class MetricSuite:
@@ -118,7 +116,7 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
     """
     feat, feat_name = fid_features(domain)
     # Pre-allocated FID states have one shape on every rank (all_reduce needs that).
-    feat_dim = getattr(domain, "fid_feature_dim", None) or (domain.oracle.feature_dim if feat_name == "oracle" else None)
+    feat_dim = domain.fid_feature_dim
     # The suite extracts FID/KID features itself (once per input batch through the cache),
     # so the metrics take features directly.
     metrics: dict[str, Metric] = {
@@ -127,7 +125,7 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
         "psnr": PSNR(),
         "ssim": SSIM(),
     }
-    if getattr(domain, "identity", None) is not None:  # no identity model on LSUN: no IDS
+    if domain.identity is not None:  # IDS exactly where the domain declares identity (none on LSUN, church)
         metrics["ids"] = IdentitySimilarity(domain.identity.embed)
     if source_emb is None and prompt is not None:
         source_emb = domain.text_embedding(prompt.source)
@@ -138,10 +136,8 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
     if source_emb is not None and target_emb is not None:
         metrics["clip_direction"] = DirectionalClipScore(domain.clip_image, source_emb, target_emb)
     attr = value = None
-    if getattr(domain, "kind", None) == "synthfaces" and getattr(prompt, "attribute", None):
-        from deltabench.world.attributes import attribute, attribute_index
-
-        attr, value = attribute_index(prompt.attribute), attribute(prompt.attribute).index(prompt.value)
+    if prompt is not None and prompt.attribute and domain.has("ground_truth"):
+        attr, value = domain.attribute_code(prompt.attribute, prompt.value)
         metrics["manipulation_accuracy"] = ManipulationAccuracy()
         metrics["disentanglement"] = Disentanglement()
         metrics["identity_param_error"] = IdentityParamError()

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from deltabench import integrity
-from deltabench.config import COMPONENTS, WorldConfig
+from deltabench.config import WorldConfig
 from deltabench.world import store
 from deltabench.world.components import COMPONENT_SPECS
 
@@ -32,9 +32,9 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
     before assembling the world (returns None).
     """
     if only:
-        unknown = set(only) - set(COMPONENTS)
+        unknown = set(only) - set(cfg.components)
         if unknown:
-            raise ValueError(f"unknown world stages {sorted(unknown)}; stages are {list(COMPONENTS)}")
+            raise ValueError(f"unknown world stages {sorted(unknown)}; stages of {cfg.name} are {list(cfg.components)}")
         need = set(only) | ({"generator"} if "encoder" in only else set())
     root = Path(root) if root is not None else store.cache_root() / "worlds"
     final = root / store.world_dirname(cfg)
@@ -53,7 +53,7 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
     t_start = time.perf_counter()
     models: dict[str, torch.nn.Module] = {}
     stages: dict[str, dict] = {}
-    for name in COMPONENTS:
+    for name in cfg.components:
         if only and name not in need:
             continue
         models[name], stages[name] = _stage(cfg, name, models, stages_dir, force, log)
@@ -63,7 +63,7 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
         return None
     partial.mkdir(parents=True)
     files = {}
-    for name in COMPONENTS:
+    for name in cfg.components:
         f = partial / f"{name}.safetensors"
         src = stages_dir / f"{name}-{cfg.stage_hash(name)}.safetensors"
         integrity.verify(src, stage_rebuild_hint(cfg, name))  # never bless a damaged stage into a world

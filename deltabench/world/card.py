@@ -8,17 +8,17 @@ import torch
 
 from deltabench.metrics.image import psnr
 from deltabench.utils import float_to_uint8
-from deltabench.world.attributes import FaceParams
+from deltabench.world.kind import Params
 from deltabench.world.world import World
 
 
-def _batched(fn, params: FaceParams, batch: int = 64) -> torch.Tensor:
+def _batched(fn, params: Params, batch: int = 64) -> torch.Tensor:
     return torch.cat([fn(params[i : i + batch]) for i in range(0, len(params), batch)])
 
 
 @torch.no_grad()
 def world_card(world: World, n: int = 512, seed: int = 10_000) -> dict:
-    """The world card: held-out quality of every model, on fresh faces drawn from ``seed``.
+    """The world card: held-out quality of every model, on fresh scenes drawn from ``seed``.
 
     ``seed`` is far from the build seeds so nothing here was seen in training.
     """
@@ -44,17 +44,19 @@ def world_card(world: World, n: int = 512, seed: int = 10_000) -> dict:
         "encoder_psnr": float(psnr(recon, real).mean()),
         "oracle_on_generated": oracle_agreement(fake),
         "oracle_on_rendered": oracle_agreement(real),
-        "clip_zeroshot": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution),
+        "clip_zeroshot": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution, kind=world.kind),
         # The same with short edit-style prompts ("face with glasses"), what editing feeds CLIP.
         "clip_zeroshot_short": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution,
-                                             style="short"),
-        "identity_auc": float(identity_auc(world.identity, n_pairs=n, seed=seed + 2,
-                                           resolution=world.resolution)),
+                                             style="short", kind=world.kind),
+        # Only where the world has an identity model (faces); a kind without one has no IDS.
+        **({"identity_auc": float(identity_auc(world.identity, n_pairs=n, seed=seed + 2, resolution=world.resolution,
+                                               kind=world.kind))} if world.identity is not None else {}),
         # Who a face is, as the CLIP image embedding sees it: held-out R^2 of a ridge read-out of
         # each identity parameter (2,500 train / 500 test renderer faces), and the mean cosine of
         # faces with identical attributes and independent identity (1.0: identity-blind).
-        **{f"clip_identity_{k}": v for k, v in clip_identity(world.clip, seed=seed + 3,
-                                                              resolution=world.resolution).items()},
+        # (in a kind without identity: its continuous, caption-free parameters, e.g. building width)
+        **{f"clip_identity_{k}": v for k, v in clip_identity(world.clip, seed=seed + 3, resolution=world.resolution,
+                                                              kind=world.kind).items()},
         "build_seconds": world.manifest["build_seconds"]["total"],
         "build_seconds_per_stage": {k: v for k, v in world.manifest["build_seconds"].items()
                                     if k not in ("total", "wall_this_invocation")},

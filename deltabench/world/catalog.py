@@ -16,7 +16,7 @@ def builtin_world_names() -> list[str]:
 
 
 def load_world_config(name_or_path: str) -> WorldConfig:
-    """A world config by built-in name (``synthfaces``, ``synthfaces-micro``) or JSON path."""
+    """A world config by built-in name (``synthfaces``, ``church``, their ``-micro`` variants) or JSON path."""
     p = Path(name_or_path)
     if p.suffix == ".json" or p.exists():
         if not p.is_file():

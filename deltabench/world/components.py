@@ -67,7 +67,7 @@ def _gen_train(cfg: WorldConfig, models: dict):
     from deltabench.world.train_generator import train_generator
 
     gcfg, tcfg = _gen_cfgs(cfg)
-    G, stats = train_generator(gcfg, tcfg, cfg.resolution, cfg.stage_seed("generator"))
+    G, stats = train_generator(gcfg, tcfg, cfg.resolution, cfg.stage_seed("generator"), kind=cfg.kind)
     latent_avg = stats.pop("latent_avg", None)
     return G, stats, {"latent_avg": latent_avg}
 
@@ -77,7 +77,7 @@ def _gen_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dic
 
     gcfg, _ = _gen_cfgs(cfg)
     rcfg = DistillConfig.from_dict(cfg.refine("generator"))
-    G, stats = train_generator(gcfg, rcfg, cfg.resolution, _refine_seed(cfg, "generator"), init=base)
+    G, stats = train_generator(gcfg, rcfg, cfg.resolution, _refine_seed(cfg, "generator"), init=base, kind=cfg.kind)
     latent_avg = stats.pop("latent_avg", None)
     return G, stats, {"latent_avg": latent_avg}
 
@@ -102,17 +102,17 @@ def _enc_train(cfg: WorldConfig, models: dict):
     from deltabench.world.train_encoder import train_encoder
 
     ecfg, tcfg = _enc_cfgs(cfg)
-    E, stats = train_encoder(ecfg, tcfg, models["generator"], cfg.stage_seed("encoder"))
+    E, stats = train_encoder(ecfg, tcfg, models["generator"], cfg.stage_seed("encoder"), kind=cfg.kind)
     return E, stats, {}
 
 
 # --- clip --------------------------------------------------------------------------------
 
 def _clip_cfg(cfg: WorldConfig, phase: str = "base"):
-    return _clip_phase(cfg.section("clip"), phase)
+    return _clip_phase(cfg.section("clip"), phase, cfg.kind)
 
 
-def _clip_phase(section: dict, phase: str = "base"):
+def _clip_phase(section: dict, phase: str = "base", kind: str | None = None):
     """The CLIP section's schedule; ``phase='refine'``: its ``refine`` phase, i.e. the base
     keys with the refine keys laid over them (the model must stay the base's)."""
     from deltabench.world.train_clip import ClipTrainConfig
@@ -127,7 +127,7 @@ def _clip_phase(section: dict, phase: str = "base"):
             raise ValueError("world config section 'clip': a 'refine' phase continues the base model, "
                              "it cannot change 'model'; remove 'model' from 'refine'")
         d = {**d, **refine}
-    return ClipTrainConfig.from_dict(d)
+    return ClipTrainConfig.from_dict(d, kind)
 
 
 def _clip_build(cfg: WorldConfig, extra: dict) -> nn.Module:
@@ -135,21 +135,23 @@ def _clip_build(cfg: WorldConfig, extra: dict) -> nn.Module:
     from deltabench.world.train_clip import world_tokenizer
 
     model = _clip_cfg(cfg).model
-    tok = WordTokenizer.from_dict(extra["tokenizer"]) if "tokenizer" in extra else world_tokenizer(model.context_length)
+    tok = (WordTokenizer.from_dict(extra["tokenizer"]) if "tokenizer" in extra
+           else world_tokenizer(model.context_length, cfg.kind))
     return build_clip(model, cfg.resolution, tok)
 
 
 def _clip_train(cfg: WorldConfig, models: dict):
     from deltabench.world.train_clip import train_clip
 
-    clip, stats = train_clip(_clip_cfg(cfg), cfg.resolution, cfg.stage_seed("clip"))
+    clip, stats = train_clip(_clip_cfg(cfg), cfg.resolution, cfg.stage_seed("clip"), kind=cfg.kind)
     return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
 
 
 def _clip_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dict):
     from deltabench.world.train_clip import train_clip
 
-    clip, stats = train_clip(_clip_cfg(cfg, "refine"), cfg.resolution, _refine_seed(cfg, "clip"), init=base)
+    clip, stats = train_clip(_clip_cfg(cfg, "refine"), cfg.resolution, _refine_seed(cfg, "clip"), init=base,
+                             kind=cfg.kind)
     return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
 
 
@@ -166,7 +168,7 @@ def _id_train(cfg: WorldConfig, models: dict):
     from deltabench.world.train_identity import train_identity
 
     net, stats = train_identity(IdentityConfig.from_dict(cfg.section("identity")), cfg.resolution,
-                                cfg.stage_seed("identity"))
+                                cfg.stage_seed("identity"), kind=cfg.kind)
     return net, stats, {}
 
 
@@ -174,7 +176,7 @@ def _or_build(cfg: WorldConfig, extra: dict) -> nn.Module:
     from deltabench.models.oracle import OracleConfig
     from deltabench.world.train_oracle import world_oracle
 
-    return world_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution)
+    return world_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution, cfg.kind)
 
 
 def _or_train(cfg: WorldConfig, models: dict):
@@ -182,7 +184,7 @@ def _or_train(cfg: WorldConfig, models: dict):
     from deltabench.world.train_oracle import train_oracle
 
     net, stats = train_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution,
-                              cfg.stage_seed("oracle"))
+                              cfg.stage_seed("oracle"), kind=cfg.kind)
     return net, stats, {}
 
 
@@ -226,15 +228,26 @@ def resolve_sections(cfg: WorldConfig) -> WorldConfig:
     from deltabench.world.train_encoder import EncoderTrainConfig
     from deltabench.world.train_generator import DistillConfig
 
+    from deltabench.world.kind import get_kind
+
+    kind = get_kind(cfg.kind)  # an unknown kind is an error naming the known ones
     d = cfg.to_dict()
+    if kind.has_identity and "identity" not in d:
+        raise ValueError(f"world kind {kind.name!r} has an identity model: the config needs an 'identity' section")
+    if not kind.has_identity and "identity" in d:
+        raise ValueError(f"world kind {kind.name!r} has no identity model (IDS does not apply): "
+                         f"remove the 'identity' section")
+    if kind.name != "faces" and "fine_attrs" not in d["clip"]:  # the default is the faces kind's
+        d["clip"] = {**d["clip"], "fine_attrs": list(kind.fine_attrs)}
     d["generator"] = _resolve_split("generator", d["generator"], GeneratorConfig, DistillConfig)
     d["encoder"] = _resolve_split("encoder", d["encoder"], EncoderConfig, EncoderTrainConfig)
-    clip = _clip_phase(d["clip"]).to_dict()
+    clip = _clip_phase(d["clip"], kind=cfg.kind).to_dict()
     if "refine" in d["clip"]:  # each phase resolved as what it trains with: base keys, its keys laid over
         base = {k: v for k, v in d["clip"].items() if k != "refine"}
         clip["refine"] = _map_phases(d["clip"]["refine"], lambda p: {
-            k: v for k, v in _clip_phase({**base, "refine": p}, "refine").to_dict().items() if k != "model"})
+            k: v for k, v in _clip_phase({**base, "refine": p}, "refine", cfg.kind).to_dict().items() if k != "model"})
     d["clip"] = clip
-    d["identity"] = IdentityConfig.from_dict(d["identity"]).to_dict()
+    if "identity" in d:
+        d["identity"] = IdentityConfig.from_dict(d["identity"]).to_dict()
     d["oracle"] = OracleConfig.from_dict(d["oracle"]).to_dict()
     return WorldConfig.from_dict(d)

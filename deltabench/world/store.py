@@ -33,11 +33,31 @@ class WorldCacheError(RuntimeError):
 
 
 def cache_root() -> Path:
-    env = os.environ.get("DELTABENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "deltabench"
+    """deltabench's cache: ``$DELTABENCH_CACHE``, else ``$XDG_CACHE_HOME/deltabench``, else
+    ``~/.cache/deltabench``. A variable naming something that cannot be a folder is an error
+    that names the variable."""
+    for var, sub in (("DELTABENCH_CACHE", None), ("XDG_CACHE_HOME", "deltabench")):
+        env = os.environ.get(var)
+        if env:
+            base = Path(env).expanduser()
+            _check_cache_dir(base, var)
+            return base / sub if sub else base
+    return Path.home() / ".cache" / "deltabench"
+
+
+def _check_cache_dir(path: Path, var: str) -> None:
+    """``$var`` must name a folder, or a path one can be made at."""
+    bad = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+    if bad is None:
+        return
+    if bad.is_symlink() and not bad.exists():
+        raise WorldCacheError(f"${var}={path}: {bad} is a symbolic link to nothing; point {var} at a folder")
+    if not bad.is_dir():
+        raise WorldCacheError(f"${var}={path}: {bad} is a file, not a folder; point {var} at a folder "
+                              f"(it is created if missing)")
+    if bad != path and not os.access(bad, os.W_OK | os.X_OK):
+        raise WorldCacheError(f"${var}={path}: {path} does not exist and {bad} is not writable; point {var} at "
+                              f"a folder you can write")
 
 
 def shipped_root() -> Path:

@@ -1,4 +1,4 @@
-"""Train the synthfaces CLIP from scratch, and measure it zero-shot.
+"""Train a world's CLIP from scratch (any world kind), and measure it zero-shot.
 
 Two fixes for the contrastive shortcut a prototype ran into (coarse attributes such as hair
 colour and background separate a random batch, so fine ones never need to be learned):
@@ -33,15 +33,7 @@ import torch.nn.functional as F
 from deltabench.parse import config_from_dict
 from deltabench.models.clip import ClipConfig, ClipModel, WordTokenizer, build_clip
 from deltabench.utils import progress, seed_everything
-from deltabench.world.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, IDENTITY_PARAMS, FaceParams, sample_params
-from deltabench.world.captions import (
-    EDIT_PROMPTS,
-    attribute_prompts,
-    captions_with_mentions,
-    positive_matrix,
-    templates,
-    vocabulary,
-)
+from deltabench.world.kind import Params, WorldKind, get_kind, positive_matrix
 from deltabench.world.train_identity import (
     RenderFn,
     gaussian_blur,
@@ -52,9 +44,9 @@ from deltabench.world.train_identity import (
 )
 
 
-def world_tokenizer(context_length: int) -> WordTokenizer:
-    """The world CLIP's word-level tokenizer over the caption vocabulary."""
-    return WordTokenizer(vocabulary(), context_length)
+def world_tokenizer(context_length: int, kind: WorldKind | str | None = None) -> WordTokenizer:
+    """The world CLIP's word-level tokenizer over the caption vocabulary of ``kind``."""
+    return WordTokenizer(get_kind(kind).vocabulary(), context_length)
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,8 @@ class ClipTrainConfig:
     batch_size: int = 128
     group_size: int = 4
     pool_groups: int = 4000  # pool of pool_groups * group_size rendered faces
+    # The faces kind's (deltabench.world.faces FacesKind.fine_attrs); another kind's config gets
+    # its own kind's filled in when it gives none (world.components.resolve_sections).
     fine_attrs: tuple[str, ...] = ("smile", "glasses", "beard", "eye_size", "face_width")
     pair_frac: float = 0.0  # share of pool groups that vary one fine attribute only
     # The attributes the minimal-pair groups vary; empty: ``fine_attrs``. A refine phase can
@@ -91,16 +85,17 @@ class ClipTrainConfig:
     identity_share: float = 0.35
 
     @staticmethod
-    def from_dict(d: dict) -> "ClipTrainConfig":
+    def from_dict(d: dict, kind: WorldKind | str | None = None) -> "ClipTrainConfig":
         d = dict(d)
+        names = get_kind(kind).attribute_names
         if "model" in d:
             d["model"] = ClipConfig.from_dict(d["model"])
         for key in ("fine_attrs", "pair_attrs"):
             if key in d:
                 d[key] = tuple(d[key])
-                bad = [a for a in d[key] if a not in ATTRIBUTE_NAMES]
+                bad = [a for a in d[key] if a not in names]
                 if bad:
-                    raise ValueError(f"clip config: {key} {bad} are not attributes; known: {list(ATTRIBUTE_NAMES)}")
+                    raise ValueError(f"clip config: {key} {bad} are not attributes; known: {list(names)}")
         cfg = config_from_dict(ClipTrainConfig, d, "clip config")
         if cfg.identity_weight < 0 or not 0.0 < cfg.identity_share < 1.0:
             raise ValueError(f"clip config: identity_weight must be >= 0 and identity_share in (0, 1), "
@@ -123,11 +118,12 @@ class ClipTrainConfig:
         return d
 
 
-def identity_basis(dim: int) -> torch.Tensor:
+def identity_basis(dim: int, n_params: int = 6) -> torch.Tensor:
     """``[dim, P]``: a fixed orthonormal basis (seeded, the same in every build) of the
-    subspace the identity term writes the identity parameters into."""
+    subspace the identity term writes the ``P = n_params`` continuous parameters into
+    (faces: its 6 identity parameters)."""
     g = torch.Generator().manual_seed(20230601)
-    q, _ = torch.linalg.qr(torch.randn(dim, len(IDENTITY_PARAMS), generator=g))
+    q, _ = torch.linalg.qr(torch.randn(dim, n_params, generator=g))
     return q
 
 
@@ -144,31 +140,33 @@ def identity_loss(img_f: torch.Tensor, ident: torch.Tensor, basis: torch.Tensor,
 
 
 def group_params(n_groups: int, group_size: int, fine_attrs: tuple[str, ...],
-                 rng: np.random.Generator) -> FaceParams:
-    """``n_groups * group_size`` faces; each run of ``group_size`` shares all but ``fine_attrs``."""
-    base = sample_params(n_groups, rng)
+                 rng: np.random.Generator, kind: WorldKind | str | None = None) -> Params:
+    """``n_groups * group_size`` scenes; each run of ``group_size`` shares all but ``fine_attrs``."""
+    kind = get_kind(kind)
+    base = kind.sample_params(n_groups, rng)
     attrs = np.repeat(base.attrs, group_size, axis=0)  # [G*k, A]
     ident = np.repeat(base.ident, group_size, axis=0)  # [G*k, P]
-    fresh = sample_params(len(attrs), rng).attrs
+    fresh = kind.sample_params(len(attrs), rng).attrs
     for name in fine_attrs:
-        j = ATTRIBUTE_NAMES.index(name)
+        j = kind.attribute_index(name)
         attrs[:, j] = fresh[:, j]
-    return FaceParams(attrs, ident)
+    return kind.params(attrs, ident)
 
 
 def pair_params(n_groups: int, group_size: int, attrs_to_vary: tuple[str, ...],
-                rng: np.random.Generator) -> FaceParams:
+                rng: np.random.Generator, kind: WorldKind | str | None = None) -> Params:
     """``n_groups * group_size`` faces; each group varies ONE attribute (drawn uniformly from
     ``attrs_to_vary``) over all its values, as evenly as the group size allows, and shares the rest."""
-    base = sample_params(n_groups, rng)
+    kind = get_kind(kind)
+    base = kind.sample_params(n_groups, rng)
     attrs = np.repeat(base.attrs, group_size, axis=0)  # [G*k, A]
     ident = np.repeat(base.ident, group_size, axis=0)
     which = rng.integers(0, len(attrs_to_vary), size=n_groups)
     for g in range(n_groups):  # one small draw per group, only at pool creation
-        j = ATTRIBUTE_NAMES.index(attrs_to_vary[which[g]])
-        n_values = ATTRIBUTES[j].n
+        j = kind.attribute_index(attrs_to_vary[which[g]])
+        n_values = kind.attributes[j].n
         attrs[g * group_size:(g + 1) * group_size, j] = rng.permutation(np.resize(np.arange(n_values), group_size))
-    return FaceParams(attrs, ident)
+    return kind.params(attrs, ident)
 
 
 def multi_positive_loss(img_f: torch.Tensor, txt_f: torch.Tensor, pos: torch.Tensor,
@@ -201,7 +199,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
                render_fn: RenderFn | None = None,
                callback: Callable[[int, ClipModel], None] | None = None,
-               init: ClipModel | None = None) -> tuple[ClipModel, dict]:
+               init: ClipModel | None = None, kind: WorldKind | str | None = None) -> tuple[ClipModel, dict]:
     """Contrastive training on rendered faces and their captions, from scratch or from ``init``.
 
     Returns ``(clip.eval(), stats)``; the same ``seed`` gives the same weights. The
@@ -210,15 +208,16 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
     the global RNGs if the run is to stay reproducible). ``init``: continue from this model
     (a refine phase; its tokenizer and temperature are kept, ``init`` itself is not modified).
     """
+    kind = get_kind(kind)
     t0 = time.perf_counter()
     gen = seed_everything(seed)
     rng = np.random.default_rng(seed)
     n_pairs = int(round(cfg.pool_groups * cfg.pair_frac))
-    params = group_params(cfg.pool_groups - n_pairs, cfg.group_size, cfg.fine_attrs, rng)
+    params = group_params(cfg.pool_groups - n_pairs, cfg.group_size, cfg.fine_attrs, rng, kind)
     if n_pairs:
-        pairs = pair_params(n_pairs, cfg.group_size, cfg.pair_attrs or cfg.fine_attrs, rng)
-        params = FaceParams(np.concatenate([params.attrs, pairs.attrs]), np.concatenate([params.ident, pairs.ident]))
-    pool = render_pool(params, resolution, render_fn, desc="render clip pool")  # uint8 [N, 3, H, W]
+        pairs = pair_params(n_pairs, cfg.group_size, cfg.pair_attrs or cfg.fine_attrs, rng, kind)
+        params = kind.params(np.concatenate([params.attrs, pairs.attrs]), np.concatenate([params.ident, pairs.ident]))
+    pool = render_pool(params, resolution, render_fn, desc="render clip pool", kind=kind)  # uint8 [N, 3, H, W]
     t_render = time.perf_counter() - t0
 
     if init is not None:
@@ -226,13 +225,13 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
         model.load_state_dict(init.state_dict())
         model.train()
     else:
-        model = build_clip(cfg.model, resolution, world_tokenizer(cfg.model.context_length)).train()
+        model = build_clip(cfg.model, resolution, world_tokenizer(cfg.model.context_length, kind)).train()
         with torch.no_grad():
             model.clip.logit_scale.fill_(float(np.log(1.0 / cfg.init_temperature)))
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     per_batch = cfg.batch_size // cfg.group_size
     offs = torch.arange(cfg.group_size)
-    basis = identity_basis(cfg.model.embed_dim) if cfg.identity_weight else None
+    basis = identity_basis(cfg.model.embed_dim, len(kind.continuous)) if cfg.identity_weight else None
     losses, id_losses = [], []
     t_train, cpu_train = time.perf_counter(), time.process_time()
     bar = progress(range(cfg.steps), desc="clip")
@@ -243,7 +242,7 @@ def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
         idx = (groups[:, None] * cfg.group_size + offs[None]).flatten()  # [B]
         sub = params[idx.numpy()]
         x = robust_augment(pool_batch(pool, idx), gen, cfg.aug_blur_max, cfg.aug_noise, cfg.aug_jitter)
-        texts, mentioned = captions_with_mentions(sub, rng, "train", cfg.p_full, cfg.max_short)
+        texts, mentioned = kind.captions_with_mentions(sub, rng, "train", cfg.p_full, cfg.max_short)
         pos = torch.from_numpy(positive_matrix(sub.attrs, mentioned, sub.attrs))  # [B, B]
         img_f = model.encode_image(x)  # [B, D]
         txt_f = model.encode_text(texts)  # [B, D]
@@ -301,13 +300,14 @@ def embed_images(clip: ClipModel, images: torch.Tensor, batch: int = 256) -> tor
     return torch.cat([clip.encode_image(images[i : i + batch]).cpu() for i in range(0, len(images), batch)])
 
 
-def _render(params: FaceParams, resolution: int, render_fn: RenderFn | None) -> torch.Tensor:
+def _render(params: Params, resolution: int, render_fn: RenderFn | None) -> torch.Tensor:
     return pool_batch(render_pool(params, resolution, render_fn, desc="render eval"), torch.arange(len(params)))
 
 
 @torch.no_grad()
 def clip_zeroshot(clip: ClipModel, n: int, seed: int, resolution: int, style: str = "full",
-                  render_fn: RenderFn | None = None, blur_sigma: float = 0.0) -> dict[str, float]:
+                  render_fn: RenderFn | None = None, blur_sigma: float = 0.0,
+                  kind: WorldKind | str | None = None) -> dict[str, float]:
     """Zero-shot accuracy per attribute on ``n`` fresh rendered faces.
 
     Each value's class embedding is the mean embedding of its prompts
@@ -316,18 +316,19 @@ def clip_zeroshot(clip: ClipModel, n: int, seed: int, resolution: int, style: st
     phrasings ("face with glasses", "face without glasses") over the world's templates.
     ``blur_sigma`` (pixels) blurs the images as a stand-in for generator output.
     """
+    kind = get_kind(kind)
     was_training = clip.training
     clip.eval()
-    params = sample_params(n, np.random.default_rng(seed))
-    images = _render(params, resolution, render_fn)
+    params = kind.sample_params(n, np.random.default_rng(seed))
+    images = _render(params, resolution, render_fn or kind.render)
     if blur_sigma > 0:
         images = gaussian_blur(images, blur_sigma)
     img_f = embed_images(clip, images).to(clip.device)  # [n, D]
     out = {}
-    for j, a in enumerate(ATTRIBUTES):
-        prompts = attribute_prompts(a.name, style=style)
+    for j, a in enumerate(kind.attributes):
+        prompts = kind.attribute_prompts(a.name, style=style)
         if style == "short":
-            prompts = {v: [t.format(p) for p in ps for t in templates()] for v, ps in prompts.items()}
+            prompts = {v: [t.format(p) for p in ps for t in kind.templates()] for v, ps in prompts.items()}
         cls = torch.stack([mean_embedding(clip, prompts[v]) for v in a.values])  # [V, D]
         pred = (img_f @ cls.t()).argmax(1).cpu().numpy()
         out[a.name] = float((pred == params.attrs[:, j]).mean())
@@ -337,7 +338,7 @@ def clip_zeroshot(clip: ClipModel, n: int, seed: int, resolution: int, style: st
 
 @torch.no_grad()
 def clip_edit_alignment(clip: ClipModel, n: int, seed: int, resolution: int,
-                        render_fn: RenderFn | None = None) -> dict[str, float]:
+                        render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> dict[str, float]:
     """Per edit prompt: fraction of faces whose image delta points along the text delta.
 
     For each :data:`EDIT_PROMPTS` record, ``n`` faces without the target value are rendered
@@ -345,20 +346,21 @@ def clip_edit_alignment(clip: ClipModel, n: int, seed: int, resolution: int,
     ``cos(i_after - i_before, t_target - t_source) > 0`` (text over the world's templates).
     This is the property DeltaEdit relies on: image and text deltas aligned.
     """
+    kind = get_kind(kind)
     was_training = clip.training
     clip.eval()
     rng = np.random.default_rng(seed)
     out = {}
-    for e in EDIT_PROMPTS:
-        a = next(x for x in ATTRIBUTES if x.name == e.attribute)
+    for e in kind.edit_prompts("train"):
+        a = kind.attribute(e.attribute)
         vi = a.index(e.value)
-        p = sample_params(n, rng)
-        j = ATTRIBUTE_NAMES.index(a.name)
+        p = kind.sample_params(n, rng)
+        j = kind.attribute_index(a.name)
         # Any value but the target: shift by 1..n-1 places.
         p.attrs[:, j] = (vi + rng.integers(1, a.n, size=n)) % a.n
-        before = embed_images(clip, _render(p, resolution, render_fn))
-        after = embed_images(clip, _render(p.with_attr(a.name, vi), resolution, render_fn))
-        dt = (text_embedding(clip, e.target, templates()) - text_embedding(clip, e.source, templates())).cpu()
+        before = embed_images(clip, _render(p, resolution, render_fn or kind.render))
+        after = embed_images(clip, _render(p.with_attr(a.name, vi), resolution, render_fn or kind.render))
+        dt = (text_embedding(clip, e.target, kind.templates()) - text_embedding(clip, e.source, kind.templates())).cpu()
         cos = F.cosine_similarity(after - before, dt[None], dim=1)
         out[f"{e.attribute}={e.value}"] = float((cos > 0).float().mean())
     clip.train(was_training)
@@ -367,7 +369,7 @@ def clip_edit_alignment(clip: ClipModel, n: int, seed: int, resolution: int,
 
 @torch.no_grad()
 def clip_identity(clip: ClipModel, seed: int, resolution: int, n_train: int = 2500, n_test: int = 500,
-                  n_pairs: int = 500, render_fn: RenderFn | None = None) -> dict:
+                  n_pairs: int = 500, render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> dict:
     """How much of who a face is the CLIP image embedding carries, on fresh renderer faces.
 
     ``r2``: per identity parameter, held-out R^2 of a ridge regression (regularisation chosen
@@ -377,19 +379,20 @@ def clip_identity(clip: ClipModel, seed: int, resolution: int, n_train: int = 25
     """
     from sklearn.linear_model import RidgeCV
 
+    kind = get_kind(kind)
     was_training = clip.training
     clip.eval()
     rng = np.random.default_rng(seed)
-    params = sample_params(n_train + n_test, rng)
-    x = embed_images(clip, _render(params, resolution, render_fn)).double().numpy()
+    params = kind.sample_params(n_train + n_test, rng)
+    x = embed_images(clip, _render(params, resolution, render_fn or kind.render)).double().numpy()
     ridge = RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(x[:n_train], params.ident[:n_train])
     pred = ridge.predict(x[n_train:])
     y = params.ident[n_train:]
     r2 = 1.0 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
-    a = sample_params(n_pairs, rng)
-    b = FaceParams(a.attrs.copy(), sample_params(n_pairs, rng).ident)
-    ea = embed_images(clip, _render(a, resolution, render_fn))
-    eb = embed_images(clip, _render(b, resolution, render_fn))
+    a = kind.sample_params(n_pairs, rng)
+    b = kind.params(a.attrs.copy(), kind.sample_params(n_pairs, rng).ident)
+    ea = embed_images(clip, _render(a, resolution, render_fn or kind.render))
+    eb = embed_images(clip, _render(b, resolution, render_fn or kind.render))
     clip.train(was_training)
-    return {"r2": {p: float(v) for p, v in zip(IDENTITY_PARAMS, r2)},
+    return {"r2": {p: float(v) for p, v in zip(kind.continuous, r2)},
             "cos": float((ea * eb).sum(1).mean())}

@@ -18,7 +18,7 @@ from deltabench.models.encoder import EncoderConfig, Encoder4Editing, build_enco
 from deltabench.models.stylegan2 import StyleGAN2
 from deltabench.metrics.image import psnr
 from deltabench.utils import progress, seed_everything
-from deltabench.world.attributes import sample_params
+from deltabench.world.kind import WorldKind, get_kind
 from deltabench.world.train_generator import params_code, render_target, world_latent_avg
 
 
@@ -50,12 +50,13 @@ def encode_images(E: Encoder4Editing, img: torch.Tensor, batch: int = 64) -> tor
         return torch.cat([E(img[i:i + batch]) for i in range(0, len(img), batch)])
 
 
-def encoder_psnr(E: Encoder4Editing, G: StyleGAN2, n: int, seed: int, resolution: int | None = None) -> float:
+def encoder_psnr(E: Encoder4Editing, G: StyleGAN2, n: int, seed: int, resolution: int | None = None,
+                 kind: WorldKind | str | None = None) -> float:
     """Mean PSNR (dB) of renderer image x vs ``G.synthesis(E(x))`` for ``n`` faces from ``seed``."""
     resolution = resolution or G.size
     dev = next(G.parameters()).device
-    params = sample_params(n, np.random.default_rng(seed))
-    x = render_target(params, resolution, dev)
+    params = get_kind(kind).sample_params(n, np.random.default_rng(seed))
+    x = render_target(params, resolution, dev, kind)
     out = []
     with torch.no_grad():
         for i in range(0, n, 64):
@@ -64,13 +65,15 @@ def encoder_psnr(E: Encoder4Editing, G: StyleGAN2, n: int, seed: int, resolution
 
 
 def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, seed: int,
-                  latent_avg: torch.Tensor | None = None) -> tuple[Encoder4Editing, dict]:
+                  latent_avg: torch.Tensor | None = None,
+                  kind: WorldKind | str | None = None) -> tuple[Encoder4Editing, dict]:
     """Train an encoder for the frozen ``G``; return ``(E.eval(), stats)``.
 
     ``latent_avg`` (the world's mean w) defaults to :func:`world_latent_avg` of ``G``.
     """
     if ecfg.style_dim != G.style_dim:
         raise ValueError(f"EncoderConfig.style_dim={ecfg.style_dim} but the generator has {G.style_dim}")
+    kind = get_kind(kind)
     seed_everything(seed)
     dev = next(G.parameters()).device
     res = G.size
@@ -79,7 +82,7 @@ def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, s
     G.eval().requires_grad_(False)
     E = build_encoder(ecfg, res).to(dev)
     with torch.no_grad():
-        E.w_avg.copy_(world_latent_avg(G, seed=seed) if latent_avg is None else latent_avg.reshape(-1))
+        E.w_avg.copy_(world_latent_avg(G, seed=seed, kind=kind) if latent_avg is None else latent_avg.reshape(-1))
     opt = torch.optim.Adam(E.parameters(), lr=tcfg.lr)
     rng = np.random.default_rng(seed)
     lat_hist, img_hist = [], []
@@ -88,10 +91,10 @@ def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, s
     bar = progress(range(tcfg.steps), desc="encoder")
     try:
         for step in bar:
-            params = sample_params(tcfg.batch + tcfg.gen_batch, rng)
+            params = kind.sample_params(tcfg.batch + tcfg.gen_batch, rng)
             with torch.no_grad():
-                w = G.mapping(params_code(params, G.style_dim, dev))  # [B, style_dim]
-                real = render_target(params[: tcfg.batch], res, dev)  # [b, 3, R, R]
+                w = G.mapping(params_code(params, G.style_dim, dev, kind))  # [B, style_dim]
+                real = render_target(params[: tcfg.batch], res, dev, kind)  # [b, 3, R, R]
                 parts = [real]
                 if tcfg.gen_batch:
                     parts.append(G.synthesis(w[tcfg.batch:]))
@@ -112,7 +115,7 @@ def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, s
                 bar.set_postfix(lat=f"{np.mean(lat_hist[-25:]):.4f}")
             if tcfg.eval_every and (step + 1) % tcfg.eval_every == 0:
                 te = time.time()
-                p = encoder_psnr(E.eval(), G, tcfg.eval_n, tcfg.eval_seed, res)
+                p = encoder_psnr(E.eval(), G, tcfg.eval_n, tcfg.eval_seed, res, kind)
                 E.train()
                 curve.append((step + 1, round(te - t0 - t_eval, 1), round(p, 2)))
                 t_eval += time.time() - te
@@ -129,7 +132,7 @@ def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, s
         "latent_loss_first": float(np.mean(lat_hist[:k])) if lat_hist else float("nan"),
         "latent_loss_last": float(np.mean(lat_hist[-k:])) if lat_hist else float("nan"),
         "image_l1_last": float(np.mean(img_hist[-k:])) if img_hist else None,
-        "psnr": encoder_psnr(E, G, tcfg.eval_n, tcfg.eval_seed, res) if tcfg.eval_n else None,
+        "psnr": encoder_psnr(E, G, tcfg.eval_n, tcfg.eval_seed, res, kind) if tcfg.eval_n else None,
         "parameters": sum(p.numel() for p in E.parameters()),
         "curve": curve,
     }

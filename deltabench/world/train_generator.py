@@ -1,7 +1,7 @@
-"""Distil the synthfaces renderer into a StyleGAN2 generator.
+"""Distil a world's renderer into a StyleGAN2 generator (any world kind, :mod:`deltabench.world.kind`).
 
 The mapping network reads the fixed parameter code ``encode_params(params, style_dim)`` and
-the synthesis network regresses ``render(params)``. No discriminator: the renderer is the
+the synthesis network regresses ``kind.render(params)``. No discriminator: the renderer is the
 ground truth, so plain regression is the fastest way to a generator with a real S space.
 A prototype measured that optimiser steps, not model size, limit quality on a CPU: small
 batches, many steps, Adam betas (0, 0.99) as in StyleGAN2 (Karras et al. 2020, Appendix B),
@@ -24,8 +24,7 @@ from deltabench.parse import config_from_dict
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, build_generator
 from deltabench.metrics.image import psnr
 from deltabench.utils import progress, seed_everything, uint8_to_float
-from deltabench.world.attributes import FaceParams, encode_params, sample_params
-from deltabench.world.renderer import render
+from deltabench.world.kind import Params, WorldKind, get_kind
 
 
 @dataclass(frozen=True)
@@ -78,47 +77,50 @@ class DistillConfig:
         return d
 
 
-def params_code(params: FaceParams, style_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def params_code(params: Params, style_dim: int, device: torch.device | str = "cpu",
+                kind: WorldKind | str | None = None) -> torch.Tensor:
     """``z: [N, style_dim]``, the generator's input for ``params``."""
-    return torch.from_numpy(encode_params(params, style_dim)).to(device)
+    return torch.from_numpy(get_kind(kind).encode_params(params, style_dim)).to(device)
 
 
-def render_target(params: FaceParams, resolution: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def render_target(params: Params, resolution: int, device: torch.device | str = "cpu",
+                  kind: WorldKind | str | None = None) -> torch.Tensor:
     """Renderer images ``[N, 3, R, R]`` in [-1, 1]."""
-    return uint8_to_float(render(params, resolution)).to(device)
+    return uint8_to_float(get_kind(kind).render(params, resolution)).to(device)
 
 
-def sample(G: StyleGAN2, params: FaceParams, batch: int = 64) -> torch.Tensor:
+def sample(G: StyleGAN2, params: Params, batch: int = 64, kind: WorldKind | str | None = None) -> torch.Tensor:
     """G's image of ``params``: ``[N, 3, size, size]`` in [-1, 1] (no grad, stored noise)."""
     dev = next(G.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(params), batch):
-            z = params_code(params[i:i + batch], G.style_dim, dev)
+            z = params_code(params[i:i + batch], G.style_dim, dev, kind)
             out.append(G.synthesis(G.mapping(z)))
     return torch.cat(out)
 
 
-def world_latent_avg(G: StyleGAN2, n: int = 4096, seed: int = 0) -> torch.Tensor:
+def world_latent_avg(G: StyleGAN2, n: int = 4096, seed: int = 0, kind: WorldKind | str | None = None) -> torch.Tensor:
     """Mean w over faces drawn from the world's prior: ``[style_dim]``.
 
     The world's w_avg is *not* ``G.mean_latent`` (Gaussian z): the mapping input is the
     parameter code.
     """
-    params = sample_params(n, np.random.default_rng(seed))
+    params = get_kind(kind).sample_params(n, np.random.default_rng(seed))
     dev = next(G.parameters()).device
     with torch.no_grad():
-        return G.mapping(params_code(params, G.style_dim, dev)).mean(0)
+        return G.mapping(params_code(params, G.style_dim, dev, kind)).mean(0)
 
 
-def generator_psnr(G: StyleGAN2, n: int, seed: int, resolution: int | None = None) -> float:
+def generator_psnr(G: StyleGAN2, n: int, seed: int, resolution: int | None = None,
+                   kind: WorldKind | str | None = None) -> float:
     """Held-out PSNR (dB): G's image vs the renderer's for ``n`` fresh faces from ``seed``."""
     resolution = resolution or G.size
     if resolution != G.size:
         raise ValueError(f"generator is {G.size}px, asked to score at {resolution}px")
-    params = sample_params(n, np.random.default_rng(seed))
-    img = sample(G, params)
-    target = render_target(params, resolution, img.device)
+    params = get_kind(kind).sample_params(n, np.random.default_rng(seed))
+    img = sample(G, params, kind=kind)
+    target = render_target(params, resolution, img.device, kind)
     return float(psnr(img, target).mean())
 
 
@@ -166,7 +168,7 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
 def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int, seed: int,
                     device: torch.device | str = "cpu",
                     on_eval: Callable[[int, StyleGAN2, float], None] | None = None,
-                    init: StyleGAN2 | None = None) -> tuple[StyleGAN2, dict]:
+                    init: StyleGAN2 | None = None, kind: WorldKind | str | None = None) -> tuple[StyleGAN2, dict]:
     """Distil the renderer at ``resolution`` into a StyleGAN2; return ``(G_ema.eval(), stats)``.
 
     ``init``: continue from these weights (a refine phase; both the trained copy and the EMA
@@ -177,6 +179,7 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     of the EMA generator, parameter count, S-space size, and ``latent_avg`` (list, the world
     prior's mean w) for the rosinality checkpoint.
     """
+    kind = get_kind(kind)
     seed_everything(seed)
     G = build_generator(gcfg, resolution).to(device)
     if init is not None:
@@ -196,9 +199,9 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = tcfg.lr * group["scale"] * lr_factor(step, tcfg.steps, tcfg.lr_rampdown)
-        params = sample_params(tcfg.batch, rng)
-        target = render_target(params, resolution, device)  # [B, 3, R, R]
-        img = G.synthesis(G.mapping(params_code(params, G.style_dim, device)))
+        params = kind.sample_params(tcfg.batch, rng)
+        target = render_target(params, resolution, device, kind)  # [B, 3, R, R]
+        img = G.synthesis(G.mapping(params_code(params, G.style_dim, device, kind)))
         loss = distill_loss(img, target, tcfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,7 +213,7 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.4f}")
         if tcfg.eval_every and (step + 1) % tcfg.eval_every == 0:
             te = time.time()
-            p = generator_psnr(G_ema, tcfg.eval_n, tcfg.eval_seed, resolution)
+            p = generator_psnr(G_ema, tcfg.eval_n, tcfg.eval_seed, resolution, kind)
             curve.append((step + 1, round(te - t0 - t_eval, 1), round(p, 2)))
             if on_eval is not None:
                 on_eval(step + 1, G_ema, p)
@@ -219,14 +222,15 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     k = max(1, min(50, len(losses) // 5))
     stats = {
         "steps": tcfg.steps,
-        "psnr_init": generator_psnr(init, tcfg.eval_n, tcfg.eval_seed, resolution) if init is not None and tcfg.eval_n else None,
+        "psnr_init": (generator_psnr(init, tcfg.eval_n, tcfg.eval_seed, resolution, kind)
+                      if init is not None and tcfg.eval_n else None),
         "seconds": round(seconds, 1),
         "loss_first": float(np.mean(losses[:k])) if losses else float("nan"),
         "loss_last": float(np.mean(losses[-k:])) if losses else float("nan"),
-        "psnr": generator_psnr(G_ema, tcfg.eval_n, tcfg.eval_seed, resolution) if tcfg.eval_n else None,
+        "psnr": generator_psnr(G_ema, tcfg.eval_n, tcfg.eval_seed, resolution, kind) if tcfg.eval_n else None,
         "parameters": sum(p.numel() for p in G_ema.parameters()),
         "s_dim": G_ema.slayout.total,
-        "latent_avg": world_latent_avg(G_ema, seed=seed).cpu().tolist(),
+        "latent_avg": world_latent_avg(G_ema, seed=seed, kind=kind).cpu().tolist(),
         "curve": curve,
     }
     return G_ema.requires_grad_(True).eval(), stats

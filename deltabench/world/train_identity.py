@@ -1,7 +1,7 @@
-"""Train and evaluate the synthfaces identity net.
+"""Train and evaluate a world's identity net (kinds that declare ``has_identity``: faces).
 
 Who a person is = the continuous identity parameters ``ident`` only (face height, chin, eye
-spacing, nose length and width, brow height), as in :mod:`deltabench.world.attributes`. Every
+spacing, nose length and width, brow height), as in :mod:`deltabench.world.faces.attributes`. Every
 discrete attribute, including skin tone, eye size and face width, varies freely within an
 identity, because the benchmark edits each of them and IDS must measure whether the *person*
 survived the edit, not whether the edit happened. The training set is a fixed set of K identities,
@@ -23,15 +23,9 @@ from sklearn.metrics import roc_auc_score
 
 from deltabench.models.identity import ArcFaceHead, IdentityConfig, IdentityNet, arcface_loss, build_identity
 from deltabench.utils import progress, seed_everything
-from deltabench.world.attributes import FaceParams, sample_identities, sample_params
+from deltabench.world.kind import Params, WorldKind, get_kind
 
-RenderFn = Callable[[FaceParams, int], np.ndarray]
-
-
-def _default_render() -> RenderFn:
-    from deltabench.world.renderer import render
-
-    return render
+RenderFn = Callable[[Params, int], np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,10 +68,11 @@ def robust_augment(img: torch.Tensor, gen: torch.Generator, blur_max: float, noi
     return img.clamp(-1, 1)
 
 
-def render_pool(params: FaceParams, resolution: int, render_fn: RenderFn | None = None,
-                chunk: int = 1000, desc: str = "render") -> torch.Tensor:
-    """Render once into ``uint8 [N, 3, H, W]`` (4x smaller than float; converted per batch)."""
-    render_fn = render_fn or _default_render()
+def render_pool(params: Params, resolution: int, render_fn: RenderFn | None = None,
+                chunk: int = 1000, desc: str = "render", kind: WorldKind | str | None = None) -> torch.Tensor:
+    """Render once into ``uint8 [N, 3, H, W]`` (4x smaller than float; converted per batch) with
+    ``render_fn``, else the renderer of ``kind``."""
+    render_fn = render_fn or get_kind(kind).render
     out = torch.empty((len(params), 3, resolution, resolution), dtype=torch.uint8)
     for i in progress(range(0, len(params), chunk), desc=desc):
         img = render_fn(params[i : i + chunk], resolution)  # uint8 [n, H, W, 3]
@@ -102,15 +97,17 @@ def lr_at(step: int, steps: int, lr: float, warmup_frac: float = 0.05) -> float:
 # evaluation
 
 
-def verification_pairs(n_pairs: int, seed: int) -> tuple[FaceParams, FaceParams, np.ndarray]:
+def verification_pairs(n_pairs: int, seed: int,
+                       kind: WorldKind | str | None = None) -> tuple[Params, Params, np.ndarray]:
     """``n_pairs`` genuine pairs (same ``ident``, independent random attributes) then ``n_pairs``
     impostor pairs (independent identities); returns ``(a, b, same: bool [2 n_pairs])``."""
+    kind = get_kind(kind)
     rng = np.random.default_rng(seed)
-    ident = sample_identities(n_pairs, rng)
-    ga, gb = sample_params(n_pairs, rng, ident), sample_params(n_pairs, rng, ident)
-    ia, ib = sample_params(n_pairs, rng), sample_params(n_pairs, rng)
+    ident = kind.sample_continuous(n_pairs, rng)
+    ga, gb = kind.sample_params(n_pairs, rng, ident), kind.sample_params(n_pairs, rng, ident)
+    ia, ib = kind.sample_params(n_pairs, rng), kind.sample_params(n_pairs, rng)
     same = np.concatenate([np.ones(n_pairs, bool), np.zeros(n_pairs, bool)])
-    return FaceParams.concat([ga, ia]), FaceParams.concat([gb, ib]), same
+    return kind.params_cls.concat([ga, ia]), kind.params_cls.concat([gb, ib]), same
 
 
 def pair_auc(emb_a: torch.Tensor, emb_b: torch.Tensor, same: np.ndarray) -> float:
@@ -127,17 +124,17 @@ def embed_images(net: IdentityNet, images: torch.Tensor, batch: int = 256) -> to
 
 @torch.no_grad()
 def identity_auc(net: IdentityNet, n_pairs: int, seed: int, resolution: int, blur_sigma: float = 0.0,
-                 render_fn: RenderFn | None = None) -> float:
+                 render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> float:
     """Verification ROC AUC on fresh identities: ``n_pairs`` genuine vs ``n_pairs`` impostor pairs.
 
     ``blur_sigma`` (pixels at ``resolution``) blurs both images, as a stand-in for the generator.
     """
-    a, b, same = verification_pairs(n_pairs, seed)
+    a, b, same = verification_pairs(n_pairs, seed, kind)
     was_training = net.training
     net.eval()
     embs = []
     for p in (a, b):
-        img = render_pool(p, resolution, render_fn, desc="render pairs").float() / 127.5 - 1.0
+        img = render_pool(p, resolution, render_fn, desc="render pairs", kind=kind).float() / 127.5 - 1.0
         if blur_sigma > 0:
             img = gaussian_blur(img, blur_sigma)
         embs.append(embed_images(net, img))
@@ -150,19 +147,20 @@ def identity_auc(net: IdentityNet, n_pairs: int, seed: int, resolution: int, blu
 
 
 def train_identity(cfg: IdentityConfig, resolution: int, seed: int,
-                   render_fn: RenderFn | None = None) -> tuple[IdentityNet, dict]:
+                   render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> tuple[IdentityNet, dict]:
     """Train the identity net with ArcFace on ``cfg.n_identities`` rendered identities.
 
     Returns ``(net.eval(), stats)``; the same ``seed`` gives the same weights.
     """
+    kind = get_kind(kind)
     t0 = time.perf_counter()
     gen = seed_everything(seed)
     rng = np.random.default_rng(seed)
     k, m = cfg.n_identities, cfg.images_per_identity
-    ident = np.repeat(sample_identities(k, rng), m, axis=0)  # [K*M, P]
-    params = sample_params(k * m, rng, ident)
+    ident = np.repeat(kind.sample_continuous(k, rng), m, axis=0)  # [K*M, P]
+    params = kind.sample_params(k * m, rng, ident)
     labels = torch.arange(k).repeat_interleave(m)  # [K*M]
-    pool = render_pool(params, resolution, render_fn, desc="render identities")
+    pool = render_pool(params, resolution, render_fn, desc="render identities", kind=kind)
     t_render = time.perf_counter() - t0
 
     net = build_identity(cfg, resolution).train()

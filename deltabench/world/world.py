@@ -1,4 +1,5 @@
-"""A loaded synthetic world: renderer, generator, encoder, CLIP, identity net and oracle."""
+"""A loaded synthetic world: its kind (renderer, schema, captions) and its trained models
+(generator, encoder, CLIP, oracle, and an identity net where the kind has one)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deltabench.config import COMPONENTS, WorldConfig
+from deltabench.config import WorldConfig
 from deltabench.world.catalog import load_world_config
 from deltabench.utils import uint8_to_float
 from deltabench.world import store
-from deltabench.world.attributes import FaceParams, encode_params, sample_params
 from deltabench.world.components import COMPONENT_SPECS
-from deltabench.world.renderer import render
+from deltabench.world.kind import Params, get_kind
 
 
 class World:
@@ -22,10 +22,11 @@ class World:
         self.cfg = cfg
         self.path = path
         self.manifest = manifest
+        self.kind = get_kind(cfg.kind)
         self.generator = models["generator"]
         self.encoder = models["encoder"]
         self.clip = models["clip"]
-        self.identity = models["identity"]
+        self.identity = models.get("identity")  # None where the kind has no identity model
         self.oracle = models["oracle"]
 
     @property
@@ -38,28 +39,29 @@ class World:
 
     def to(self, device) -> "World":
         for m in (self.generator, self.encoder, self.clip, self.identity, self.oracle):
-            m.to(device)
+            if m is not None:
+                m.to(device)
         return self
 
-    def sample_params(self, n: int, seed: int) -> FaceParams:
-        return sample_params(n, np.random.default_rng(seed))
+    def sample_params(self, n: int, seed: int) -> Params:
+        return self.kind.sample_params(n, np.random.default_rng(seed))
 
-    def render(self, params: FaceParams) -> torch.Tensor:
+    def render(self, params: Params) -> torch.Tensor:
         """Renderer ("real") images ``[N, 3, H, W]`` in [-1, 1]."""
-        return uint8_to_float(render(params, self.resolution)).to(self.device)
+        return uint8_to_float(self.kind.render(params, self.resolution)).to(self.device)
 
-    def latent(self, params: FaceParams) -> torch.Tensor:
+    def latent(self, params: Params) -> torch.Tensor:
         """The generator's input code for ``params``: ``z: [N, style_dim]``."""
-        z = encode_params(params, self.generator.style_dim)
+        z = self.kind.encode_params(params, self.generator.style_dim)
         return torch.from_numpy(z).to(self.device)
 
     @torch.no_grad()
-    def w_plus(self, params: FaceParams) -> torch.Tensor:
+    def w_plus(self, params: Params) -> torch.Tensor:
         w = self.generator.mapping(self.latent(params))  # [N, style_dim]
         return w[:, None].repeat(1, self.generator.n_latent, 1)
 
     @torch.no_grad()
-    def generate(self, params: FaceParams) -> torch.Tensor:
+    def generate(self, params: Params) -> torch.Tensor:
         """Generator images for ``params``: ``[N, 3, H, W]`` in [-1, 1]."""
         return self.generator.synthesis(self.w_plus(params))
 
@@ -71,7 +73,7 @@ def load_world(world: str | WorldConfig, device: str | torch.device = "cpu",
     d = store.find_world(cfg, roots)
     manifest = store.verify_world(cfg, d)
     models = {}
-    for name in COMPONENTS:
+    for name in cfg.components:
         spec = COMPONENT_SPECS[name]
         extra = manifest["stages"][name].get("extra", {})
         model = spec.build(cfg, extra)
