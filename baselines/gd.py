@@ -114,7 +114,7 @@ class FS3Config:
         """``torgb=None`` replaced by the domain's choice (the resolved value is what is cached)."""
         if self.torgb is not None:
             return self
-        torgb = False if self.official_fs3 else bool(getattr(domain, "edit_torgb", False))
+        torgb = False if self.official_fs3 else bool(domain.edit_torgb)
         return FS3Config.from_dict({**as_dict(self), "torgb": torgb})
 
     def autocast(self, device: torch.device):
@@ -196,7 +196,7 @@ def sample_codes(domain, cfg: FS3Config, n: int, seed: int) -> torch.Tensor:
     w = domain.sample_w_plus(n, seed)
     if cfg.protocol != "official":
         return w
-    avg = getattr(domain, "latent_avg", None)
+    avg = domain.latent_avg
     avg = w.mean((0, 1)) if avg is None else avg.reshape(-1).to(w)
     return avg + OFFICIAL_TRUNCATION * (w - avg)
 

@@ -189,7 +189,7 @@ def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed
     history = []
     t0 = time.perf_counter()
     log_every = max(1, cfg.steps // 20)
-    with torch.enable_grad(), frozen(*domain_models(domain)):
+    with torch.enable_grad(), frozen(*domain_models(domain, use_id)):
         for step in progress(range(cfg.steps), desc=desc):
             idx = torch.randint(len(w_train), (cfg.batch,), generator=gen)  # the global batch
             w = w_train[idx[part]].to(domain.device)  # [b, L, D], this rank's slice

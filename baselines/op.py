@@ -73,7 +73,7 @@ def optimize_latents(domain, w_init: torch.Tensor, text_emb: torch.Tensor, cfg: 
     latent = w_init.clone().requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=cfg.lr)
     history = []
-    with torch.enable_grad(), frozen(*domain_models(domain)):
+    with torch.enable_grad(), frozen(*domain_models(domain, use_id)):
         if use_id:
             with torch.no_grad():
                 id_ref = loss_identity(domain).embed(G.synthesis(w_init))  # [B, E] of the starting image

@@ -18,14 +18,17 @@ from pathlib import Path
 
 import torch
 
+
 from baselines.gd import FS3Config, StyleCLIPGlobal, compute_fs3
 from baselines.lm import LMConfig, StyleCLIPMapper
 from baselines.op import OPConfig, StyleCLIPOptimization
 from deltabench import sspace
+from deltabench.domainbase import DomainBase
 
 
-class RandomDomain:
-    """A domain with random weights of a given architecture (timing only)."""
+class RandomDomain(DomainBase):
+    """A domain with random weights of a given architecture (timing only); the optional members
+    of the domain contract keep their defaults (deltabench.domainbase.DomainBase)."""
 
     kind = "random"
 
@@ -75,6 +78,14 @@ class RandomDomain:
         self._d = d
         v = torch.randn(d, generator=g)
         return (v / v.norm()).to(self.device)
+
+    def encode_clip(self, images, official_input: bool = False):
+        """Unit CLIP image embeddings (the domain's own feed: the random CLIP has no official one)."""
+        return self.clip.encode_image(images)
+
+    def clip_image(self, images, batch=None, official_input: bool = False):
+        with torch.no_grad():
+            return self.encode_clip(images)
 
     def invert(self, images):  # timing only: latents come from sample_w_plus
         raise RuntimeError("the random-weight benchmark domain has no encoder; its latents come from sample_w_plus")

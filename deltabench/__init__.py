@@ -6,15 +6,16 @@ The Python API (loaded on first use, so ``import deltabench`` stays light)::
     df = deltabench.run(methods=["deltaedit", "styleclip"], world="synthfaces")  # summary table
     img = deltabench.edit("face.png", "face with glasses")                      # a PIL image
     scores = deltabench.score("inputs/", "edits/", [("face", "smiling face")])   # one row per pair
+    info = deltabench.fit("styleclip-gd", world="synthfaces")                    # fit into the method cache
     deltabench.register_method("mine", MyMethod)                                 # then run(methods=["mine"])
 """
 __version__ = "0.1.0"
 
-__all__ = ["run", "edit", "score", "register_method", "EditMethod", "__version__"]
+__all__ = ["run", "edit", "fit", "score", "register_method", "EditMethod", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "edit", "score"):
+    if name in ("run", "edit", "fit", "score"):
         from deltabench import api
 
         return getattr(api, name)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from deltabench.imageio import as_images as _as_images
 from deltabench.prompts import Prompt, as_prompts, check_prompts
 from deltabench.utils import resolve_device  # noqa: F401 - part of the API (deltabench.api.resolve_device)
 
@@ -22,7 +23,7 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
         device: str = "auto", out: str | Path | None = None, options: dict | None = None, batch: int = 50,
         resume: bool = False, force: bool = False, work_dir: str | Path | None = None, save_edits: bool = False,
         test_images: str | Path | None = None, train_images: str | Path | None = None, precision: str = "fp32",
-        references: str | Sequence[str] = "auto", log=None) -> pd.DataFrame:
+        references: str | Sequence[str] = "auto", log=None, dry_run: bool = False) -> pd.DataFrame:
     """Fit ``methods``, edit ``images`` test images of ``world`` with every prompt at every
     strength multiplier of ``sweep`` (1 is always added), score and report; return the summary.
 
@@ -67,13 +68,16 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="deltabench-run-"))
     if precision not in ("fp32", "official"):
         raise ValueError(f"--precision {precision!r}: give fp32 or official")
+    _check_real_only(world, test_images=test_images, train_images=train_images, precision=precision)
     domain = load_domain(str(world), device=dev, **_folders(test_images, train_images))
     domain.set_precision(precision)
     if not plist and (every or limit is not None):
         cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain, every)[:limit]})
-    run_benchmark(cfg, out, domain=domain, resume=resume, force=force,
-                  work_dir=Path(work_dir) if work_dir else None, log=log or (lambda m: None),
-                  save_edits=save_edits)
+    planned = run_benchmark(cfg, out, domain=domain, resume=resume, force=force,
+                            work_dir=Path(work_dir) if work_dir else None, log=log or (lambda m: None),
+                            save_edits=save_edits, dry_run=dry_run)
+    if dry_run:  # ``dry_run``: the units (``deltabench.runner.plan``), nothing run or written
+        return planned
     summary = pd.read_csv(out / "summary.csv")
     summary.attrs["run_dir"] = out
     summary.attrs["results"] = pd.read_csv(out / "results.csv")
@@ -81,38 +85,97 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     return summary
 
 
-def edit(image, target: str, source: str = "face", method: str = "deltaedit", world: str = "synthfaces",
+def edit(image, target: str, source: str | None = None, method: str = "deltaedit", world: str = "synthfaces",
          strength: float | None = None, device: str = "auto", options: dict | None = None, seed: int = 0,
-         work_dir: str | Path | None = None, train_images: str | Path | None = None):
+         work_dir: str | Path | None = None, train_images: str | Path | None = None,
+         checkpoint: str | Path | None = None, fs3: str | Path | None = None, precision: str = "fp32",
+         train: dict | None = None, log=None):
     """Invert ``image`` (a path, a PIL image or an ``uint8 [H, W, 3]`` array) with the world's
     encoder, edit it from ``source`` to ``target`` text with ``method`` and return the edit as a
-    PIL image. The method is fitted (or loaded from the cache) first."""
+    PIL image. The method is fitted (or loaded from the cache) first, with the settings a run
+    would use (:mod:`deltabench.settings`: the domain's defaults, then ``options``, then
+    ``checkpoint`` / ``fs3`` / ``train``). ``checkpoint``: a released DeltaEdit ``net_face.pth``
+    or StyleCLIP-LM mapper (for ``target``); ``fs3``: a released ``fs3.npy`` (StyleCLIP-GD's
+    matrix, DeltaEdit's relevance filter); ``train``: DeltaMapper settings (``{"steps": 500}``);
+    ``precision``: ``"fp32"`` or ``"official"`` (fp16 CLIP on CUDA on the real domains).
+    ``source``: default the domain's neutral prompt ("face", "church")."""
     from PIL import Image
 
-    from deltabench.domain import load_domain
-    from deltabench.methods import get_method, validate_options
-    from deltabench.utils import float_to_uint8
+    from deltabench.domain import load_domain, neutral_prompt
+    from deltabench.methods import validate_options
+    from deltabench.settings import build_method, flag_options, resolve_options
+    from deltabench.utils import float_to_uint8, timed
 
+    if source is None:
+        source = neutral_prompt(str(world))
     source, target = check_prompts(source, target)
     if strength is not None and not np.isfinite(float(strength)):
         raise ValueError(f"--strength must be a finite number, got {strength!r}")
+    if precision not in ("fp32", "official"):
+        raise ValueError(f"--precision {precision!r}: give fp32 or official")
+    if isinstance(image, (str, Path)) and Path(image).is_file():
+        from deltabench.imageio import check_image_size
+
+        check_image_size(Path(image))  # a 1x1 image holds no face: refused before any model loads
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"--options must be a JSON object of {method}'s options, got {options!r}")
     opts = {method: dict(options)} if options else {}
     validate_options(opts, [method])
+    flags = {method: flag_options(method, checkpoint=checkpoint, fs3=fs3, target=target, train=train)}
     domain = load_domain(str(world), device=resolve_device(device), **_folders(None, train_images))
+    domain.set_precision(precision)
     problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
     if problems:
         raise ValueError(problems[0] + "; rephrase the prompt in words the CLIP knows")
-    x = _as_images([image], domain.resolution, "image")  # [1, 3, R, R]
-    from deltabench.shipped import method_cache
+    resolved = resolve_options(domain, [method], opts, flags).get(method, {})
+    domain.check_files({method: resolved}, invert=True, purpose=f"edit --method {method}")  # before any work
+    x = _as_images([image], domain.resolution, "image")  # [1, 3, R, R]: what the method sees, as in a run
+    # what the encoder inverts: the official photo path on real domains (PIL Resize(256) of the uint8 photo)
+    photo = x if isinstance(image, torch.Tensor) else domain.photo_input(image)
+    m = build_method(method, domain, resolved, work_dir=work_dir, seed=seed)
+    said = m.strength_warning(strength)  # outside the calibrated range: say what it will do
+    if said:
+        import warnings
 
-    m = get_method(method)(domain, method_cache(domain, work_dir), seed=seed, **opts.get(method, {}))
-    m.fit()
-    with torch.no_grad():
-        w = domain.invert(x.to(domain.device))
+        from deltabench.methods import StrengthWarning
+
+        warnings.warn(said, StrengthWarning, stacklevel=2)
+    with timed(f"fit {method}", log=log):  # the first edit of a method trains (or fits) it
+        m.fit()
+        m.fit_prompts([(source, target)])
+    with timed(f"edit {method}", log=log), torch.no_grad():
+        w = domain.invert(photo.to(domain.device))
         styles = m.edit(w, source, target, strength, images=x.to(domain.device)) if m.takes_images else \
             m.edit(w, source, target, strength)
         out = domain.generator.synthesis_from_styles(styles)
     return Image.fromarray(float_to_uint8(out)[0])
+
+
+def fit(method: str, world: str = "synthfaces", options: dict | None = None, seed: int = 0, device: str = "auto",
+        work_dir: str | Path | None = None, train_images: str | Path | None = None,
+        checkpoint: str | Path | None = None, fs3: str | Path | None = None, train: dict | None = None,
+        force: bool = False, log=None) -> dict:
+    """Fit ``method`` on ``world`` into the method cache (or load it from there) with the settings
+    a run would use (:mod:`deltabench.settings`); ``force`` fits again. Returns the method's fit
+    record (``fit_seconds``, ...) with ``work_dir``: where the fit lies."""
+    from deltabench.domain import load_domain
+    from deltabench.methods import validate_options
+    from deltabench.settings import build_method, flag_options, resolve_options
+    from deltabench.utils import timed
+
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"--options must be a JSON object of {method}'s options, got {options!r}")
+    opts = {method: dict(options)} if options else {}
+    validate_options(opts, [method])
+    flags = {method: flag_options(method, checkpoint=checkpoint, fs3=fs3, train=train)}
+    validate_options({k: v for k, v in flags.items() if v}, [method])
+    domain = load_domain(str(world), device=resolve_device(device), **_folders(None, train_images))
+    resolved = resolve_options(domain, [method], opts, flags).get(method, {})
+    domain.check_files({method: resolved}, purpose=f"fit {method}")  # a missing file: now, not mid-fit
+    m = build_method(method, domain, resolved, work_dir=work_dir, seed=seed)
+    with timed(f"fit {method}", log=log):
+        info = (m.refit() if force else m.fit()) or {}
+    return {**info, "work_dir": str(getattr(m, "run_dir", m.work_dir))}
 
 
 def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params=None, batch: int = 50,
@@ -134,6 +197,7 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"--batch must be a whole number of at least 1, got {batch!r}")
     domain = load_domain(str(world), device=resolve_device(device))
+    domain.check_files(metrics=True, purpose="score")
     x = _as_images(inputs, domain.resolution, "inputs")
     y = _as_images(edits, domain.resolution, "edits")
     if len(x) != len(y):
@@ -163,10 +227,33 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
             for k, i in enumerate(sel):
                 rows[i] = {"pair": i, "source": p.source, "target": p.target, "attribute": p.attribute,
                            "value": p.value, **{m: float(v[k]) for m, v in got.items()}}
-        summary.append({"source": p.source, "target": p.target, "pairs": len(idx), **suite.compute()})
+        values = suite.compute()
+        summary.append({"source": p.source, "target": p.target, "pairs": len(idx), **values,
+                        **_negative_set_distances(values, p.target)})
     df = pd.DataFrame(rows)
     df.attrs["summary"] = pd.DataFrame(summary)
     return df
+
+
+def _negative_set_distances(values: dict, target: str) -> dict:
+    """Flag (``fid_negative``/``kid_negative``) and explain a FID or KID below 0, never silently.
+
+    FID is a squared distance: below 0 only by round-off, where the two sets are (nearly) the
+    same. KID is an unbiased estimator of MMD^2: it goes below 0 when the sets are closer than
+    two independent samples of one distribution would be, e.g. edits that equal their inputs."""
+    import warnings
+
+    out = {}
+    for key, why in (("fid", "FID is a squared distance and is below 0 only by round-off: the two sets are "
+                              "(nearly) identical"),
+                     ("kid", "KID is an unbiased estimate of MMD^2, which goes below 0 when the two sets are "
+                             "closer than independent samples would be (e.g. edits equal to their inputs); "
+                             "read it as 0 within its spread")):
+        v = values.get(key)
+        if v is not None and np.isfinite(v) and v < 0:
+            out[f"{key}_negative"] = True
+            warnings.warn(f"{key.upper()} = {v:.3g} < 0 for {target!r}: {why}", UserWarning, stacklevel=3)
+    return out
 
 
 def _folders(test_images, train_images) -> dict:
@@ -179,67 +266,18 @@ def _folders(test_images, train_images) -> dict:
     return out
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".npy")
+def _check_real_only(world, test_images=None, train_images=None, precision: str = "fp32") -> None:
+    """Flags that only a real domain reads are an error on a synthetic world (never ignored)."""
+    from deltabench.real.domain import domain_names, is_real_domain_config
 
-
-def _as_images(images, resolution: int, what: str) -> torch.Tensor:
-    """Images in any of the accepted forms -> ``float32 [N, 3, R, R]`` in [-1, 1]."""
-    from PIL import Image
-
-    from deltabench.utils import uint8_to_float
-
-    if isinstance(images, torch.Tensor):
-        t = images.detach().float().cpu()
-        if t.ndim == 3:
-            t = t[None]
-        if t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"{what}: a tensor must be [N, 3, H, W] in [-1, 1], got {tuple(t.shape)}")
-        return _resize(t, resolution, what)
-    if isinstance(images, (str, Path)):
-        p = Path(images)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
-            if not files:
-                raise ValueError(f"{what}: the folder {p} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
-            images = files
-        elif p.is_file():
-            images = [p]
-        else:
-            raise ValueError(f"{what}: {p} does not exist")
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)
-    out = []
-    for im in images:
-        if isinstance(im, (str, Path)):
-            f = Path(im)
-            if f.suffix.lower() == ".npy":
-                out.append(_as_images(torch.from_numpy(np.load(f, allow_pickle=False)), resolution, what))
-                continue
-            from deltabench.imageio import load_image
-
-            out.append(load_image(f, resolution))
-        elif isinstance(im, Image.Image):
-            from deltabench.imageio import to_rgb8
-
-            out.append(_resize(uint8_to_float(np.asarray(to_rgb8(im, what), dtype=np.uint8)[None]), resolution, what))
-        elif isinstance(im, torch.Tensor):
-            out.append(_as_images(im, resolution, what))
-        else:
-            a = np.asarray(im)
-            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-                raise ValueError(f"{what}: an array must be uint8 [H, W, 3], got {a.dtype} {a.shape}")
-            out.append(_resize(uint8_to_float(a[None]), resolution, what))
-    if not out:
-        raise ValueError(f"{what}: no images given")
-    return torch.cat(out)
-
-
-def _resize(t: torch.Tensor, resolution: int, what: str) -> torch.Tensor:
-    if t.shape[-2:] == (resolution, resolution):
-        return t
-    import warnings
-
-    warnings.warn(f"{what}: {t.shape[-1]}x{t.shape[-2]} images resized to the domain's {resolution}x{resolution}",
-                  stacklevel=3)
-    return torch.nn.functional.interpolate(t, size=(resolution, resolution), mode="bicubic",
-                                           align_corners=False).clamp(-1, 1)
+    if str(world) in domain_names() or is_real_domain_config(str(world)):
+        return
+    given = [f for f, v in (("--test-images", test_images), ("--train-images", train_images)) if v is not None]
+    if given:
+        raise ValueError(f"{' and '.join(given)}: --world {world} is a synthetic world, which renders its own test "
+                         f"and training images; image folders apply to real domains (ffhq, lsun-*) only: drop "
+                         f"{' and '.join(given)}")
+    if precision == "official":
+        raise ValueError(f"--precision official runs CLIP in fp16 on CUDA, as the official code does on real "
+                         f"domains; --world {world} is a synthetic world whose CLIP runs in fp32 only: drop "
+                         f"--precision official")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -22,28 +21,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
-        return v
-
-    parse.__name__ = f"whole number >= {low}"
-    return parse
-
-
-def _finite_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return v
+from deltabench.parse import finite_float as _finite_float  # noqa: E402 - argument types every command shares
+from deltabench.parse import int_at_least as _int_at_least  # noqa: E402
 
 
 def _feather(text: str) -> float:
@@ -79,6 +58,8 @@ def _device(args):
 def _json_option(value: str, what: str):
     """``--options``: JSON text, or the path of a JSON file."""
     src = Path(value)
+    if src.is_dir():
+        raise CliError(f"--options {value} is a directory; give JSON text or a JSON file")
     text = _read_text(src, "--options file") if src.is_file() else value
     try:
         return json.loads(text)
@@ -102,6 +83,12 @@ def _cmd_world_build(args) -> int:
 
     _check_world(args.world)
     cfg = load_world_config(args.world)
+    if args.root:
+        root = Path(args.root)
+        _check_no_dangling_link(root, "--root")
+        hit = next((p for p in (root, *root.parents) if p.exists()), None)
+        if hit is not None and not hit.is_dir():
+            raise CliError(f"--root {root}: {hit} is a file, not a directory; give the folder built worlds go in")
     if args.threads:
         import torch
 
@@ -121,8 +108,11 @@ def _cmd_world_card(args) -> int:
     _check_world(args.world)
     if args.grid:
         _check_out_file(Path(args.grid), "--grid")
+    from deltabench.utils import timed
+
     world = load_world(args.world, device=_device(args))
-    card = world_card(world, n=args.n, seed=args.seed)
+    with timed(f"world card of {args.world} ({args.n} held-out faces)"):  # minutes on the full world
+        card = world_card(world, n=args.n, seed=args.seed)
     if args.grid:
         card["grid"] = str(save_comparison_grid(world, Path(args.grid), seed=args.seed))
     if args.json:
@@ -142,6 +132,7 @@ def _cmd_world_list(args) -> int:
     from deltabench.world.catalog import builtin_world_names, load_world_config
     from deltabench.world import store
 
+    store.cache_root()  # a bad $DELTABENCH_CACHE is an error, not "not built"
     for name in builtin_world_names():
         cfg = load_world_config(name)
         try:
@@ -157,20 +148,36 @@ def _cmd_world_list(args) -> int:
     return 0
 
 
-def _method_dir(domain, root: str | None) -> Path:
-    from deltabench.shipped import method_cache
+def _method_options(name: str, args, target: str | None = None) -> tuple[dict, dict]:
+    """``(options, flags)`` of method ``name`` from the command line, checked before any model
+    loads: ``--options`` (the method's own JSON object) and what the short flags stand for."""
+    from deltabench.methods import validate_options
+    from deltabench.settings import flag_options
 
-    return method_cache(domain, root)
+    options = {}
+    if getattr(args, "options", None):
+        options = _json_option(args.options, f"a JSON object of {name}'s options")
+        if not isinstance(options, dict):
+            raise CliError(f"--options must be a JSON object of {name}'s options, got {options!r}")
+        validate_options({name: options}, [name])
+    flags = flag_options(name, checkpoint=getattr(args, "checkpoint", None), fs3=getattr(args, "fs3", None),
+                         target=target, train=_train_flags(args))
+    try:
+        validate_options({name: flags} if flags else {}, [name])
+    except ValueError as e:
+        raise CliError(str(e).replace("--options: ", "")) from None
+    return options, flags
 
 
-def _make_method(name: str, domain, args, **options):
-    from deltabench.methods import get_method
+def _make_method(name: str, domain, args, options: dict | None = None, flags: dict | None = None):
+    """Method ``name`` with the settings every entry point resolves the same way
+    (:mod:`deltabench.settings`: domain defaults, then ``--options``, then the short flags)."""
+    from deltabench.settings import build_method, resolve_options
 
-    cls = get_method(name)
-    cfg = _train_flags(args)
-    if cfg:
-        options.setdefault("config", cls.config_class.from_dict(cfg))
-    return cls(domain, _method_dir(domain, getattr(args, "work_dir", None)), seed=args.seed, **options)
+    if options is None and flags is None:
+        options, flags = _method_options(name, args)
+    resolved = resolve_options(domain, [name], {name: options or {}}, {name: flags or {}}).get(name, {})
+    return build_method(name, domain, resolved, work_dir=getattr(args, "work_dir", None), seed=args.seed)
 
 
 def _train_flags(args) -> dict:
@@ -179,36 +186,42 @@ def _train_flags(args) -> dict:
             if getattr(args, k, None) is not None}
 
 
-def _check_method_args(name: str, args) -> None:
-    """The method exists and the training flags make a valid config, before any model loads."""
+def _check_method_args(name: str, args, target: str | None = None) -> tuple[dict, dict]:
+    """The method exists and its options and flags make a valid config, before any model loads;
+    returns them (see :func:`_method_options`)."""
     from deltabench.methods import get_method
 
-    cls = get_method(name)
-    cfg = _train_flags(args)
-    if not cfg:
-        return
-    if cls.config_class is None or not set(cfg) <= {f.name for f in dataclasses.fields(cls.config_class)}:
-        raise CliError(f"--steps/--n-generated/--n-inverted/--batch set a DeltaMapper's training; "
-                       f"{name} has no such settings")
+    get_method(name)
     try:
-        cls.config_class.from_dict(cfg)
+        return _method_options(name, args, target)
+    except CliError:
+        raise
     except ValueError as e:
-        raise CliError(f"{e} (--steps/--n-generated/--n-inverted/--batch)") from None
+        raise CliError(str(e)) from None
 
 
 def _cmd_train(args) -> int:
-    from deltabench.domain import load_domain
-    from deltabench.utils import timed
+    from deltabench import api
 
     _check_world(args.world)
-    _check_method_args(args.method, args)
-    domain = load_domain(args.world, device=_device(args), **_folders(args))
-    method = _make_method(args.method, domain, args)
-    with timed(f"train {args.method}"):
-        info = method.fit()
-    print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2))
-    print(getattr(method, "run_dir", method.work_dir))
+    options, flags = _check_method_args(args.method, args)
+    info = api.fit(args.method, world=args.world, options=_with_flags(options, flags), seed=args.seed,
+                   device=args.device, work_dir=args.work_dir, train_images=args.train_images)
+    where = info.pop("work_dir")
+    print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2, default=str))
+    print(where)
     return 0
+
+
+def _with_flags(options: dict, flags: dict) -> dict | None:
+    """``--options`` under the short flags (a ``config`` merged key by key): the API's ``options``."""
+    from deltabench.settings import resolve_options
+
+    class _NoDefaults:
+        method_defaults = {}
+
+    merged = resolve_options(_NoDefaults(), ["m"], {"m": options or {}}, {"m": flags or {}}).get("m")
+    return merged or None
 
 
 def _photo_domain(world: str):
@@ -242,7 +255,18 @@ def _align_photo(path: Path, size: int):
     return photo, res
 
 
+def _check_no_dangling_link(path: Path, flag: str) -> None:
+    """A path (or a folder on it) that is a symbolic link to nothing cannot be written: say so."""
+    bad = next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
+    if bad is not None:
+        import os
+
+        raise CliError(f"{flag} {path}: {bad} is a symbolic link to {os.readlink(bad)}, which does not exist; "
+                       f"remove the link or give another path")
+
+
 def _check_out_file(dest: Path, flag: str) -> None:
+    _check_no_dangling_link(dest, flag)
     if dest.is_dir():
         raise CliError(f"{flag} {dest} is a directory; give a file path such as {dest / 'edit.png'}")
     parent = dest.parent
@@ -267,14 +291,16 @@ def _cmd_edit(args) -> int:
     ``--out`` is always the edit itself (the domain's resolution). Every written path is printed,
     the edit last."""
     import numpy as np
-    import torch
 
-    from deltabench.domain import load_domain
-    from deltabench.imageio import load_image
+    from deltabench import api
     from deltabench.prompts import check_prompts
-    from deltabench.utils import float_to_uint8, timed, uint8_to_float
     from deltabench.viz import save_png
 
+    if args.source is None:  # the domain's neutral prompt ("face", "church"), without loading a model
+        from deltabench.domain import neutral_prompt
+
+        _check_world(args.world)
+        args.source = neutral_prompt(args.world)
     source, target = check_prompts(args.source, args.target)
     image = Path(args.image)
     if image.is_dir():
@@ -284,7 +310,7 @@ def _cmd_edit(args) -> int:
     dest = _edit_dest(args, target)
     _check_out_file(dest, "--out")
     _check_world(args.world)
-    _check_method_args(args.method, args)
+    options, flags = _check_method_args(args.method, args, target=target)
     face_cfg = _photo_domain(args.world)
     if args.paste_back and face_cfg is None:
         raise CliError(f"--paste-back puts an edited face back into its photo, but --world {args.world} does "
@@ -296,23 +322,13 @@ def _cmd_edit(args) -> int:
     photo = aligned = None
     if face_cfg is not None and not args.no_align:
         photo, aligned = _align_photo(image, face_cfg.resolution)  # before any model loads
-    domain = load_domain(args.world, device=_device(args), **_folders(args))
-    problems = [m for t in (source, target) for m in domain.prompt_problems(t)]
-    if problems:
-        raise CliError(problems[0] + "; rephrase the prompt in words the CLIP knows")
-    if aligned is not None:
-        img = uint8_to_float(np.asarray(aligned.image, dtype=np.uint8)[None])
-    else:
-        img = load_image(image, domain.resolution)
-    method = _make_method(args.method, domain, args)
-    with timed(f"fit {args.method}"):  # the first edit trains (or fits) the method: minutes
-        method.fit()
-    with timed(f"edit {args.method}"), torch.no_grad():
-        w = domain.invert(img)
-        styles = method.edit(w, source, target, args.strength, images=img.to(domain.device)) if method.takes_images \
-            else method.edit(w, source, target, args.strength)
-        out = domain.generator.synthesis_from_styles(styles)
-    edit = float_to_uint8(out)[0]
+    # The CLI is a thin layer over the API: the same settings, the same edit.
+    edited = api.edit(aligned.image if aligned is not None else image, target, source=source, method=args.method,
+                      world=args.world, strength=args.strength, device=args.device, options=options or None,
+                      seed=args.seed, work_dir=args.work_dir, train_images=args.train_images,
+                      checkpoint=args.checkpoint, fs3=args.fs3, precision=args.precision,
+                      train=_train_flags(args) or None)
+    edit = np.asarray(edited, dtype=np.uint8)
     written = []
     if aligned is not None:
         from deltabench.real import align as A
@@ -335,19 +351,39 @@ def _cmd_eval(args) -> int:
     from deltabench.domain import load_domain
     from deltabench.evaluate import evaluate_prompts
     from deltabench.methods import expand_methods
-    from deltabench.world.captions import EDIT_PROMPTS, HELDOUT_EDIT_PROMPTS
 
     names = expand_methods(args.methods)
+    all_options = _json_option(args.options, "a JSON object mapping methods to options") if args.options else {}
+    try:
+        from deltabench.methods import validate_options
+
+        validate_options(all_options, names)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    per_method = {}
     for name in names:
-        _check_method_args(name, args)
+        _, flags = _check_method_args(name, argparse.Namespace(**{**vars(args), "options": None}))
+        per_method[name] = (all_options.get(name, {}), flags)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CliError(f"--out {args.out} is a file; give a directory")
+    if args.out:
+        _check_no_dangling_link(Path(args.out), "--out")
     _check_world(args.world)
     domain = load_domain(args.world, device=_device(args), **_folders(args))
-    prompts = {"edit": EDIT_PROMPTS, "heldout": HELDOUT_EDIT_PROMPTS}[args.prompts]
+    if not domain.has("ground_truth"):
+        raise CliError(f"--world {args.world}: deltabench eval needs a domain with ground truth (a synthetic "
+                       f"world); use deltabench run on {domain.name}")
+    prompts = {"edit": domain.all_edit_prompts(), "heldout": domain.heldout_prompts}[args.prompts]
     rows = []
     for name in names:
-        method = _make_method(name, domain, args)
+        method = _make_method(name, domain, args, *per_method[name])
+        said = method.strength_warning(args.strength)  # outside the calibrated range: say what it does
+        if said:
+            import warnings
+
+            from deltabench.methods import StrengthWarning
+
+            warnings.warn(said, StrengthWarning, stacklevel=1)
         method.fit()
         rows += [dataclasses.asdict(r) for r in evaluate_prompts(method, domain, prompts, args.images,
                                                                  args.seed + 1, args.strength)]
@@ -368,9 +404,13 @@ def _cmd_eval(args) -> int:
 
 def _cmd_run(args) -> int:
     from deltabench import api
+    from deltabench.utils import log_line
 
+    if not args.sweep.strip():
+        raise CliError("--sweep '' gives no strength multiplier; give some, e.g. --sweep 0.5,1,2 (x1 is always "
+                       "run), or --sweep 1 for the default strength only")
     try:
-        sweep = tuple(float(x) for x in args.sweep.split(",")) if args.sweep else (1.0,)
+        sweep = tuple(float(x) for x in args.sweep.split(","))
     except ValueError:
         raise CliError(f"--sweep takes comma-separated numbers such as 0.5,1,2, got {args.sweep!r}") from None
     options = _json_option(args.options, "a JSON object") if args.options else {}
@@ -379,11 +419,39 @@ def _cmd_run(args) -> int:
                       limit=args.limit, sweep=sweep, seed=args.seed, device=args.device, out=args.out,
                       options=options, batch=args.batch, resume=args.resume, force=args.force,
                       work_dir=args.work_dir, test_images=args.test_images, train_images=args.train_images,
-                      precision=args.precision, references=args.references,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+                      precision=args.precision, references=args.references, save_edits=args.save_edits,
+                      log=log_line, dry_run=args.dry_run)
+    if args.dry_run:
+        return _print_plan(summary, Path(args.out))
     out = summary.attrs["run_dir"]
-    print((out / "summary.csv").read_text())
-    print(out)
+    from deltabench.report import short_table
+
+    if args.json:  # for machines: every summary.csv column, NaN as null
+        rows = json.loads(summary.to_json(orient="records"))
+        print(json.dumps({"run_dir": str(out), "summary": rows}, indent=1))
+    else:  # for people: the key columns with their intervals (every column: summary.csv, reports/)
+        print(short_table(summary, summary.attrs["manifest"].get("fid_features", "oracle")))
+        print(f"full table: {out / 'reports' / 'table.md'}; every number: {out / 'summary.csv'}")
+        print(out)
+    return 0
+
+
+def _print_plan(units, out: Path) -> int:
+    """``run --dry-run``: the units to do (grouped), those already done, and the estimate."""
+    from deltabench.utils import _duration
+
+    todo, done = units[~units["done"]], units[units["done"]]
+    print(f"--dry-run: {len(units)} units (method x prompt x strength), {len(done)} already in {out}, "
+          f"{len(todo)} to do; nothing was run or written")
+    for (m, sc), g in todo.groupby(["method", "strength_scale"], sort=False):
+        print(f"  {m:<16} x{sc:<5g} {len(g)} prompt(s) x {int(g['images'].iloc[0])} images: "
+              + ", ".join(g["target"].astype(str).tolist()[:4]) + (" ..." if len(g) > 4 else ""))
+    eta = units.attrs.get("eta_seconds", float("nan"))
+    unknown = units.attrs.get("unknown", [])
+    src = units.attrs.get("timings_from") or ["nowhere"]
+    print(f"ETA: about {_duration(eta)} of editing, a lower bound (ms/edit measured by {' and '.join(src)}, on "
+          f"its world and machine; scoring, inversion and any fit come on top)"
+          + (f"; no timing yet for {', '.join(unknown)}" if unknown else ""))
     return 0
 
 
@@ -396,8 +464,8 @@ def _cmd_score(args) -> int:
     if not Path(args.prompts).is_file():
         raise CliError(f"--prompts {args.prompts} does not exist; give a CSV/JSON prompts file (one prompt for "
                        f"all pairs, or one per pair)")
-    if args.out and Path(args.out).is_dir():
-        raise CliError(f"--out {args.out} is a directory; give a CSV file path")
+    if args.out:
+        _check_out_file(Path(args.out), "--out")
     _check_world(args.world)
     df = api.score(args.inputs, args.edits, args.prompts, world=args.world, batch=args.batch, device=args.device,
                    seed=args.seed)
@@ -416,34 +484,28 @@ def _cmd_fit(args) -> int:
     """Fit (or load) a method into the method cache and print what it cost and where it lies."""
     import torch
 
-    from deltabench.domain import load_domain
+    from deltabench import api
     from deltabench.methods import get_method, validate_options
-    from deltabench.utils import timed
 
     cls = get_method(args.method)
     config = {k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
                                 ("max_batch", args.max_batch)) if v is not None}
-    options = {}
-    if args.options:
-        options = _json_option(args.options, f"a JSON object of {args.method}'s options")
-        if not isinstance(options, dict):
-            raise CliError(f"--options must be a JSON object of {args.method}'s options, got {options!r}")
+    options, flags = _check_method_args(args.method, args)
     if config:
         known = {f.name for f in dataclasses.fields(cls.config_class)} if cls.config_class else set()
         if not set(config) <= known:
             raise CliError(f"--n-images/--fs3-seed/--max-batch set the fs3 precompute; {args.method} has no such "
                            f"settings (use --options)")
-        options["config"] = {**dict(options.get("config") or {}), **config}
-    validate_options({args.method: options} if options else {}, [args.method])
+        flags["config"] = {**dict(flags.get("config") or {}), **config}
+        validate_options({args.method: flags}, [args.method])
     _check_world(args.world)
     if args.threads:
         torch.set_num_threads(args.threads)
-    domain = load_domain(args.world, device=_device(args), **_folders(args))
-    m = cls(domain, _method_dir(domain, args.work_dir), seed=args.seed, **options)
-    with timed(f"fit {args.method}"):
-        info = m.refit() if args.force else m.fit()
-    print(json.dumps({k: v for k, v in (info or {}).items() if k not in ("history",)}, indent=1, default=str))
-    print(m.work_dir)
+    info = api.fit(args.method, world=args.world, options=_with_flags(options, flags), seed=args.seed,
+                   device=args.device, work_dir=args.work_dir, train_images=args.train_images, force=args.force)
+    where = info.pop("work_dir")
+    print(json.dumps({k: v for k, v in info.items() if k not in ("history",)}, indent=1, default=str))
+    print(where)
     return 0
 
 
@@ -458,6 +520,8 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deltabench.settings import FLAG_HELP
+
     p = _Parser(prog="deltabench", description=" ".join(__doc__.split()))
     from deltabench import __version__
 
@@ -470,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
     b.add_argument("--force", action="store_true", help="rebuild even if a built world exists")
     b.add_argument("--root", help="directory for built worlds (default: the user cache)")
-    b.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
     b.add_argument("--only", help="comma-separated stages to train into the stage cache, without "
                    "assembling the world (e.g. clip,identity)")
     b.set_defaults(func=_cmd_world_build)
@@ -488,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     def method_opts(q, default_method="deltaedit"):
         q.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
         q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+        q.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
         q.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "
                        "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from its test images")
         q.add_argument("--seed", type=_int_at_least(0), default=0, help="the method's seed (training and its pool)")
@@ -497,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--n-generated", dest="n_generated", type=_int_at_least(0), help="generated samples in the pool")
         q.add_argument("--n-inverted", dest="n_inverted", type=_int_at_least(0), help="inverted real images in the pool")
         q.add_argument("--batch", type=_int_at_least(1), help="training batch size")
+        q.add_argument("--checkpoint", help=FLAG_HELP["checkpoint"])
+        q.add_argument("--fs3", help=FLAG_HELP["fs3"])
 
     t = sub.add_parser("train", help="train a method (text-free for deltaedit); cached and resumable")
     t.add_argument("method", help="deltaedit or deltaedit-naive")
@@ -505,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("edit", help="invert IMAGE and edit it from --source to --target text")
     e.add_argument("image", help="the image (or photo, on a real face domain) to edit")
-    e.add_argument("--source", default="face", help="the neutral text the edit starts from")
+    e.add_argument("--source", help="the neutral text the edit starts from (default: the domain's, e.g. 'face', "
+                   "'church')")
     e.add_argument("--target", required=True, help="the text to edit towards, e.g. 'face with glasses'")
     e.add_argument("--method", default="deltaedit", help="a registered method")
     e.add_argument("--strength", type=_finite_float, default=None,
@@ -519,6 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "back into the photo")
     e.add_argument("--feather", type=_feather, default=0.15,
                    help="--paste-back: fraction of the face mask's radius that fades out (default 0.15)")
+    e.add_argument("--options", help="the method's options as JSON (or a JSON file), as run's --options gives "
+                   "them for one method, e.g. '{\"beta\": 0.03}'")
+    e.add_argument("--precision", choices=["fp32", "official"], default="fp32",
+                   help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it")
     method_opts(e)
     e.set_defaults(func=_cmd_edit)
 
@@ -542,7 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--options", help="per-method options as JSON (or a JSON file), e.g. "
                    '\'{"deltaedit": {"config": {"steps": 500}}}\'')
     r.add_argument("--out", default="runs/latest", help="the run directory")
+    r.add_argument("--save-edits", dest="save_edits", action="store_true",
+                   help="also keep every edited image (and the inputs) as float32 .npy arrays in <out>/edits/")
+    r.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="list the units the run would compute, with an ETA; run and write nothing")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON (every column) instead of a table")
     r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    r.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
     r.add_argument("--precision", choices=["fp32", "official"], default="fp32",
                    help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it")
     r.add_argument("--test-images", dest="test_images", help="a real domain's folder of test images "
@@ -563,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch", type=_int_at_least(1), default=50, help="images per metric batch")
     sc.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of KID's subsets")
     sc.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    sc.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
     sc.add_argument("--out", help="CSV of the per-pair scores (and <stem>_summary.csv per prompt)")
     sc.set_defaults(func=_cmd_score)
 
@@ -582,17 +661,24 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-batch", dest="max_batch", type=_int_at_least(1), help="styleclip-gd: images per forward pass")
     f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     f.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train on")
-    f.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (default: torch's choice)")
+    f.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
     f.add_argument("--force", action="store_true", help="fit again even if the cache holds a matching fit")
+    f.add_argument("--checkpoint", help=FLAG_HELP["checkpoint"])
+    f.add_argument("--fs3", help=FLAG_HELP["fs3"])
     f.set_defaults(func=_cmd_fit)
 
     from deltabench.gap.run import add_parser as add_gap_parser
     from deltabench.real.align import add_parser as add_align_parser
+    from deltabench.real.newdomain import add_parser as add_domain_parser
     from deltabench.weights import add_parser as add_weights_parser
 
     add_gap_parser(sub)
     add_weights_parser(sub)
     add_align_parser(sub)
+    add_domain_parser(sub)
+    from deltabench.study import add_parser as add_study_parser
+
+    add_study_parser(sub)
 
     v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
     v.add_argument("--methods", default="deltaedit,deltaedit-naive", help="comma-separated methods")
@@ -602,9 +688,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--strength", type=_finite_float, default=None,
                    help="each method's own strength value (default: each method's; see edit --strength)")
     v.add_argument("--out", help="directory for per_prompt.csv and summary.csv")
+    v.add_argument("--options", help="per-method options as JSON (or a JSON file), as run takes them")
     method_opts(v)
     v.set_defaults(func=_cmd_eval)
     return p
+
+
+THREADS_HELP = ("torch CPU threads (default 0: what this process may really use: its CPU affinity, the cgroup's "
+                "CPU quota, OMP_NUM_THREADS if set, less the CPUs other running tasks hold now)")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -617,12 +708,39 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             WorldCacheError, CacheIntegrityError, WeightsError)
 
 
+def _plain_warnings() -> None:
+    """deltabench's own warnings to the user (a strength outside the calibrated range) as one
+    ``deltabench: warning: ...`` line, not Python's file:line form (unless warnings are being
+    recorded, as under pytest)."""
+    import warnings
+
+    recording = getattr(getattr(warnings, "_showwarnmsg_impl", None), "__name__", "") != "_showwarnmsg_impl"
+    if recording or getattr(warnings.showwarning, "_deltabench", False) or warnings.showwarning is not getattr(
+            warnings, "_showwarning_orig", warnings.showwarning):
+        return
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "StrengthWarning":
+            print(f"deltabench: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show._deltabench = True
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a bad argument (2, already printed)
         return e.code if isinstance(e.code, int) else 2
     try:
+        _plain_warnings()
+        if hasattr(args, "threads"):  # every command that computes: --threads, else what the process may use
+            from deltabench.utils import set_threads
+
+            set_threads(args.threads or None)
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted; finished stages are kept and the same command resumes", file=sys.stderr)

@@ -113,7 +113,14 @@ def init_from_env(device: torch.device | str | None = None, timeout_s: float | N
         # module, CPU metric states) go through gloo in the same process group.
         backend = "cpu:gloo,cuda:nccl"
     if timeout_s is None:
-        timeout_s = float(os.environ.get("DELTABENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
+        raw = os.environ.get("DELTABENCH_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)
+        try:
+            timeout_s = float(raw)
+        except ValueError:
+            raise ValueError(f"DELTABENCH_DIST_TIMEOUT={raw!r} is not a number of seconds; unset it or give e.g. "
+                             f"1800") from None
+        if not timeout_s > 0:
+            raise ValueError(f"DELTABENCH_DIST_TIMEOUT={raw!r}: give a number of seconds > 0")
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return True
 

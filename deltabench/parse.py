@@ -3,6 +3,7 @@ clear errors. A leaf module (no deltabench imports), so every config of the pack
 """
 from __future__ import annotations
 
+import argparse
 import math
 import types
 import typing
@@ -84,3 +85,29 @@ def thaw(x):
     if isinstance(x, tuple):
         return [thaw(v) for v in x]
     return x
+
+
+# --- command-line argument types (argparse ``type=``), shared by every command's parser ---------
+
+def int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
+        return v
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v

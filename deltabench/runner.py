@@ -5,7 +5,10 @@ A run directory holds:
 - ``manifest.json``: the run config, seeds, package versions, git commit, world hash;
 - ``results.csv``: one row per method x image x prompt x strength;
 - ``units/``: the metric states of each finished (method, prompt, strength) unit, so the
-  summary merges exact metric states (FID, KID) instead of averaging per-row numbers;
+  summary merges exact metric states (FID, KID) instead of averaging per-row numbers, and the
+  first :data:`GRID_POOL` edits (the report's grids);
+- ``.deltabench-files``: every file the run wrote (:mod:`deltabench.rundir`): all ``--force``
+  ever deletes;
 - ``fits.json``: fit seconds and stats per method;
 - ``summary.csv``: one row per method (default strength), one column per metric;
 - ``reports/``: the tables and figures.
@@ -37,7 +40,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,19 +47,24 @@ import numpy as np
 import torch
 
 from deltabench import distributed as dist
-from deltabench import integrity, references
+from deltabench import integrity, references, rundir
 from deltabench.methods import expand_methods, get_method
 from deltabench.metrics.cost import PeakMemory, measure
 from deltabench.prompts import Prompt
 from deltabench.rundir import RunConfigError, read_manifest
-from deltabench.utils import cpu_name, float_to_uint8, progress, seed_everything, timed
+from deltabench.stats import SET_BOOT, SET_BOOT_LARGE
+from deltabench.utils import THREADS, cpu_name, float_to_uint8, progress, seed_everything, timed
 from deltabench.world import store
 
 ROW_KEYS = ("method", "prompt_index", "source", "target", "attribute", "value", "strength_scale",
             "strength", "image_index")
 
 
-GRID_IMAGES = 4  # edited examples kept per (method, prompt) for the report's grids
+GRID_IMAGES = 4  # edited examples per prompt in the report's grids
+# Edited examples kept per unit (every strength), so the grids can pick, per prompt, faces that
+# lack the target; stored at most GRID_SIDE px a side.
+GRID_POOL = 16
+GRID_SIDE = 256
 # Images per inversion chunk across ranks: a multiple of the domains' own invert batches
 # (synthfaces 128, real 16), so every encoder call sees the batch it sees in one process.
 INVERT_CHUNK = 128
@@ -103,27 +110,15 @@ def default_prompts(domain, every: bool = False) -> tuple[Prompt, ...]:
     synthfaces benchmarks one edit per attribute (the world config's ``benchmark.prompts``), so
     the default run fits its CPU budget; ``--prompts all`` runs all 23.
     """
-    if getattr(domain, "prompts", None):  # a real domain's config names its prompts
-        return tuple(domain.prompts)
-    from deltabench.world.captions import EDIT_PROMPTS
-
-    keep = None if every else set(domain.benchmark_targets)
-    return tuple(Prompt(p.source, p.target, p.attribute, p.value) for p in EDIT_PROMPTS
-                 if not keep or p.target in keep)
+    return domain.all_edit_prompts() if every else tuple(domain.prompts)
 
 
 def with_domain_defaults(options: dict, domain, methods) -> dict:
-    """Per-method options: the domain's defaults (``domain.method_defaults``) under the user's."""
-    out = {}
-    for m in methods:
-        base = dict(getattr(domain, "method_defaults", {}).get(m, {}))
-        user = dict(options.get(m, {}))
-        merged = {**base, **user}
-        if isinstance(base.get("config"), dict) and isinstance(user.get("config"), dict):
-            merged["config"] = {**base["config"], **user["config"]}
-        if merged:
-            out[m] = merged
-    return out
+    """Per-method options: the domain's defaults under the user's (:func:`deltabench.settings.resolve_options`,
+    the one resolution every entry point uses)."""
+    from deltabench.settings import resolve_options
+
+    return resolve_options(domain, methods, options)
 
 
 # --- results file ------------------------------------------------------------------------
@@ -174,6 +169,12 @@ def _fmt(v):
 
 def _unit_key(method: str, prompt_index: int, scale: float) -> str:
     return f"{method}|{prompt_index}|{scale!r}"
+
+
+def _unit_file(out: Path, key: str) -> Path:
+    """The metric-state file of the unit ``method|prompt|strength``."""
+    m, j, scale = key.rsplit("|", 2)
+    return out / "units" / f"{m}__{int(j)}__{float(scale)!r}.pt"
 
 
 def _row_key(r: dict) -> tuple[str, int, float, int]:
@@ -242,6 +243,7 @@ def merge_results(out: Path, cfg: RunConfig) -> int:
     for h in headers:
         columns += [c for c in h if c not in columns]
     integrity.atomic_write(results, lambda tmp: _append_rows(tmp, ordered, columns))
+    rundir.record(out, results)
     for f in shards:
         f.unlink()
     return len(ordered)
@@ -263,6 +265,10 @@ def _is_run_entry(name: str) -> bool:
 
 def check_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> None:
     """Everything about ``--out`` that can refuse the run, checked before any work or write."""
+    dangling = next((p for p in (out, *out.parents) if p.is_symlink() and not p.exists()), None)
+    if dangling is not None:
+        raise RunConfigError(f"--out {out}: {dangling} is a symbolic link to {os.readlink(dangling)}, which does not "
+                             f"exist; remove the link or give another directory")
     if out.exists() and not out.is_dir():
         raise RunConfigError(f"--out {out} is a file, not a directory; give a directory path")
     parent = out
@@ -278,9 +284,11 @@ def check_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool) -> None:
     manifest = read_manifest(out)
     foreign = [n for n in entries if not _is_run_entry(n)]
     if manifest is None:
-        if foreign:
-            raise RunConfigError(f"--out {out} is not empty and holds no deltabench run (it holds "
-                                 f"{_names(foreign)}); give a new or empty directory")
+        theirs = rundir.foreign_files(out)  # files no deltabench run wrote, in any subfolder
+        if theirs:
+            raise RunConfigError(f"--out {out} holds files deltabench did not write ({_names(theirs)}), so it "
+                                 f"cannot hold a new run (a later --force could not tell them from the run's); "
+                                 f"give a new or empty directory")
         return
     old, new = manifest["config"], cfg.to_dict()
     if old != new and not resume:
@@ -304,15 +312,18 @@ def describe_device(device: torch.device, clip_precision: str) -> dict:
     """The device a run computed on, by name, and the precision its CLIP ran in."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "name": name, "clip_precision": clip_precision,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            "threads_from": THREADS.get("threads_from", "torch's default (not set through deltabench)")}
 
 
 def domain_notes(domain) -> dict:
     """What a run manifest records about the domain beyond its config hash: where its training
     and test images come from, with their content hashes (``describe()``), and the identity
     model's backend (insightface, or the fallback and its warning)."""
-    notes = {"domain": domain.describe(), "device": describe_device(domain.device, domain.clip.precision)}
-    info = getattr(domain, "identity_info", None)
+    notes = {"domain": domain.describe(), "device": describe_device(domain.device, domain.clip.precision),
+             # the FID/KID feature network, which the table's headers name (Inception on real domains)
+             "fid_features": domain.fid_feature_name}
+    info = domain.identity_info
     return {**notes, "identity": info} if info else notes
 
 
@@ -321,27 +332,26 @@ def prepare_out_dir(out: Path, cfg: RunConfig, resume: bool, force: bool, log=pr
     """Check (:func:`check_out_dir`), create or clear the run directory; return its manifest
     (``extra``: more entries for it, e.g. :func:`domain_notes`).
 
-    ``--force`` removes only what a run writes (:data:`RUN_ENTRIES`), never another file."""
+    ``--force`` removes only the files the run recorded writing (its ledger,
+    :func:`deltabench.rundir.remove_owned`), never another file."""
     check_out_dir(out, cfg, resume, force)
+    if out.is_dir():
+        rundir.adopt_legacy(out)
     manifest_old = read_manifest(out) if out.is_dir() else None
     new = cfg.to_dict()
     if manifest_old is not None and manifest_old["config"] != new and not resume and force:
-        kept = []
-        for p in sorted(out.iterdir()):
-            if p.name == LOCK:
-                continue
-            if _is_run_entry(p.name):
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-            else:
-                kept.append(p.name)
+        kept = rundir.remove_owned(out)  # only the files the run recorded writing
         log(f"--force: cleared the run in {out}" + (f" (kept files it did not write: {_names(kept)})" if kept else ""))
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).exists():
         store.write_json({"created_by": "deltabench run", "time": time.time()}, out / MARKER)
+        if not (out / rundir.LEDGER).exists():
+            (out / rundir.LEDGER).write_text("")
     manifest = {"config": new, "config_hash": hashlib.sha256(json.dumps(new, sort_keys=True)
                                                                          .encode()).hexdigest()[:16],
                 **store.describe_environment(), **(extra or {})}
     store.write_json(manifest, out / "manifest.json")
+    rundir.record(out, out / "manifest.json")
     return manifest
 
 
@@ -407,6 +417,7 @@ def drop_stale_rows(out: Path, cfg: RunConfig, log=print) -> int:
         integrity.atomic_write(sup, lambda tmp: _append_rows(tmp, old_sup + stale, cols))
     else:
         _append_rows(sup, stale, cols)
+    rundir.record(out, sup)
     results = out / "results.csv"
     if keep:
         integrity.atomic_write(results, lambda tmp: _append_rows(tmp, keep, list(dict.fromkeys(k for r in keep for k in r))))
@@ -466,6 +477,7 @@ def _prepare_frames(out: Path, cfg: RunConfig, domain, test) -> dict[str, _Frame
         _Frames(work / "inputs.npy", (N, 3, R, R))
         _Frames(work / "w.npy", (N, *w0.shape[1:]))
         _Frames(work / "start.npy", (N, 3, R, R))
+        rundir.record(out, *(work / f"{n}.npy" for n in names), done)
 
     dist.on_rank0(create)
     frames = {n: _Frames(work / f"{n}.npy") for n in names}
@@ -496,6 +508,11 @@ def validate_config(cfg: RunConfig) -> None:
         raise ValueError(f"--seed must be a whole number >= 0, got {cfg.seed!r}")
     check_sweep(cfg.sweep)
     validate_options(cfg.method_options, expand_methods(list(cfg.methods)))
+    if any(p.attribute is not None for p in cfg.prompts):  # against the domain's own schema, before any model loads
+        from deltabench.domain import domain_attributes
+        from deltabench.prompts import check_attributes
+
+        check_attributes(cfg.prompts, domain_attributes(cfg.world), cfg.prompts_file, f"world {cfg.world!r}")
 
 
 def check_sweep(sweep) -> tuple[float, ...]:
@@ -511,8 +528,46 @@ def check_sweep(sweep) -> tuple[float, ...]:
     return tuple(out)
 
 
+REFERENCE_RUN = Path(__file__).resolve().parents[1] / "reports" / "default-run"  # a checkout's measured default run
+
+
+def plan(cfg: RunConfig, out: Path):
+    """``run --dry-run``: every unit of ``cfg`` (method, prompt, strength), whether ``out``
+    already holds it, and an estimate of its edit seconds: ms per edit measured by this --out's
+    finished units, else by the committed default run (``reports/default-run``: 2 CPU cores),
+    else unknown (NaN). ``attrs["eta_seconds"]``: the sum over the units still to do, a lower bound
+    (scoring, inversion and fits come on top; a method cached by no run fits first)."""
+    import pandas as pd
+
+    out = Path(out)
+    done = done_units(out, cfg.images, current_units(cfg)) if out.is_dir() else set()
+    ms: dict[str, float] = {}
+    sources = []
+    for src in (REFERENCE_RUN / "summary.csv", out / "summary.csv"):  # this --out's own timings win
+        try:
+            ref = pd.read_csv(src)
+            ms.update({m: float(v) for m, v in zip(ref["method"], ref["ms_per_edit"]) if np.isfinite(v)})
+            sources.append(str(src.parent))
+        except (OSError, ValueError, KeyError, pd.errors.ParserError):
+            pass
+    rows = []
+    for m in cfg.scored:
+        for j, p in enumerate(cfg.prompts):
+            for sc in cfg.scales(m):
+                key = _unit_key(m, j, sc)
+                rows.append({"method": m, "prompt_index": j, "target": p.target, "strength_scale": sc,
+                             "images": cfg.images, "done": key in done,
+                             "est_seconds": cfg.images * ms.get(m, float("nan")) / 1000})
+    df = pd.DataFrame(rows)
+    todo = df[~df["done"]] if len(df) else df
+    df.attrs["eta_seconds"] = float(todo["est_seconds"].sum(min_count=1)) if len(todo) else 0.0
+    df.attrs["timings_from"] = sources
+    df.attrs["unknown"] = sorted(set(todo.loc[todo["est_seconds"].isna(), "method"])) if len(todo) else []
+    return df
+
+
 def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: bool = False,
-        work_dir: Path | None = None, log=print, save_edits: bool = False) -> Path:
+        work_dir: Path | None = None, log=print, save_edits: bool = False, dry_run: bool = False):
     """Run the benchmark described by ``cfg`` into ``out``; return ``out``.
 
     ``save_edits``: also write every edited image of the units computed now, and the inputs and
@@ -549,11 +604,16 @@ def run(cfg: RunConfig, out: Path, domain=None, resume: bool = False, force: boo
     cfg = RunConfig(**{**cfg.__dict__, "world_hash": domain.config_hash, "methods": tuple(methods),
                        "method_options": with_domain_defaults(cfg.method_options, domain, methods)})
     dist.on_rank0(check_out_dir, out, cfg, resume, force)
+    # every file the run will read (real domains load each network when first used): before any work
+    domain.check_files({m: cfg.method_options.get(m, {}) for m in methods}, metrics=True, test_images=True,
+                       purpose="run")
     problems = list(dict.fromkeys(m for p in cfg.prompts
                                   for m in domain.prompt_problems(p.source) + domain.prompt_problems(p.target)))
     if dist.is_main():
         for problem in problems:
             log(f"WARNING: {problem}")
+    if dry_run:  # the units and an estimate, nothing written
+        return plan(cfg, out)
     with (run_lock(out) if dist.is_main() else contextlib.nullcontext()):
         return _run_locked(cfg, out, domain, resume, force, work_dir, log, build_metrics, save_edits, problems)
 
@@ -566,7 +626,8 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
         prepare_out_dir(out, cfg, resume, force, log=log, extra={**domain_notes(domain), "warnings": list(warnings)})
         (out / "units").mkdir(exist_ok=True)
         drop_stale_rows(out, cfg, log=log)
-        return done_units(out, cfg.images, ids)
+        # A unit whose rows are written but whose unit file is gone (deleted as damaged) is redone.
+        return {k for k in done_units(out, cfg.images, ids) if _unit_file(out, k).is_file()}
 
     # Rank 0 checks the directory and reads what is done (cutting torn lines) before any rank
     # writes; every rank gets the same set, so they deal the same remaining units.
@@ -575,10 +636,11 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     results = out / ("results.csv" if n_ranks == 1 else f"results.rank{rank}.csv")
     say = log if dist.is_main() else (lambda *a, **k: None)
     fail_after = _fail_after(rank)
-    work_dir = Path(work_dir) if work_dir else store.cache_root() / "methods" / domain.key
-    from deltabench.shipped import seed_method_cache
+    # The one method cache of every command: <work_dir or <cache>/methods>/<domain key>, with the
+    # world's shipped fits copied in (deltabench.settings.method_cache), so `edit` finds what a run fitted.
+    from deltabench.settings import method_cache
 
-    dist.on_rank0(seed_method_cache, domain.key, work_dir, log=say)  # the world's shipped fits, if any
+    work_dir = dist.on_rank0(method_cache, domain, work_dir)
 
     seed_everything(cfg.seed)
     test = domain.test_images(cfg.images, seed=cfg.seed + 1)
@@ -616,6 +678,7 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
                     (out / "edits").mkdir(exist_ok=True)
                     kept = _Frames(out / "edits" / f"{name}__{j}__{scale!r}.npy",
                                    (cfg.images, 3, domain.resolution, domain.resolution))
+                    rundir.record(out, kept.path)
                 with measure(domain.device) as edit_cost:  # the unit's peak memory: its edits and their scoring
                     for i in range(0, cfg.images, cfg.batch):
                         b = min(i + cfg.batch, cfg.images)
@@ -633,8 +696,8 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
                             with torch.no_grad():
                                 edited = G.synthesis_from_styles(styles)
                         t_edit += time.perf_counter() - t1
-                        if scale == 1.0 and i < GRID_IMAGES:
-                            examples.append(float_to_uint8(edited[: GRID_IMAGES - i]))
+                        if i < GRID_POOL:
+                            examples.append(_thumbnails(edited[: GRID_POOL - i]))
                         if save_edits:
                             kept.write(i, edited)
                         scores = suite.update(x, edited, start, params=params, cache=cache_by_batch.setdefault(i, {}))
@@ -649,16 +712,21 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
 
     def finish() -> None:
         merge_results(out, cfg)
-        k = min(GRID_IMAGES, cfg.images)
-        torch.save({"inputs": torch.from_numpy(float_to_uint8(frames["inputs"].read(0, k))),
-                    "start": torch.from_numpy(float_to_uint8(frames["start"].read(0, k)))}, out / "inputs.pt")
+        k = min(GRID_POOL, cfg.images)
+        torch.save({"inputs": torch.from_numpy(_thumbnails(frames["inputs"].read(0, k))),
+                    "start": torch.from_numpy(_thumbnails(frames["start"].read(0, k)))}, out / "inputs.pt")
+        rundir.record(out, out / "inputs.pt")
         if save_edits:
             for n in ("inputs", "start"):
                 shutil.copyfile(out / ".work" / f"{n}.npy", out / "edits" / f"{n}.npy")
-        summarize(out, domain, cfg)
+                rundir.record(out, out / "edits" / f"{n}.npy")
+        with timed("summary (merged metric states, bootstrap intervals and tests)", log=log):
+            summarize(out, domain, cfg)
+        rundir.record(out, out / "summary.csv")
         from deltabench.report import write_report
 
-        write_report(out)
+        with timed("report (tables, grids, plots)", log=log):
+            write_report(out)
         shutil.rmtree(out / ".work", ignore_errors=True)  # recomputed (exactly) by a later resume
 
     dist.barrier()  # every rank's units are written
@@ -666,10 +734,20 @@ def _run_locked(cfg: RunConfig, out: Path, domain, resume: bool, force: bool, wo
     return out
 
 
+def _thumbnails(x: torch.Tensor) -> np.ndarray:
+    """Images for the report's grids: uint8, at most :data:`GRID_SIDE` px a side (antialiased)."""
+    if x.shape[-1] > GRID_SIDE:
+        x = torch.nn.functional.interpolate(x.float(), size=(GRID_SIDE, GRID_SIDE), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    return float_to_uint8(x)
+
+
 def _fit_method(name: str, cfg: RunConfig, domain, work_dir: Path, fits: dict, out: Path):
     """Build method ``name`` with the run's options and fit it (cached); record the fit in fits.json."""
+    from deltabench.settings import build_method
+
     options = cfg.method_options.get(name, {})
-    method = get_method(name)(domain, work_dir, seed=cfg.seed, **options)
+    method = build_method(name, domain, options, seed=cfg.seed, cache=work_dir)
     t0 = time.perf_counter()
     # A method that splits its own fitting across ranks (DDP training, sharded
     # precompute) is fitted by all ranks together; any other is fitted by rank 0 into the
@@ -690,6 +768,7 @@ def _fit_method(name: str, cfg: RunConfig, domain, work_dir: Path, fits: dict, o
                           "fit_peak_mb": fit_cost.peak_mb, "peak_is_lifetime": fit_cost.peak_is_lifetime,
                           "options": opts_key, "stats": {k: v for k, v in stats.items() if k != "history"}}
             store.write_json(fits, out / "fits.json")
+            rundir.record(out, out / "fits.json")
     return method
 
 
@@ -703,6 +782,7 @@ def _write_unit(out: Path, results: Path, cfg: RunConfig, name: str, j: int, sca
     state = {"suite": suite.state_dict(), "ms_per_edit": ms, "unit": uid, "peak_bytes": peak_bytes,
              "examples": torch.from_numpy(np.concatenate(examples)) if examples else None}
     integrity.atomic_write(unit_file, lambda tmp: torch.save(state, tmp))
+    rundir.record(out, unit_file, results)
     rows = []
     for n in range(cfg.images):
         row = {"method": name, "prompt_index": j, "source": p.source, "target": p.target,
@@ -743,7 +823,9 @@ def _fail_after(rank: int) -> int | None:
     return k if r == rank else None
 
 
-SET_BOOT = 100  # bootstrap resamples of FID/KID (each recomputes the statistic); 25 above 512-d features
+# Bootstrap resamples of FID/KID: deltabench.stats.SET_BOOT (100), SET_BOOT_LARGE (25) only where
+# rows >= dims above 512. FID is computed from the features (metrics.fid.frechet_distance_features):
+# exact, and in the small sample space where rows < dimensions, on the distinct rows of a resample.
 SET_METRICS = ("fid", "kid")
 
 
@@ -762,8 +844,7 @@ def summarize(out: Path, domain, cfg: RunConfig):
     import pandas as pd
 
     from deltabench import stats
-    from deltabench.checkpoints import safe_torch_load
-    from deltabench.metrics.fid import cluster_kernel_distance, frechet_distance
+    from deltabench.metrics.fid import cluster_kernel_distance, covariance_rank, frechet_distance_features
     from deltabench.metrics.suite import HIGHER_IS_BETTER, build_metrics
 
     fits = _read_fits(out)
@@ -775,7 +856,7 @@ def summarize(out: Path, domain, cfg: RunConfig):
             f = out / "units" / f"{name}__{j}__{1.0!r}.pt"
             if not f.is_file():
                 continue
-            state = safe_torch_load(f, "a deltabench run unit (metric states)")
+            state = rundir.load_unit(f, out)
             if not isinstance(state, dict) or state.get("unit") != unit_id(cfg, name, j, 1.0):
                 raise RunConfigError(f"{f} holds the metric states of another config's unit; run the same "
                                      f"command again with --resume to recompute it")
@@ -808,16 +889,16 @@ def summarize(out: Path, domain, cfg: RunConfig):
             row.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n})
         if feats and all(len(r) == len(fk) == cfg.images for r, fk in feats):
             dim = feats[0][0].shape[1]
-            n_boot = SET_BOOT if dim <= 512 else 25
+            n_rows = len(feats) * cfg.images
+            n_boot = SET_BOOT if dim <= 512 or n_rows < dim else SET_BOOT_LARGE
 
             def pick(ix, side):
                 return np.concatenate([u[side][ix] for u in feats])
 
             def fid_of(ix):
-                x, y = pick(ix, 0), pick(ix, 1)
-                with warnings.catch_warnings():  # a singular resample is said once, by the table
-                    warnings.simplefilter("ignore")
-                    return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+                distinct, counts = np.unique(ix, return_counts=True)  # rows once, weighted by repeats
+                w = np.tile(counts, len(feats))
+                return frechet_distance_features(pick(distinct, 0), pick(distinct, 1), w, w)
 
             def kid_of(ix):
                 if len(np.unique(ix)) < 2:  # a resample of one image has no pair of different images
@@ -835,7 +916,16 @@ def summarize(out: Path, domain, cfg: RunConfig):
                 set_draws[(name, key)] = draws
                 # Resampled duplicates bias FID up: the draws' spread, centred on the value.
                 iv = stats.interval_from_draws(values[key], draws, len(feats) * cfg.images, cfg.images, centred=True)
-                row.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n, f"{key}_dim": dim})
+                row.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n, f"{key}_dim": dim,
+                            f"{key}_boot": n_boot})
+            if "fid" in values:
+                # What the covariances can hold: the reference side repeats each input once per
+                # prompt, so it has cfg.images distinct samples however many rows; the rank of
+                # each side's covariance (at most distinct - 1) is what FID's reliability rests on.
+                everything = np.arange(cfg.images)
+                row.update({"fid_distinct": min(cfg.images, len(np.unique(pick(everything, 1), axis=0))),
+                            "fid_rank": min(covariance_rank(pick(everything, 0)),
+                                            covariance_rank(pick(everything, 1)))})
         rows.append(row)
     df = pd.DataFrame(rows)
     _paired_tests(df, per_edit, set_draws, cfg, HIGHER_IS_BETTER)

@@ -68,10 +68,17 @@ class WeightFile:
     sha256_source: str = ""
     members: tuple[str, ...] = ()  # for a .zip: the members extracted next to it
     manual: str = ""  # instructions when there is no direct URL; "{path}" is filled in
+    # What the file holds, checked by tensor names and shapes where its bytes are not the
+    # published ones (other metadata, a re-save): "open_clip:<model name>". Empty: bytes only.
+    content: str = ""
+    # Other registry files with the same weights in another published format, which the loaders
+    # read in this one's place (a domain config naming this file finds them when it is absent).
+    alternatives: tuple[str, ...] = ()
 
     @staticmethod
     def from_dict(d: dict) -> WeightFile:
-        e = config_from_dict(WeightFile, d, f"weights registry entry {d.get('name')!r}", tuples=("members",))
+        e = config_from_dict(WeightFile, d, f"weights registry entry {d.get('name')!r}",
+                             tuples=("members", "alternatives"))
         where = f"weights registry entry {e.name!r}"
         if not e.name or "/" in e.name or "\\" in e.name or e.name.startswith("."):
             raise ValueError(f"{where}: name must be a plain file name")
@@ -87,6 +94,8 @@ class WeightFile:
             raise ValueError(f"{where}: members need a .zip archive")
         if any("/" in m or "\\" in m or m.startswith(".") for m in e.members):
             raise ValueError(f"{where}: members must be plain file names (they are extracted flat)")
+        if e.content and not (e.content.startswith("open_clip:") and len(e.content) > len("open_clip:")):
+            raise ValueError(f"{where}: content must be 'open_clip:<model name>' or empty, got {e.content!r}")
         return WeightFile(**{**e.__dict__, "used_by": MappingProxyType(dict(e.used_by))})
 
     def to_dict(self) -> dict:
@@ -121,6 +130,11 @@ class Registry:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"{where}: names listed twice: {dup}")
+        for f in files:
+            unknown = [a for a in f.alternatives if a not in names or a == f.name]
+            if unknown:
+                raise ValueError(f"{where}: entry {f.name!r} lists alternatives that are not other registry "
+                                 f"files: {unknown}")
         return Registry(files, path)
 
     def names(self) -> list[str]:
@@ -168,6 +182,12 @@ def weights_dir(dir: str | Path | None = None) -> Path:
         return Path(dir).expanduser()
     env = os.environ.get(ENV_DIR)
     if env:
+        from deltabench.world.store import WorldCacheError, _check_cache_dir
+
+        try:
+            _check_cache_dir(Path(env).expanduser(), ENV_DIR)
+        except WorldCacheError as e:
+            raise WeightsError(str(e)) from None
         return Path(env).expanduser()
     from deltabench.world.store import cache_root
 
@@ -208,22 +228,34 @@ def _fetch_hint(entry: WeightFile, root: Path) -> str:
             f"{entry.page} and place it at {root / entry.name}")
 
 
-def path_of(name: str, dir: str | Path | None = None, reg: Registry | str | Path | None = None) -> Path:
+def path_of(name: str, dir: str | Path | None = None, reg: Registry | str | Path | None = None,
+            alternatives: bool = False) -> Path:
     """The local path of a registry file (or of an extracted archive member such as
     ``w600k_r50.onnx``). Raises :class:`MissingWeightsError` saying how to get it when it is
-    absent or has the wrong size. Cheap: hashes are checked by :func:`verify`, not here."""
-    entry, member = _reg(reg).resolve(name)
+    absent. Cheap: nothing is read here. A file is never refused by its size (the same weights
+    saved with other metadata differ in size): the loader identifies it by what it holds, and
+    :func:`verify` checks its sha256 (and, where the entry says, its tensors).
+
+    ``alternatives``: when the file is absent, the first present registry file the entry lists
+    as holding the same weights in another format (OpenAI's ``ViT-B-32.pt`` for open_clip's
+    CLIP safetensors); the error then names them too."""
+    r = _reg(reg)
+    entry, member = r.resolve(name)
     root = weights_dir(dir)
     path = _target(entry, member, root)
     if not path.is_file():
+        alts = entry.alternatives if alternatives and member is None else ()
+        for alt in alts:
+            if _target(r[alt], None, root).is_file():
+                return _target(r[alt], None, root)
         if member and (root / entry.name).is_file():
             hint = f"run `deltabench weights fetch {entry.name}` to extract it from {root / entry.name}"
         else:
             hint = _fetch_hint(entry, root)
+        if alts:
+            hint += "; " + "; ".join(f"or use {a} ({r[a].source.split(':')[0]}): {_fetch_hint(r[a], root)}"
+                                     for a in alts)
         raise MissingWeightsError(f"{name} not found at {path}: {hint}")
-    if member is None and entry.size is not None and path.stat().st_size != entry.size:
-        raise MissingWeightsError(f"{path} has {path.stat().st_size} bytes, expected {entry.size}: it is "
-                                  f"incomplete or a different file; delete it and {_fetch_hint(entry, root)}")
     return path
 
 
@@ -260,10 +292,10 @@ def _settle(entry: WeightFile, path: Path, res: VerifyResult) -> None:
     if res.ok:
         if res.status == "recorded":
             warnings.warn(_recorded_message(entry, path, res.found), stacklevel=3)
-        if res.status == "recorded" or entry.sha256 is not None:
+        if res.status in ("recorded", "same tensors") or entry.sha256 is not None:
             _record_sidecar(path, res.found)
-    elif entry.sha256 is not None and _sidecar(path).exists():
-        _sidecar(path).unlink()
+    elif entry.sha256 is not None and res.expected == entry.sha256 and _sidecar(path).exists():
+        _sidecar(path).unlink()  # (a mismatch against a recorded sha256 keeps the record it failed)
 
 
 @dataclass(frozen=True)
@@ -277,21 +309,54 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "recorded")
+        return self.status in ("ok", "recorded", "same tensors")
 
 
-def _check(entry: WeightFile, path: Path, digest: str | None = None) -> VerifyResult:
-    """Size and sha256 of ``path`` against the entry (or its recorded sidecar)."""
+def content_mismatch(entry: WeightFile, path: Path) -> str | None:
+    """None where the entry declares no ``content``; '' when ``path`` holds the declared tensors
+    (names and shapes, read without loading the weights or running any code in the file); else
+    what differs."""
+    if not entry.content:
+        return None
+    from deltabench.real.loaders import clip_content_mismatch
+
+    return clip_content_mismatch(path, entry.content.split(":", 1)[1])
+
+
+def _check(entry: WeightFile, path: Path, digest: str | None = None, by_content: bool = True) -> VerifyResult:
+    """sha256 (and size) of ``path`` against the entry, or its recorded sidecar.
+
+    ``by_content``: a file whose bytes differ from the published ones (sha256 or size) but whose
+    tensors are the ones the entry declares (``content``) is accepted as "same tensors", with
+    its sha256 recorded so that a later change is caught; a download (``by_content=False``)
+    must be the published bytes."""
     size = path.stat().st_size
-    if entry.size is not None and size != entry.size:
+    if entry.size is not None and size != entry.size and (not by_content or not entry.content):
         return VerifyResult(entry.name, path, "wrong size", f"{entry.size} bytes", f"{size} bytes",
                             f"{path}: {size} bytes, expected {entry.size}")
     digest = digest or sha256_file(path)
+    published_ok = (entry.sha256 is None or digest.startswith(entry.sha256)) and (
+        entry.size is None or size == entry.size)
+    if not published_ok:
+        differs = (f"sha256 {'prefix ' if entry.sha256_is_prefix else ''}expected {entry.sha256}, found {digest}"
+                   if entry.sha256 is not None and not digest.startswith(entry.sha256)
+                   else f"{size} bytes, expected {entry.size}")
+        why = content_mismatch(entry, path) if by_content else None
+        if why is None or why:
+            status = "wrong size" if entry.sha256 is None else "sha256 mismatch"
+            return VerifyResult(entry.name, path, status, entry.sha256 or f"{entry.size} bytes", digest,
+                                f"{path}: {differs}" + (f"; nor does it hold the expected tensors: {why}" if why else ""))
+        recorded = _read_sidecar(path)
+        if recorded is not None and recorded != digest:
+            return VerifyResult(entry.name, path, "sha256 mismatch", recorded, digest,
+                                f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
+                                f"({recorded}) when it was first seen")
+        return VerifyResult(entry.name, path, "same tensors", entry.sha256 or "", digest,
+                            f"{path}: not the published bytes ({differs}), but it holds the tensors of "
+                            f"{entry.content} (names and shapes), e.g. the same weights saved with other "
+                            f"metadata: accepted. Its sha256 is recorded in {_sidecar(path)}; to have the "
+                            f"published bytes, delete it and run `deltabench weights fetch {entry.name}`")
     if entry.sha256 is not None:
-        if not digest.startswith(entry.sha256):
-            what = "sha256 prefix" if entry.sha256_is_prefix else "sha256"
-            return VerifyResult(entry.name, path, "sha256 mismatch", entry.sha256, digest,
-                                f"{path}: {what} expected {entry.sha256}, found {digest}")
         return VerifyResult(entry.name, path, "ok", entry.sha256, digest)
     recorded = _read_sidecar(path)
     if recorded is None:
@@ -453,7 +518,7 @@ def fetch(name: str, dir: str | Path | None = None, url: str | None = None,
     part = root / (entry.name + ".part")
     log(f"{entry.name}: downloading {src}")
     _download(src, part, entry, root, retries, backoff, timeout, log)
-    res = _check(entry, part)
+    res = _check(entry, part, by_content=False)
     if not res.ok:
         part.unlink()
         raise WeightsError(f"{entry.name}: downloaded from {src} but {res.message.replace(str(part) + ': ', '')}; "

@@ -63,14 +63,14 @@ class DeltaEdit(EditMethod):
             cfg = DeltaEditConfig.from_dict({**cfg.to_dict(), "naive": self.naive})
         self.cfg = cfg.resolve(domain)
         if beta is None:
-            beta = dict(getattr(domain, "method_defaults", {}).get(self.name, {})).get("beta", 0.0)
+            beta = dict(domain.method_defaults.get(self.name, {})).get("beta", 0.0)
         self.beta = float(beta)
         if self.beta < 0:
             raise ValueError(f"{self.name}: beta must be >= 0 (0: no relevance filter), got {self.beta}")
         if relevance_dt is None:  # the domain's default (as for beta), else the official raw Δt where
             # the domain follows the official code: edit, eval and run then filter alike
-            relevance_dt = dict(getattr(domain, "method_defaults", {}).get(self.name, {})).get(
-                "relevance_dt", "raw" if getattr(domain, "official_clip_input", False) else "unit")
+            relevance_dt = dict(domain.method_defaults.get(self.name, {})).get(
+                "relevance_dt", "raw" if domain.official_clip_input else "unit")
         if relevance_dt not in ("raw", "unit"):
             raise ValueError(f"{self.name}: relevance_dt must be 'raw' (official) or 'unit', got {relevance_dt!r}")
         self.relevance_dt = relevance_dt
@@ -112,14 +112,14 @@ class DeltaEdit(EditMethod):
         from baselines.gd import FS3Config, fit_fs3, load_official_fs3
 
         G = self.domain.generator
-        released = getattr(self.domain, "released_fs3", None)  # ffhq: the file the official inference reads
+        released = self.domain.released_fs3  # ffhq: the file the official inference reads
         if self.relevance_file or released is not None:
             path = _resolve_file(self.relevance_file) if self.relevance_file else released
             # pad=True: layers the file lacks get zero rows, so |fs3·Δt| = 0 < β zeroes them
             fs3 = load_official_fs3(path, G.slayout, pad=True)
             return fs3.to(self.domain.device), {"source": "relevance_file" if self.relevance_file else "released fs3",
                                                 "path": str(path)}
-        gd = dict(getattr(self.domain, "method_defaults", {}).get("styleclip-gd", {}))
+        gd = dict(self.domain.method_defaults.get("styleclip-gd", {}))
         cfg = FS3Config.from_dict(dict(gd.get("config", {})))
         if cfg.resolve(self.domain).torgb != self.cfg.torgb:
             cfg = FS3Config.from_dict({**cfg.to_dict(), "torgb": self.cfg.torgb})
@@ -147,12 +147,13 @@ class DeltaEdit(EditMethod):
         CLIP feed (``inference_real.py``: photo resized to 256 px, no mean/std), else of the
         reconstruction G(s) (official feed on real domains, ``generate_codes.py`` lines 66-68)."""
         d = self.domain
-        if images is not None and getattr(d, "official_clip_input", False):
+        if images is not None and d.official_clip_input:
             x = images.to(d.device, torch.float32)
             if x.shape[-1] != self.PHOTO_SIZE or x.shape[-2] != self.PHOTO_SIZE:
-                # transforms.Resize(256) of the photo (PIL bilinear with antialiasing)
-                x = torch.nn.functional.interpolate(x, size=(self.PHOTO_SIZE, self.PHOTO_SIZE), mode="bilinear",
-                                                    align_corners=False, antialias=True)
+                # transforms.Resize(256) of the uint8 photo (PIL bilinear), ToTensor, Normalize(0.5)
+                from deltabench.imageio import official_resize
+
+                x = official_resize(x, self.PHOTO_SIZE)
             e = d.encode_clip(x, official_input=True)
         else:
             x = d.generator.synthesis_from_styles(styles)

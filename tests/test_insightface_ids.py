@@ -122,6 +122,7 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
 
     class D:
         identity_info = m.info()
+        fid_feature_name = "Inception pool3"
         device = torch.device("cpu")
         clip = type("Clip", (), {"precision": "fp32"})()
 

@@ -12,7 +12,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from deltabench.metrics.clip_score import ClipScore, DirectionalClipScore, directional_clip_score
 from deltabench.metrics.cost import EditLatency, PeakMemory, measure
-from deltabench.metrics.fid import FrechetDistance, KernelDistance, SingularCovarianceWarning, frechet_distance
+from deltabench.metrics.fid import (FrechetDistance, KernelDistance, SingularCovarianceWarning, covariance_rank,
+                                    frechet_distance, frechet_distance_features)
 from deltabench.metrics.identity import IdentitySimilarity
 from deltabench.metrics.image import PSNR, SSIM, psnr, ssim
 
@@ -111,15 +112,43 @@ def test_fid_warns_when_fewer_samples_than_dimensions():
         big.compute()
 
 
-def test_frechet_distance_singular_product_falls_back_and_bad_input_errors():
-    # rank-1 covariances: sqrtm of a singular product; the eps fallback keeps it finite
+def test_frechet_distance_singular_product_is_exact_and_bad_input_errors():
+    # rank-1 covariances: a singular product; the eigendecomposition route needs no eps
     u = np.array([1.0, 0.0, 0.0])
     v = float(frechet_distance(np.zeros(3), np.outer(u, u), np.zeros(3), np.outer(u, u)))
-    assert abs(v) < 1e-2
-    with pytest.raises(ValueError, match="imaginary"):
+    assert abs(v) < 1e-12
+    with pytest.raises(ValueError, match="not positive semi-definite"):
         frechet_distance(np.zeros(2), np.diag([1.0, -4.0]), np.zeros(2), np.eye(2))  # not PSD
+    with pytest.raises(ValueError, match="NaN or inf"):
+        frechet_distance(np.zeros(2), np.diag([1.0, np.nan]), np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="mismatched"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def test_frechet_distance_equals_pytorch_fid_where_it_is_well_posed():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(0)
+    for n, f in ((500, 16), (400, 64)):
+        x, y = rng.normal(size=(n, f)), rng.normal(size=(n, f)) * 1.2 + 0.3
+        stats = (x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+        ref = calculate_frechet_distance(*stats)
+        assert abs(frechet_distance(*stats) - ref) < 1e-8 * ref
+        assert abs(frechet_distance_features(x, y) - ref) < 1e-8 * ref
+
+
+def test_fid_from_few_samples_is_exact_and_never_crashes():
+    """4 samples of 256-d features: scipy's sqrtm aborted the interpreter here (a 2-image run's
+    summary). The sample-space route (an SVD of [4, 4]) equals the covariance route."""
+    rng = np.random.default_rng(1)
+    for n, f in ((4, 256), (2, 2048), (3, 64)):
+        x, y = rng.normal(size=(n, f)), rng.normal(size=(n, f)) + 0.5
+        a = frechet_distance_features(x, y)
+        b = frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+        assert np.isfinite(a) and abs(a - b) < 1e-6 * abs(b), (n, f, a, b)
+        assert abs(frechet_distance_features(x, x)) < 1e-9 * f  # a set against itself: 0
+    dup = np.repeat(rng.normal(size=(3, 32)), 2, axis=0)  # rows repeated, as a bootstrap resample has them
+    assert covariance_rank(dup) == 2 and covariance_rank(dup[:1]) == 0
 
 
 # ---------------------------------------------------------------- KID
@@ -353,3 +382,11 @@ def test_suite_no_edit_is_perfect_and_swapped_prompt_flips_direction(domain):
     assert rows["clip_direction"].shape == (16,)
     assert ClipScore(domain.clip_image, tgt, scale=100).update(edited).mean() == pytest.approx(
         100 * float((domain.clip_image(edited) @ tgt).mean()), abs=1e-3)
+
+
+def test_fid_of_weighted_distinct_rows_equals_the_repeated_rows():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(6, 40)), rng.normal(size=(6, 40)) + 1
+    counts = np.array([1, 3, 1, 2, 1, 4])
+    rep = frechet_distance_features(np.repeat(x, counts, 0), np.repeat(y, counts, 0))
+    assert abs(frechet_distance_features(x, y, counts, counts) - rep) < 1e-9 * rep

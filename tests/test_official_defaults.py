@@ -87,8 +87,14 @@ def _official_inference(G, clip, tok, templates, fs3, sd, w, photos, target, neu
     dt = dt / dt.norm(dim=-1, keepdim=True).float().clamp(min=1e-5)
     styles = G.styles(w)
     latent_s = torch.cat([styles[i] for i in range(len(styles)) if not G.slayout.is_torgb[i]], dim=1)
-    if photos is not None:
-        img = F.interpolate(photos, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
+    if photos is not None:  # the photo files as inference_real.py reads them (lines 52-56, 67)
+        from PIL import Image
+        from torchvision import transforms
+
+        tf = transforms.Compose([transforms.Resize(256), transforms.ToTensor(),
+                                 transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+        u8 = ((photos.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        img = torch.stack([tf(Image.fromarray(a)) for a in u8])
         c = clip.encode_image(_official_feed(img, 256))
     else:
         c = clip.encode_image(_official_feed(G.synthesis_from_styles(styles), RES))
@@ -163,8 +169,10 @@ def test_deltaedit_real_domain_defaults(toy, tmp_path):
     assert "clip_input" in m.cfg.to_dict()  # real-domain pools and mappers are keyed by the feed
     assert DeltaEditNaive(domain, tmp_path).beta == 0.0  # no official filter for the naive baseline
     assert DeltaEdit(domain, tmp_path, beta=0.0).beta == 0.0
-    de = domain.method_defaults["deltaedit"]
+    de = type(domain).method_defaults["deltaedit"]  # with an encoder (ffhq): the official pool
     assert de["config"] == {"n_generated": 200_000, "n_inverted": 58_000, "steps": 201_562, "batch": 64}
+    # this toy has no encoder: nothing to invert, DeltaEdit's pool is generated codes only
+    assert domain.method_defaults["deltaedit"]["config"] == {**de["config"], "n_inverted": 0}
     assert (200_000 + 58_000) * 50 // 64 == 201_562  # train_dataset.py x50, scripts/train.py drop_last
     with pytest.raises(ValueError, match="relevance_dt"):
         DeltaEdit(domain, tmp_path, relevance_dt="scaled")

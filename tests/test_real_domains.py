@@ -228,7 +228,9 @@ def test_loaders_reproduce_the_saved_networks(weights):
     wp = ck.inverter(x)  # [3, 8, 32]
     assert wp.shape == (3, G.n_latent, STYLE)
     enc = ck.inverter.encoder
-    x64 = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+    from deltabench.imageio import official_resize  # the official input: uint8, PIL Resize, Normalize(0.5)
+
+    x64 = official_resize(x, 64)
     assert torch.allclose(wp, enc(x64) + ck.inverter.latent_avg, atol=1e-5)
     codes = enc(x64)
     torch.manual_seed(1)
@@ -412,6 +414,10 @@ def test_styleclip_gd_runs_on_a_real_domain(domain, tmp_path, monkeypatch):
     test = manifest["domain"]["test"]
     assert test["source"] == "folder" and test["folder"] == str(domain.images_dir) and len(test["sha256"]) == 64
     assert manifest["config"]["world_hash"] == domain.config_hash and manifest["device"]["device"] == "cpu"
+    # the tables name the feature network FID/KID were computed with (it read "oracle" here once)
+    assert manifest["fid_features"] == "Inception pool3"
+    table = (out / "reports" / "table.md").read_text()
+    assert "FID (Inception pool3" in table and "KID (Inception pool3" in table and "oracle" not in table
 
 
 def test_load_domain_dispatches_real_configs(weights, images_dir, tmp_path):
@@ -433,8 +439,9 @@ def test_wrong_kind_and_resolution_are_clear_errors(weights, images_dir, tmp_pat
     with pytest.raises(CheckpointError, match=r"e4e encoder for a 32 px generator \(8 W\+ entries\); the domain's "
                                               r"generator is 1024 px \(18 entries\)"):
         load_e4e(weights / "e4e_test.pt", expect_resolution=1024)
+    # networks load when first asked for (tests/test_real_lazy.py): the errors come then
     with pytest.raises(CheckpointError, match=r"a 32 px generator; domain 'ffhq-toy' expects 1024 px"):
-        RealDomain(_config(resolution=1024), weights=weights, images=images_dir)
+        RealDomain(_config(resolution=1024), weights=weights, images=images_dir).generator
     with pytest.raises(CheckpointError, match=r"not a state dict of open_clip 'ViT-B-32-quickgelu'.*shape mismatches"):
         loaders.load_open_clip(weights / "clip-test.pt", "ViT-B-32-quickgelu")
     with pytest.raises(CheckpointError, match="not pytorch-fid's FID Inception state dict"):
@@ -442,11 +449,11 @@ def test_wrong_kind_and_resolution_are_clear_errors(weights, images_dir, tmp_pat
     with pytest.raises(CheckpointError, match="not an IR-SE ArcFace backbone"):
         load_irse50(weights / "pt_inception-test.pth")
     with pytest.raises(CheckpointError, match=r"missing weight file 'stylegan2-nope.pt' \(not in the weights registry\)"):
-        RealDomain(_config(generator="stylegan2-nope.pt"), weights=weights, images=images_dir)
+        RealDomain(_config(generator="stylegan2-nope.pt"), weights=weights, images=images_dir).generator
     empty = tmp_path / "no-weights"
     empty.mkdir()
     with pytest.raises(CheckpointError, match="deltabench weights fetch stylegan2-ffhq-config-f.pt"):
-        RealDomain(load_domain_config("ffhq"), weights=empty)
+        RealDomain(load_domain_config("ffhq"), weights=empty).generator
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="onnxruntime cannot load it"):

@@ -256,8 +256,9 @@ def test_path_of_and_weights_dir(tmp_path, server, monkeypatch):
     assert isinstance(e.value, FileNotFoundError)
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "model.pt").write_bytes(PAYLOAD[:10])
-    with pytest.raises(W.MissingWeightsError, match="incomplete"):
-        W.path_of("model.pt", reg=reg)
+    # never refused by its size alone (the loader reads what it holds); verify says it is wrong
+    assert W.path_of("model.pt", reg=reg) == tmp_path / "env" / "model.pt"
+    assert W.verify("model.pt", reg=reg).status == "wrong size"
     (tmp_path / "env" / "model.pt").write_bytes(PAYLOAD)
     assert W.path_of("model.pt", reg=reg) == tmp_path / "env" / "model.pt"
     with pytest.raises(W.WeightsError, match="not in the weights registry"):

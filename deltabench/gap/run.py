@@ -263,6 +263,20 @@ def run_gap_real(world: str, images: str | Path, cfg: GapConfig = GapConfig(capt
     return _finish(pairs, record, cfg, out_dir, clock, t0, c0, title, head, log)
 
 
+def _check_out_dir(out: Path) -> None:
+    import os
+
+    bad = next((p for p in (out, *out.parents) if p.is_symlink() and not p.exists()), None)
+    if bad is not None:
+        raise ValueError(f"--out {out}: {bad} is a symbolic link to {os.readlink(bad)}, which does not exist; "
+                         f"remove the link or give another directory")
+    hit = next((p for p in (out, *out.parents) if p.exists()), None)
+    if hit is not None and not hit.is_dir():
+        raise ValueError(f"--out {out}: {hit} is a file, not a directory; give a directory path")
+    if hit is not None and not os.access(hit, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {hit} is not writable; give a directory you can write to")
+
+
 def _cmd_gap(args) -> int:
     import torch
 
@@ -271,6 +285,8 @@ def _cmd_gap(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.out:  # before any work: a path that cannot be a folder is one line now, not a traceback later
+        _check_out_dir(Path(args.out))
     real = args.world in domain_names() or is_real_domain_config(args.world)
     if real:
         if args.captions is not None:
@@ -317,6 +333,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--tsne-iter", dest="tsne_iter", type=int, default=GapConfig.tsne_max_iter,
                    help="t-SNE iterations per panel")
     g.add_argument("--no-figure", dest="no_figure", action="store_true", help="numbers only, no t-SNE")
-    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: what this process may "
+                   "really use: CPU affinity, cgroup quota, OMP_NUM_THREADS, less other running tasks)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     g.set_defaults(func=_cmd_gap)

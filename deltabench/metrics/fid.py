@@ -13,7 +13,6 @@ import warnings
 from typing import Callable
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from deltabench.metrics.base import Metric
@@ -39,36 +38,83 @@ def _features(fn: FeatureFn | None, x, what: str) -> torch.Tensor:
     return x.detach().to("cpu", torch.float64)
 
 
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``tr((S1 S2)^(1/2))`` of two covariance matrices, from two symmetric eigendecompositions.
+
+    S1 S2 is similar to ``S1^(1/2) S2 S1^(1/2)`` (symmetric, positive semi-definite), so its
+    square root's trace is the sum of the square roots of that matrix's eigenvalues: exact in
+    exact arithmetic, no general ``sqrtm``. ``scipy.linalg.sqrtm`` of the non-symmetric product
+    (pytorch-fid's way) aborted the interpreter on rank-deficient covariances (256-d features
+    from 4 samples); ``numpy.linalg.eigh`` has no such failure. Round-off negatives are clipped."""
+    w, v = np.linalg.eigh(sigma1)
+    w2 = np.linalg.eigvalsh(sigma2)
+    for name, e in (("S1", w), ("S2", w2)):
+        if e.min(initial=0.0) < -1e-6 * max(abs(e).max(initial=0.0), 1e-12):
+            raise ValueError(f"Fréchet distance: covariance {name} is not positive semi-definite (eigenvalue "
+                             f"{e.min():.3g}); check the statistics (a covariance of features never is)")
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S1^(1/2)
+    m = root @ sigma2 @ root
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
     """d^2 = ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), in float64.
 
-    Follows pytorch-fid ``fid_score.calculate_frechet_distance`` (the stable version by
-    D. J. Sutherland): ``scipy.linalg.sqrtm`` of S1 S2; if that is not finite (a singular
-    product), retry with ``eps`` added to both diagonals; imaginary parts from round-off are
-    dropped when the diagonal's are below 1e-3, otherwise it is an error.
-    """
+    The formula of pytorch-fid ``fid_score.calculate_frechet_distance``; the trace of the matrix
+    square root comes from :func:`trace_sqrt_product` (symmetric eigendecompositions), which is
+    exact where pytorch-fid's ``sqrtm`` needs an ``eps`` on singular products and can crash.
+    ``eps`` is kept for the signature and unused. Non-finite statistics are an error."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"Fréchet distance: mismatched statistics mu {mu1.shape} vs {mu2.shape}, "
                          f"sigma {sigma1.shape} vs {sigma2.shape}; both sets need the same feature network")
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
+        raise ValueError("Fréchet distance: the statistics hold NaN or inf; check the features")
     diff = mu1 - mu2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's own "singular matrix" chatter
-        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            warnings.warn(f"Fréchet distance: S1 S2 is singular; adding {eps} to the covariance diagonals",
-                          SingularCovarianceWarning, stacklevel=2)
-            offset = np.eye(sigma1.shape[0]) * eps
-            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Fréchet distance: matrix square root has a large imaginary component "
-                             f"({np.abs(covmean.imag).max():.3g}); the covariances are not positive "
-                             f"semi-definite, use more samples or check the features")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
+
+
+def frechet_distance_features(x: np.ndarray, y: np.ndarray, wx: np.ndarray | None = None,
+                              wy: np.ndarray | None = None) -> float:
+    """FID between feature sets ``x [n1, F]`` and ``y [n2, F]`` (unbiased covariances), exactly.
+
+    With fewer samples than dimensions the covariances ``Xc^T Xc`` and ``Yc^T Yc`` (centred,
+    scaled by 1/sqrt(n-1)) have rank < n, and ``tr((S1 S2)^(1/2))`` equals the sum of the
+    singular values of the small ``Xc Yc^T`` [n1, n2]: the nonzero eigenvalues of
+    ``Xc^T Xc Yc^T Yc`` are those of ``(Xc Yc^T)(Xc Yc^T)^T``. So a bootstrap resample of a
+    2-image run costs a 2x2 SVD, not a 2048-d matrix square root. Otherwise
+    :func:`frechet_distance` on the covariances.
+
+    ``wx``/``wy``: how many times each row counts (a bootstrap resample repeats images): the
+    same value as the rows repeated, from the distinct rows only (a resample holds about 63%
+    distinct images, so its SVD costs a quarter)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    wx = np.ones(len(x)) if wx is None else np.asarray(wx, np.float64)
+    wy = np.ones(len(y)) if wy is None else np.asarray(wy, np.float64)
+    n1, n2, f = wx.sum(), wy.sum(), x.shape[1]
+    if min(n1, n2) < 2:
+        raise ValueError(f"Fréchet distance needs at least 2 samples on each side, got {n1:g} and {n2:g}")
+    mu1, mu2 = wx @ x / n1, wy @ y / n2
+    xc = np.sqrt(wx)[:, None] * (x - mu1) / np.sqrt(n1 - 1)  # S1 = xc^T xc
+    yc = np.sqrt(wy)[:, None] * (y - mu2) / np.sqrt(n2 - 1)
+    if min(len(xc), len(yc)) >= f:
+        return frechet_distance(mu1, xc.T @ xc, mu2, yc.T @ yc)
+    if not (np.isfinite(xc).all() and np.isfinite(yc).all()):
+        raise ValueError("Fréchet distance: the features hold NaN or inf; check the features")
+    diff = mu1 - mu2
+    nuclear = float(np.linalg.svd(xc @ yc.T, compute_uv=False).sum())
+    return float(diff @ diff + (xc * xc).sum() + (yc * yc).sum() - 2 * nuclear)
+
+
+def covariance_rank(x: np.ndarray, rtol: float = 1e-9) -> int:
+    """The numerical rank of the sample covariance of ``x [n, F]`` (at most distinct rows - 1)."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        return 0
+    sv = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    return int((sv > rtol * max(sv.max(initial=0.0), 1e-300)).sum())
 
 
 class FrechetDistance(Metric):

@@ -11,8 +11,11 @@ generator's ``latent_avg`` (``start_from_latent_avg``).
 Checkpoint (``e4e_ffhq_encode.pt``): ``{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg',
 'opts'}``, ``opts`` a plain dict (``vars(argparse.Namespace)``). The number of W+ entries, the
 decoder resolution and the encoder input size are read from the tensors; ``opts['stylegan_size']``
-is checked against them. Input: images resized to 256 (the e4e test transform
-``Resize((256, 256))``, normalised to [-1, 1]).
+is checked against them. Input: images at the encoder's input size (256) as the official code
+makes them from the photo file: the uint8 photo through PIL ``transforms.Resize(256)``,
+``ToTensor()``, ``Normalize(0.5, 0.5)`` (e4e's test transform; DeltaEdit
+``scripts/inference_real.py`` lines 52-56, :func:`deltabench.imageio.official_photo_input`).
+Images of another size are quantised to uint8 and resized so (:func:`deltabench.imageio.official_resize`).
 """
 from __future__ import annotations
 
@@ -125,13 +128,14 @@ class E4EInverter(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from deltabench.imageio import official_resize
+
         dev = self.latent_avg.device
-        x = images.to(dev, torch.float32)
         s = self.input_size
-        if x.shape[-2:] != (s, s):
-            # e4e's transforms.Resize((256, 256)) on PIL images: antialiased bilinear
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        codes = self.encoder(x)  # [N, L, D]
+        # the official input: the uint8 photo through PIL Resize(256), ToTensor, Normalize(0.5)
+        # (an input already at s px is taken as made so, e.g. by official_photo_input)
+        x = official_resize(images.detach().to("cpu", torch.float32), s) if images.shape[-2:] != (s, s) else images
+        codes = self.encoder(x.to(dev, torch.float32))  # [N, L, D]
         return codes + (self.latent_avg if self.latent_avg.ndim == 2 else self.latent_avg[None])[None]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,27 @@ from deltabench.domainbase import ClipTextImage, TestImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
+# The networks of a real domain, one config entry each, loaded when first asked for
+# (RealDomain.generator, .encoder, .clip, .identity, .identity_loss, .fid_features).
+NETWORKS = ("generator", "encoder", "clip", "identity", "identity_loss", "fid")
+NETWORK_ROLES = {
+    "generator": "the StyleGAN2 generator",
+    "encoder": "the e4e encoder that inverts photos",
+    "clip": "CLIP (text and image embeddings)",
+    "identity": "the ArcFace model of the IDS metric",
+    "identity_loss": "the IR-SE50 identity loss of StyleCLIP-OP/LM",
+    "fid": "pytorch-fid's Inception (FID/KID features)",
+}
+# The registry file that serves each entry on every official domain (config hints).
+NETWORK_FILES = {"clip": "ViT-B-32-quickgelu-openai.safetensors", "identity": "w600k_r50.onnx",
+                 "identity_loss": "model_ir_se50.pth", "fid": "pt_inception-2015-12-05-6726825d.pth"}
+
+
+def _add_entry_hint(domain: str, kind: str) -> str:
+    f = NETWORK_FILES.get(kind)
+    example = f'"{kind}": "{f}" (`deltabench weights fetch {f}`)' if f else f'"{kind}": FILE'
+    return f"domain {domain!r} names no {kind!r} file ({NETWORK_ROLES[kind]}); add {example} to its config"
+
 
 @dataclass(frozen=True)
 class RealDomainConfig:
@@ -49,7 +71,7 @@ class RealDomainConfig:
     resolution: int
     generator: str
     clip: str
-    fid: str
+    fid: str | None = None  # pytorch-fid Inception (FID/KID features): only commands that score need it
     clip_model: str = "ViT-B-32-quickgelu"
     clip_input_size: int = 224
     clip_normalize: bool = True
@@ -69,6 +91,9 @@ class RealDomainConfig:
     # "folder": test images from the user's folder (ffhq: CelebA-HQ test). "generated":
     # generator samples, inverted exactly, unless a folder is given (LSUN, as DeltaEdit).
     test_source: str = "folder"
+    # The released StyleCLIP relevance matrix fs3.npy of this generator (a registry name or a path
+    # anywhere): DeltaEdit's relevance filter reads it (RealDomain.released_fs3). Optional.
+    fs3: str | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -98,8 +123,7 @@ class RealDomainConfig:
         return d
 
     def weight_names(self) -> dict[str, str]:
-        keys = ("generator", "encoder", "clip", "identity", "identity_loss", "fid")
-        return {k: getattr(self, k) for k in keys if getattr(self, k)}
+        return {k: getattr(self, k) for k in NETWORKS if getattr(self, k)}
 
 
 def domain_names() -> list[str]:
@@ -145,12 +169,15 @@ def resolve_weight(name: str, wdir: str | Path | None = None) -> Path:
     from deltabench import weights as registry
 
     p = Path(name).expanduser()
-    if p.is_absolute() or p.exists():
-        if not p.exists():
-            raise CheckpointError(f"{p}: no such file (named in the domain config)")
+    if p.exists():
         return p
+    if p.is_absolute() or _is_path(name):
+        inside = registry.weights_dir(wdir) / name
+        if not p.is_absolute() and inside.exists():
+            return inside
+        raise CheckpointError(f"{p}: no such file (named in the domain config{'' if p.is_absolute() else f'; nor at {inside}'})")
     try:
-        return registry.path_of(name, wdir)
+        return registry.path_of(name, wdir, alternatives=True)
     except registry.MissingWeightsError as e:
         raise CheckpointError(str(e)) from None
     except registry.WeightsError:  # not a registry file (a config of the user's own)
@@ -159,6 +186,28 @@ def resolve_weight(name: str, wdir: str | Path | None = None) -> Path:
             raise CheckpointError(f"{path}: missing weight file {name!r} (not in the weights registry); place it "
                                   f"there or point $DELTABENCH_WEIGHTS (or the weights argument) at its folder") from None
         return path
+
+
+def _is_path(name: str) -> bool:
+    """A config entry that names a path (has a folder part, or starts with ``~`` or ``.``), not
+    a weights-registry name."""
+    return any(c in name for c in ("/", "\\")) or name.startswith(("~", "."))
+
+
+def _id_lambda(method: str, conf: dict) -> float:
+    """StyleCLIP-OP/LM's identity-loss weight under ``conf`` (the class default otherwise)."""
+    if "id_lambda" in conf:
+        try:
+            return float(conf["id_lambda"])
+        except (TypeError, ValueError):
+            return 1.0  # the method's own check reports the bad value; assume the loss is on
+    if method == "styleclip-op":
+        from baselines.op import OPConfig
+
+        return float(OPConfig().id_lambda)
+    from baselines.lm import LMConfig
+
+    return float(LMConfig().id_lambda)
 
 
 def _file_identity(path: Path) -> str:
@@ -199,15 +248,21 @@ def _read_sha_cache(path: Path) -> dict[str, list]:
 
 
 class GeneratedInverter:
-    """The domain's ``encoder``: the inversion encoder (e4e), or a clear error where the domain
-    has none. Images the domain generated itself carry their exact latents
-    (``TestImages.latents``), so they are never inverted."""
+    """The domain's ``encoder``: the inversion encoder (e4e, loaded from its file the first time
+    an image is inverted), or a clear error where the domain has none. Images the domain
+    generated itself carry their exact latents (``TestImages.latents``), so they are never
+    inverted."""
 
     def __init__(self, domain: RealDomain, encoder=None):
-        self.domain, self.encoder = domain, encoder
+        self.domain, self._given = domain, encoder
+
+    @property
+    def encoder(self):
+        """The e4e inverter (loaded now if it was not), or None where the config names none."""
+        return self._given if self._given is not None else self.domain._network("encoder")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self.encoder is None:
+        if self._given is None and self.domain.cfg.encoder is None:
             raise ValueError(f"domain {self.domain.name!r} has no inversion encoder: it can only edit "
                              f"images it generated itself (test_images). Give the domain config an "
                              f"'encoder' (an e4e checkpoint for this generator) to edit other images")
@@ -255,42 +310,25 @@ class RealDomain(ClipTextImage):
 
     def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
                  device: str | torch.device = "cpu", train_images: str | Path | None = None):
+        """Nothing is loaded here: each network is read from its file the first time a method or
+        metric asks for it (:attr:`generator`, :attr:`encoder`, :attr:`clip`, :attr:`identity`,
+        :attr:`identity_loss`, :meth:`fid_features`), and a missing file is an error naming it
+        then. Entry points check up front, before work that would be lost, with
+        :meth:`check_files` (``require(needs(...))``)."""
         from deltabench.models.clip import IMAGENET_TEMPLATES
-        from deltabench.models.stylegan2 import load_rosinality_checkpoint
-        from deltabench.real import loaders
 
         self.cfg, self.name = cfg, cfg.name
         self._device = torch.device(device)
-        paths = {k: resolve_weight(v, weights) for k, v in cfg.weight_names().items()}
-        self.paths = paths
-        G, latent_avg = load_rosinality_checkpoint(paths["generator"], map_location=self._device)
-        if G.size != cfg.resolution:
-            raise CheckpointError(f"{paths['generator']}: a {G.size} px generator; domain {cfg.name!r} expects "
-                                  f"{cfg.resolution} px (config 'resolution'). Use the {cfg.resolution} px "
-                                  f"checkpoint or fix the config")
-        self.generator, self.latent_avg = G.requires_grad_(False), latent_avg.to(self._device)
-        self.resolution = G.size
-        e4e = None
-        if "encoder" in paths:
-            from deltabench.models.e4e import load_e4e
-
-            e4e = load_e4e(paths["encoder"], expect_resolution=G.size, map_location=self._device).inverter
-        self.encoder = GeneratedInverter(self, e4e)
-        self.clip = loaders.load_open_clip(paths["clip"], cfg.clip_model, self._device, normalize=cfg.clip_normalize)
-        if self.clip.image_size != cfg.clip_input_size:
-            raise CheckpointError(f"{paths['clip']}: open_clip {cfg.clip_model!r} takes {self.clip.image_size} px "
-                                  f"images; domain {cfg.name!r} says clip_input_size={cfg.clip_input_size}")
-        self.clip.requires_grad_(False)
-        self.identity = loaders.load_arcface(paths["identity"], crop=cfg.face_crop) if "identity" in paths else None
-        self.identity_loss = None
-        if "identity_loss" in paths:
-            from deltabench.models.irse import IdentityLoss, load_irse50
-
-            self.identity_loss = IdentityLoss(load_irse50(paths["identity_loss"], self._device), crop=cfg.face_crop)
-            self.identity_loss.requires_grad_(False)
-        self._fid = loaders.load_fid_inception(paths["fid"], self._device)
-        self.fid_feature_name = self._fid.name
-        self.fid_feature_dim = self._fid.feature_dim
+        self._weights = weights
+        self.resolution = cfg.resolution  # checked against the generator when it loads
+        self._nets: dict[str, object] = {}
+        self._net_lock = threading.RLock()
+        self._latent_avg: torch.Tensor | None = None
+        self._inverter = GeneratedInverter(self)
+        if not cfg.encoder:  # nothing can be inverted: DeltaEdit's pool is generated codes only
+            de = self.method_defaults["deltaedit"]
+            self.method_defaults = {**self.method_defaults,
+                                    "deltaedit": {**de, "config": {**de["config"], "n_inverted": 0}}}
         self.templates: tuple[str, ...] = IMAGENET_TEMPLATES
         self.neutral = cfg.neutral
         self.images_dir = _folder(images, cfg.images_env, cfg.images)
@@ -300,11 +338,202 @@ class RealDomain(ClipTextImage):
         self._text_cache: dict[str, torch.Tensor] = {}
         self._w_mean: torch.Tensor | None = None
 
+    # -- the networks, loaded when first asked for ---------------------------------------------
+    generator_format = None  # "rosinality" or "nvidia" once the generator has loaded
+    fid_feature_name = "Inception pool3"  # loaders.FidInception.name
+    fid_feature_dim = 2048  # loaders.FidInception.feature_dim
+
+    def path(self, kind: str) -> Path:
+        """The local file of config entry ``kind`` (one of :data:`NETWORKS`). Raises
+        :class:`CheckpointError` naming the file, the entry and how to get it when it is missing
+        or the config names none."""
+        if kind not in NETWORKS:
+            raise ValueError(f"unknown network {kind!r}; known: {', '.join(NETWORKS)}")
+        name = getattr(self.cfg, kind)
+        if not name:
+            raise CheckpointError(_add_entry_hint(self.name, kind))
+        try:
+            return resolve_weight(name, self._weights)
+        except CheckpointError as e:
+            raise CheckpointError(f"domain {self.name!r} needs {NETWORK_ROLES[kind]} (config entry {kind!r}): "
+                                  f"{e}") from None
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """``{entry: local path}`` of the config's weight files that are present (nothing loads)."""
+        out = {}
+        for k in self.cfg.weight_names():
+            try:
+                out[k] = self.path(k)
+            except CheckpointError:
+                pass
+        return out
+
+    def _network(self, kind: str):
+        """The loaded network of entry ``kind`` (None where the config names none); loads it now
+        from its file when this is the first time it is asked for."""
+        if kind in self._nets:
+            return self._nets[kind]
+        with self._net_lock:
+            if kind not in self._nets:
+                self._nets[kind] = None if not getattr(self.cfg, kind) else self._load(kind, self.path(kind))
+            return self._nets[kind]
+
+    def _load(self, kind: str, path: Path):
+        from deltabench.real import loaders
+
+        cfg = self.cfg
+        if kind == "generator":
+            from deltabench.real.nvidia import load_stylegan2
+
+            # a rosinality .pt, or an NVIDIA network pickle (converted; nothing in it runs)
+            G, latent_avg, info = load_stylegan2(path, map_location=self._device)
+            self.generator_format = info["format"]
+            if G.size != cfg.resolution:
+                raise CheckpointError(f"{path}: a {G.size} px generator; domain {cfg.name!r} expects "
+                                      f"{cfg.resolution} px (config 'resolution'). Use the {cfg.resolution} px "
+                                      f"checkpoint or fix the config")
+            self._latent_avg = latent_avg.to(self._device)
+            return G.requires_grad_(False)
+        if kind == "encoder":
+            from deltabench.models.e4e import load_e4e
+
+            return load_e4e(path, expect_resolution=cfg.resolution, map_location=self._device).inverter
+        if kind == "clip":
+            clip = loaders.load_open_clip(path, cfg.clip_model, self._device, normalize=cfg.clip_normalize)
+            if clip.image_size != cfg.clip_input_size:
+                raise CheckpointError(f"{path}: open_clip {cfg.clip_model!r} takes {clip.image_size} px images; "
+                                      f"domain {cfg.name!r} says clip_input_size={cfg.clip_input_size}")
+            return clip.requires_grad_(False)
+        if kind == "identity":
+            return loaders.load_arcface(path, crop=cfg.face_crop)
+        if kind == "identity_loss":
+            from deltabench.models.irse import IdentityLoss, load_irse50
+
+            return IdentityLoss(load_irse50(path, self._device), crop=cfg.face_crop).requires_grad_(False)
+        return loaders.load_fid_inception(path, self._device)  # fid
+
+    def _set_network(self, kind: str, value) -> None:
+        with self._net_lock:
+            self._nets[kind] = value
+
+    generator = property(lambda self: self._network("generator"), lambda self, v: self._set_network("generator", v),
+                         doc="The StyleGAN2 generator (rosinality .pt or NVIDIA .pkl), loaded when first asked for.")
+    clip = property(lambda self: self._network("clip"), lambda self, v: self._set_network("clip", v),
+                    doc="open_clip CLIP, loaded when first asked for.")
+    identity = property(lambda self: self._network("identity"), lambda self, v: self._set_network("identity", v),
+                        doc="The IDS model (insightface ArcFace), None where the config names none.")
+    identity_loss = property(lambda self: self._network("identity_loss"),
+                             lambda self, v: self._set_network("identity_loss", v),
+                             doc="IR-SE50 identity loss (StyleCLIP-OP/LM), None where the config names none.")
+
+    @property
+    def encoder(self) -> GeneratedInverter:
+        """The inverter: e4e (loaded when an image is first inverted) or an error where the
+        config names no encoder."""
+        return self._inverter
+
+    @encoder.setter
+    def encoder(self, value) -> None:
+        self._inverter = value if isinstance(value, GeneratedInverter) else GeneratedInverter(self, value)
+
+    @property
+    def latent_avg(self) -> torch.Tensor:
+        """The generator checkpoint's ``latent_avg`` ``[style_dim]`` (loads the generator)."""
+        self._network("generator")
+        return self._latent_avg
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        """The networks loaded so far (in :data:`NETWORKS` order)."""
+        return tuple(k for k in NETWORKS if self._nets.get(k) is not None)
+
+    # -- which files a command needs, checked before it starts ------------------------------------
+    def needs(self, methods=(), metrics: bool = False, test_images: bool = False,
+              invert: bool = False) -> tuple[str, ...]:
+        """The config entries (:data:`NETWORKS`) a command uses, in that order.
+
+        ``methods``: method names, or ``{name: options}`` with the options the method will be
+        built with (the domain defaults merged in: ``{"config": {...}, "checkpoint": ...}``).
+        ``metrics``: the command scores (FID/KID features; IDS where the config names an identity
+        model). ``test_images``: it draws the domain's test images (an encoder when they come from
+        a folder). ``invert``: it inverts photos it is given (``edit``). CLIP is always needed,
+        the generator by every command that edits, inverts or draws images (not by ``score``).
+        Entries the config leaves out are included only where the command cannot do without them
+        (an encoder to invert, Inception to score): :meth:`require` then says that the config
+        names none."""
+        opts = methods if isinstance(methods, dict) else {m: {} for m in methods}
+        out = ["clip"] + (["generator"] if opts or test_images or invert else [])
+        if metrics:
+            out.append("fid")
+            if self.cfg.identity:
+                out.append("identity")
+        if invert or (test_images and not self._generates_test()):
+            out.append("encoder")
+        for name, o in opts.items():
+            o = dict(o or {})
+            given = o.get("config") or {}
+            given = given.to_dict() if hasattr(given, "to_dict") else dict(given)  # a config object or a dict
+            conf = {**dict(dict(self.method_defaults.get(name, {})).get("config", {})), **given}
+            if name in ("styleclip-op", "styleclip-lm") and _id_lambda(name, conf) > 0:
+                out.append("identity_loss" if self.cfg.identity_loss else "identity" if self.cfg.identity else "")
+            trains_on_photos = self.train_dir is not None and (
+                (name in ("deltaedit", "deltaedit-naive") and not o.get("checkpoint")
+                 and int(conf.get("n_inverted", 1)) > 0)
+                or (name == "styleclip-lm" and not conf.get("checkpoints")))
+            if trains_on_photos:
+                out.append("encoder")
+        return tuple(k for k in NETWORKS if k in out)
+
+    def require(self, needs, purpose: str = "") -> None:
+        """Check that the files of config entries ``needs`` (names of :data:`NETWORKS`) are
+        present, without loading them; one :class:`CheckpointError` lists every missing file
+        with the command (``deltabench weights fetch ...``) or config entry that supplies it.
+        ``identity`` and ``identity_loss`` the config leaves out are skipped (no IDS / no
+        identity loss on that domain); a needed ``encoder`` or ``fid`` it leaves out is an error."""
+        problems = []
+        for kind in dict.fromkeys(needs):
+            if kind not in NETWORKS:
+                raise ValueError(f"unknown network {kind!r}; known: {', '.join(NETWORKS)}")
+            if not getattr(self.cfg, kind):
+                if kind == "encoder":
+                    problems.append(f"domain {self.name!r} has no inversion encoder (config entry 'encoder'), so "
+                                    f"it cannot invert photos; give its config an e4e checkpoint for this generator")
+                elif kind in ("generator", "clip", "fid"):
+                    problems.append(_add_entry_hint(self.name, kind))
+                continue
+            try:
+                self.path(kind)
+            except CheckpointError as e:
+                problems.append(str(e))
+        if problems:
+            head = f"{purpose}: " if purpose else ""
+            raise CheckpointError(head + (problems[0] if len(problems) == 1 else
+                                          f"{len(problems)} files are missing: " + "; ".join(problems)))
+
+    def check_files(self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False,
+                    purpose: str = "") -> tuple[str, ...]:
+        """``require(needs(...))``: raises before any work when a file the command needs is
+        missing; returns the entries checked."""
+        needs = self.needs(methods, metrics=metrics, test_images=test_images, invert=invert)
+        self.require(needs, purpose)
+        return needs
+
     # -- identity of the weights ------------------------------------------------------------
-    def _identity(self) -> dict:
-        files = {k: _file_identity(p) for k, p in sorted(self.paths.items())}
+    # The files every fit reads: their contents enter ``key`` (the method cache). The others
+    # enter it by their config name only, so fetching a file a fit does not read (Inception,
+    # ArcFace) or one that a later command needs never moves the cache.
+    KEY_FILES = ("generator", "clip")
+
+    def _identity(self, files=NETWORKS) -> dict:
+        """Config and file identities of the entries ``files`` (a missing file: "missing")."""
+        present = self.paths
+        ids = {k: _file_identity(present[k]) if k in present else "missing"
+               for k in sorted(self.cfg.weight_names()) if k in files}
         cfg = {k: v for k, v in self.cfg.to_dict().items() if k not in ("images", "train_images", "description")}
-        return {"config": cfg, "files": files}
+        if cfg.get("fs3") is None:
+            cfg.pop("fs3", None)  # configs without one hash as before the entry existed
+        return {"config": cfg, "files": ids}
 
     @property
     def config_hash(self) -> str:
@@ -320,15 +549,17 @@ class RealDomain(ClipTextImage):
         directories): the test images are left out (no method fits on them), and so is where the
         training folder lies (its contents count)."""
         train = {k: v for k, v in self._train_record()[0].items() if k != "folder"}
-        blob = json.dumps({**self._identity(), "train": train}, sort_keys=True)
+        ident = self._identity(self.KEY_FILES)
+        ident["config"].pop("fs3", None)  # read at fit time, never cached
+        blob = json.dumps({**ident, "train": train}, sort_keys=True)
         return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
     # -- where training and test images come from ----------------------------------------------
     def _generates_test(self) -> bool:
-        return self.images_dir is None and (self.cfg.test_source == "generated" or self.encoder.encoder is None)
+        return self.images_dir is None and (self.cfg.test_source == "generated" or not self.cfg.encoder)
 
     def _generates_train(self) -> bool:
-        return self.train_dir is None and (self.cfg.test_source == "generated" or self.encoder.encoder is None)
+        return self.train_dir is None and (self.cfg.test_source == "generated" or not self.cfg.encoder)
 
     def _folder_content(self, d: Path, what: str) -> tuple[dict, dict[str, Path]]:
         """A folder's record (resolved path, number of images, sha256 over the sorted (name,
@@ -417,21 +648,40 @@ class RealDomain(ClipTextImage):
     @property
     def identity_info(self) -> dict | None:
         """How IDS is computed (insightface or the fallback, with its warning): run manifests record it."""
-        return self.identity.info() if self.identity is not None else None
+        if not self.cfg.identity:
+            return None
+        return self.identity.info()
 
-    # The released relevance matrix of each official generator (registry name): StyleCLIP's
-    # global_directions/npy/ffhq/fs3.npy, the file DeltaEdit's inference reads
-    # (scripts/inference.py line 58: ./models/stylegan2/npy_ffhq/fs3.npy, byte-identical).
+    # The released relevance matrix of each official generator (registry name), looked for next
+    # to the generator file where the config names no ``fs3`` (configs written before it existed).
     RELEASED_FS3 = {"stylegan2-ffhq-config-f.pt": "styleclip-fs3-ffhq.npy"}
 
     @property
     def released_fs3(self) -> Path | None:
-        """The released fs3.npy of this domain's generator when it lies next to the generator
-        file (``deltabench weights fetch styleclip-fs3-ffhq.npy``), else None. DeltaEdit's
-        relevance filter uses it by default, as the official inference does."""
+        """The released fs3.npy of this domain's generator, which DeltaEdit's relevance filter
+        uses by default, as the official inference does (``scripts/inference_real.py`` reads
+        ``./models/stylegan2/npy_ffhq/fs3.npy``), else None (the filter then uses the domain's own
+        StyleCLIP-GD fs3).
+
+        The config's ``fs3``: a path anywhere (it must exist) or a registry name looked up in
+        the weights folder (``deltabench weights fetch styleclip-fs3-ffhq.npy``; None while it
+        is absent). A config without ``fs3`` finds the registry file of its generator next to the
+        generator file. A method's own ``relevance_file`` option overrides all of this."""
+        if self.cfg.fs3:
+            if _is_path(self.cfg.fs3):
+                return resolve_weight(self.cfg.fs3, self._weights)  # a missing path is an error
+            try:
+                return resolve_weight(self.cfg.fs3, self._weights)
+            except CheckpointError:
+                return None
         name = self.RELEASED_FS3.get(Path(self.cfg.generator).name)
-        p = self.paths["generator"].parent / name if name else None
-        return p if p is not None and p.is_file() else None
+        if not name:
+            return None
+        try:
+            p = self.path("generator").parent / name
+        except CheckpointError:
+            return None
+        return p if p.is_file() else None
 
     @property
     def prompts(self) -> tuple:
@@ -442,14 +692,20 @@ class RealDomain(ClipTextImage):
 
     # -- latents and images ------------------------------------------------------------------
     def fid_features(self, images: torch.Tensor) -> torch.Tensor:
-        """pytorch-fid InceptionV3 pool3 features ``[N, 2048]`` of images in [-1, 1]."""
-        return self._fid.features(images)
+        """pytorch-fid InceptionV3 pool3 features ``[N, 2048]`` of images in [-1, 1] (Inception
+        loads the first time)."""
+        if not self.cfg.fid:
+            raise CheckpointError(_add_entry_hint(self.name, "fid"))
+        return self._network("fid").features(images)
 
     @torch.no_grad()
     def _mean_w(self) -> torch.Tensor:
         if self._w_mean is None:
-            # rosinality Generator.mean_latent(truncation_mean): mean of mapped Gaussian z
-            self._w_mean = self.generator.mean_latent(self.cfg.truncation_mean).to(self._device)
+            G = self.generator
+            if self.generator_format == "nvidia":  # NVIDIA truncates towards its tracked mapping.w_avg
+                self._w_mean = self.latent_avg.reshape(1, -1).to(self._device)
+            else:  # rosinality Generator.mean_latent(truncation_mean): mean of mapped Gaussian z
+                self._w_mean = G.mean_latent(self.cfg.truncation_mean).to(self._device)
         return self._w_mean
 
     @torch.no_grad()
@@ -485,10 +741,14 @@ class RealDomain(ClipTextImage):
     def _read(self, path: Path) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
+        from deltabench.imageio import centre_square
+
         r = self.resolution
         try:
             with Image.open(path) as im:
                 im = im.convert("RGB")
+                if im.size[0] != im.size[1]:
+                    im = Image.fromarray(centre_square(np.asarray(im, dtype=np.uint8), path))
                 if im.size != (r, r):
                     im = im.resize((r, r), Image.BICUBIC)
                 return np.asarray(im, dtype=np.uint8)
@@ -551,9 +811,37 @@ class RealDomain(ClipTextImage):
             return self._generated(n, seed)
         return self._from_folder(self.images_dir, n, seed, "test", "--images")
 
+    def weight_file(self, name: str) -> Path:
+        """The registry file ``name`` in this domain's weights folder (an error says how to get it)."""
+        return resolve_weight(name, self._weights)
+
+    def photo_input(self, image, what: str = "image") -> torch.Tensor:
+        """A photo (path, PIL image or ``uint8 [H, W, 3]``; on ``ffhq`` the FFHQ-aligned one) as the
+        official code feeds it to e4e and to DeltaEdit's CLIP: ``float32 [1, 3, 256, 256]`` made by
+        PIL ``Resize(256)``, ``ToTensor``, ``Normalize(0.5)`` from the uint8 photo
+        (:func:`deltabench.imageio.official_photo_input`; DeltaEdit ``scripts/inference_real.py``
+        lines 52-56). A non-square photo is centre-cropped first, with a warning that says so.
+        :meth:`invert` takes it as it is (it is at e4e's input size). Loads the encoder."""
+        from deltabench.imageio import official_photo_input
+
+        enc = self.encoder.encoder
+        size = int(getattr(enc, "input_size", 256)) if enc is not None else 256
+        return official_photo_input(image, size, what)
+
+    def has(self, capability: str) -> bool:
+        """As :meth:`DomainBase.has`, answered from the config where asking the network would load
+        it (identity, FID features): a network is loaded only when it is used."""
+        if capability == "identity":
+            return bool(self.cfg.identity)
+        if capability == "fid_features":
+            return bool(self.cfg.fid)
+        return super().has(capability)
+
     @torch.no_grad()
     def invert(self, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
-        """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder."""
+        """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder (e4e sees
+        them as the official code makes its input from the photo file: quantised to uint8, PIL
+        ``Resize(256)``; an input at e4e's input size is taken as it is, see :meth:`photo_input`)."""
         return torch.cat([self.encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
 
     # -- CLIP: text_embedding (over the 79 ImageNet templates) and clip_image come from

@@ -14,7 +14,9 @@ Nothing here downloads: a missing file is a :class:`CheckpointError` that says w
 """
 from __future__ import annotations
 
+import io
 import logging
+import pickle
 import threading
 import warnings
 import zipfile
@@ -114,30 +116,172 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def _clip_state_dict(path: Path) -> dict:
+# --- reading a TorchScript archive's tensors, never its code ----------------------------------
+# A TorchScript archive (OpenAI's ViT-B-32.pt, what ``clip.load`` downloads) is a zip: ``code/``
+# (TorchScript source), ``constants.pkl``, ``data/<key>`` (raw little-endian storages) and
+# ``data.pkl``, a pickle of the module tree: each module an object of a ``__torch__.*`` class
+# built from a dict of its attributes (submodules, tensors, ints, bools). Its tensors are read
+# here with a restricted unpickler: ``__torch__.*`` classes become inert attribute holders, the
+# only callables it will call are tensor rebuilding and list building (below), and every other
+# global is refused. ``torch.jit.load`` is never called (it would compile the archive's code).
+
+_TS_DTYPES = {f"{n}Storage": d for n, d in (
+    ("Float", torch.float32), ("Double", torch.float64), ("Half", torch.float16), ("BFloat16", torch.bfloat16),
+    ("Long", torch.int64), ("Int", torch.int32), ("Short", torch.int16), ("Char", torch.int8),
+    ("Byte", torch.uint8), ("Bool", torch.bool))}
+
+
+class _ScriptObject:
+    """A ``__torch__.*`` object of a TorchScript pickle: only its attribute dict is kept."""
+
+    ts_class = ""
+
+    def __setstate__(self, state):
+        self.ts_state = state if isinstance(state, dict) else {}
+
+
+class _StorageRef:
+    __slots__ = ("dtype", "key", "numel")
+
+    def __init__(self, dtype, key, numel):
+        self.dtype, self.key, self.numel = dtype, str(key), int(numel)
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    def __init__(self, f, z: zipfile.ZipFile, prefix: str, path: Path, meta: bool):
+        super().__init__(f)
+        self._z, self._prefix, self._path, self._meta = z, prefix, path, meta
+        self._storages: dict[str, torch.Tensor] = {}
+        self._classes: dict[str, type] = {}
+
+    def _storage(self, ref: _StorageRef) -> torch.Tensor:
+        if ref.key not in self._storages:
+            if self._meta:
+                self._storages[ref.key] = torch.empty(ref.numel, dtype=ref.dtype, device="meta")
+            else:
+                try:
+                    raw = self._z.read(f"{self._prefix}data/{ref.key}")
+                except KeyError:
+                    raise CheckpointError(f"{self._path}: TorchScript archive without the record data/{ref.key}") from None
+                itemsize = torch.empty((), dtype=ref.dtype).element_size()
+                if len(raw) < ref.numel * itemsize:
+                    raise CheckpointError(f"{self._path}: record data/{ref.key} holds {len(raw)} bytes, "
+                                          f"expected {ref.numel * itemsize} (a damaged archive)")
+                self._storages[ref.key] = torch.frombuffer(bytearray(raw[:ref.numel * itemsize]), dtype=ref.dtype)
+        return self._storages[ref.key]
+
+    def _rebuild_tensor(self, ref, offset, size, stride, requires_grad=False, *rest):
+        if not isinstance(ref, _StorageRef):
+            raise CheckpointError(f"{self._path}: a tensor without a storage record in data.pkl")
+        flat = self._storage(ref)
+        size, stride = tuple(int(v) for v in size), tuple(int(v) for v in stride)
+        if not self._meta:
+            need = int(offset) + sum((n - 1) * st for n, st in zip(size, stride)) + 1 if all(size) else 0
+            if need > flat.numel():
+                raise CheckpointError(f"{self._path}: a tensor of size {list(size)} runs past its storage")
+        return torch.as_strided(flat, size, stride, int(offset))
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], torch.dtype)):
+            raise CheckpointError(f"{self._path}: unexpected record {pid!r:.80} in data.pkl (not a tensor storage)")
+        return _StorageRef(pid[1], pid[2], pid[4])
+
+    def find_class(self, module, name):
+        full = f"{module}.{name}"
+        if module == "__torch__" or module.startswith("__torch__."):
+            if full not in self._classes:
+                self._classes[full] = type("ScriptObject", (_ScriptObject,), {"ts_class": full})
+            return self._classes[full]
+        if module == "torch" and name in _TS_DTYPES:
+            return _TS_DTYPES[name]
+        allowed = {
+            "torch._utils._rebuild_tensor_v2": self._rebuild_tensor,
+            "torch._utils._rebuild_parameter": lambda t, requires_grad=True, hooks=None: t,
+            "collections.OrderedDict": lambda *a: dict(*a),
+            "torch.jit._pickle.build_intlist": list, "torch.jit._pickle.build_doublelist": list,
+            "torch.jit._pickle.build_boollist": list, "torch.jit._pickle.build_tensorlist": list,
+            "torch.jit._pickle.restore_type_tag": lambda value, _tag: value,
+            "torch.device": str,
+        }
+        if full in allowed:
+            return allowed[full]
+        raise CheckpointError(f"{self._path}: data.pkl of this TorchScript archive asks for {full!r}, which is "
+                              f"not a tensor or a module attribute; refused (only the weights are read)")
+
+
+def torchscript_tensors(path: str | Path, meta: bool = False) -> dict[str, torch.Tensor]:
+    """``{dotted name: tensor}`` of every tensor attribute in a TorchScript archive's module tree
+    (parameters, buffers and tensor attributes such as OpenAI CLIP's ``attn_mask``), read from
+    ``data.pkl`` and the ``data/`` records with a restricted unpickler: nothing of the archive is
+    executed or compiled. ``meta=True``: tensors on the meta device (names and shapes only, no
+    data read)."""
+    path = Path(path)
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable TorchScript archive ({e})") from None
+    with z:
+        pkls = sorted(n for n in z.namelist() if n.endswith("data.pkl") and n.count("/") <= 1)
+        if not pkls:
+            raise CheckpointError(f"{path}: a zip without data.pkl: not a TorchScript archive")
+        prefix = pkls[0][: -len("data.pkl")]
+        order = z.read(f"{prefix}byteorder").decode().strip() if f"{prefix}byteorder" in z.namelist() else "little"
+        if order != "little":
+            raise CheckpointError(f"{path}: a {order}-endian archive; only little-endian archives are read")
+        try:
+            root = _TorchScriptUnpickler(io.BytesIO(z.read(pkls[0])), z, prefix, path, meta).load()
+        except CheckpointError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged pickle raises many error types
+            raise CheckpointError(f"{path}: cannot read data.pkl of this TorchScript archive ({e})") from None
+    if not isinstance(root, _ScriptObject):
+        raise CheckpointError(f"{path}: data.pkl holds a {type(root).__name__}, not a TorchScript module")
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+
+    def walk(obj: _ScriptObject, prefix: str) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for k, v in getattr(obj, "ts_state", {}).items():
+            if isinstance(v, torch.Tensor):
+                out[prefix + str(k)] = v if meta else v.clone()
+            elif isinstance(v, _ScriptObject):
+                walk(v, f"{prefix}{k}.")
+
+    walk(root, "")
+    return out
+
+
+# OpenAI's TorchScript CLIP carries these besides the weights (clip.build_model drops the first
+# three from its state dict; attn_mask is a tensor attribute of each text block)
+_OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+
+
+def _clip_state_dict(path: Path, meta: bool = False) -> dict:
+    """The tensors of a CLIP file: open_clip safetensors (with or without metadata), OpenAI's
+    TorchScript ``ViT-B-32.pt`` (its tensors only, :func:`torchscript_tensors`) or a torch
+    state dict. Identified by what it holds, not by its name or size."""
     what = "an open_clip / OpenAI CLIP state dict"
-    if path.suffix == ".safetensors":
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (expected {what}); run `deltabench weights fetch`")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head[:2] == b"PK" and _is_torchscript(path):
+        sd = torchscript_tensors(path, meta=meta)
+        return {k: v for k, v in sd.items() if k not in _OPENAI_EXTRAS and not k.endswith("attn_mask")}
+    # safetensors: an 8-byte little-endian header length, then the JSON header
+    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"
+                                         and 0 < int.from_bytes(head[:8], "little") < 1 << 28):
         import safetensors.torch
 
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such file (expected {what}); run `deltabench weights fetch`")
         try:
+            if meta:
+                with safetensors.safe_open(str(path), framework="pt") as f:
+                    return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
             return safetensors.torch.load_file(str(path), device="cpu")
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
             raise CheckpointError(f"{path}: cannot read this safetensors file ({e}); expected {what}") from None
-    if path.is_file() and _is_torchscript(path):
-        # OpenAI's own release (ViT-B-32.pt) is a TorchScript archive. TorchScript
-        # deserialisation builds only TorchScript types, never arbitrary Python objects;
-        # its state dict has OpenAI's key names, which open_clip's CLIP shares.
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
-                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception as e:  # noqa: BLE001 - TorchScript raises many error types
-            raise CheckpointError(f"{path}: cannot load this TorchScript archive ({e}); expected {what}") from None
-        for k in ("input_resolution", "context_length", "vocab_size", "attn_mask"):  # not weights
-            sd.pop(k, None)
-        return dict(sd)
     ckpt = safe_torch_load(path, what)
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         ckpt = ckpt["state_dict"]
@@ -146,6 +290,50 @@ def _clip_state_dict(path: Path) -> dict:
     if next(iter(ckpt)).startswith("module."):
         ckpt = {k[len("module."):]: v for k, v in ckpt.items()}
     return ckpt
+
+
+def _open_clip_model(model_name: str, device: str = "cpu"):
+    import open_clip
+
+    level = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # "No pretrained weights loaded ... initialized randomly": we load them next
+    try:
+        if device == "meta":
+            with torch.device("meta"):
+                return open_clip.create_model(model_name, pretrained=None, device="meta")
+        return open_clip.create_model(model_name, pretrained=None, device=device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown open_clip model {model_name!r} ({e}); see open_clip.list_models()") from None
+    finally:
+        logging.disable(level)
+
+
+def _clip_mismatch(path: Path, sd: dict, want: dict, model_name: str) -> str:
+    """'' when ``sd`` has exactly the tensor names and shapes of ``want``, else what differs."""
+    if "logit_scale" in sd and "logit_scale" in want and sd["logit_scale"].numel() == want["logit_scale"].numel():
+        sd["logit_scale"] = sd["logit_scale"].reshape(want["logit_scale"].shape)
+    missing = sorted(set(want) - set(sd))
+    unexpected = sorted(set(sd) - set(want))
+    shapes = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in want.items()
+              if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return ""
+    return (f"{path}: not a state dict of open_clip {model_name!r}: {len(missing)} missing keys "
+            f"{missing[:4]}, {len(unexpected)} unexpected {unexpected[:4]}, shape mismatches "
+            f"(key, found, expected) {shapes[:3]}")
+
+
+def clip_content_mismatch(path: str | Path, model_name: str) -> str:
+    """'' when the file holds open_clip ``model_name``'s tensors (names and shapes, read without
+    loading the weights), else a sentence saying what differs: how ``deltabench weights verify``
+    identifies a CLIP file whose bytes are not the published ones (other metadata, another
+    published format)."""
+    path = Path(path)
+    try:
+        sd = _clip_state_dict(path, meta=True)
+    except CheckpointError as e:
+        return str(e)
+    return _clip_mismatch(path, sd, _open_clip_model(model_name, "meta").state_dict(), model_name)
 
 
 def load_open_clip(path: str | Path, model_name: str = "ViT-B-32-quickgelu", device: str | torch.device = "cpu",
@@ -162,26 +350,10 @@ def load_open_clip(path: str | Path, model_name: str = "ViT-B-32-quickgelu", dev
 
     path = Path(path)
     sd = _clip_state_dict(path)
-    level = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # "No pretrained weights loaded ... initialized randomly": we load them next
-    try:
-        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
-    except RuntimeError as e:
-        raise ValueError(f"unknown open_clip model {model_name!r} ({e}); see open_clip.list_models()") from None
-    finally:
-        logging.disable(level)
-    if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim:
-        sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
-    want, have = model.state_dict(), sd
-    missing = sorted(set(want) - set(have))
-    unexpected = sorted(set(have) - set(want))
-    shapes = [(k, tuple(have[k].shape), tuple(v.shape)) for k, v in want.items()
-              if k in have and tuple(have[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        raise CheckpointError(
-            f"{path}: not a state dict of open_clip {model_name!r}: {len(missing)} missing keys "
-            f"{missing[:4]}, {len(unexpected)} unexpected {unexpected[:4]}, shape mismatches "
-            f"(key, found, expected) {shapes[:3]}")
+    model = _open_clip_model(model_name)
+    bad = _clip_mismatch(path, sd, model.state_dict(), model_name)
+    if bad:
+        raise CheckpointError(bad)
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     model = model.float().eval()
     visual_size = model.visual.image_size
@@ -233,10 +405,8 @@ def ffhq_five_points(size: int) -> np.ndarray:
 
 def _five_points(landmarks) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape == (68, 2):
-        from deltabench.real.align import five_points
-
-        return five_points(lm)
+    if lm.shape == (68, 2):  # the reduction of deltabench.real.align.five_points (align imports weights)
+        return np.stack([lm[36:42].mean(axis=0), lm[42:48].mean(axis=0), lm[30], lm[48], lm[54]])
     if lm.shape != (5, 2):
         raise ValueError(f"landmarks per image must be [5, 2] (insightface's order) or dlib's [68, 2], "
                          f"got {list(lm.shape)}")
