@@ -4,25 +4,28 @@ Both read only the run directory (``inputs.pt``, ``units/``, the results table a
 manifest), as :mod:`deltabench.report` does, so they can be redrawn anywhere without models.
 
 - :func:`edit_grids`: ``reports/edit_grid.png`` (``edit_grid_2.png``, ...): every benchmark
-  prompt, each with every method and reference at strength x1, beside the input image and its
-  inversion (what every method edits); column headers, row labels, marked reference columns.
-  ``reports/edit_grid_columns.json`` lists each grid file's column labels.
+  prompt, each with its input images and their inversions (what every method edits), then every
+  method and reference at strength x1; per prompt the rows are faces that do not already have its
+  target, and each edit carries a tick or a cross: whether the oracle reads the target on it.
+  ``edit_grid_x<k>*.png``: the same at the sweep's other strengths. Column headers, image
+  numbers, marked reference columns; ``reports/edit_grid_columns.json`` lists each file's columns.
 - :func:`tradeoff_plot`: ``reports/tradeoff.{png,pdf}``: IDS against manipulation accuracy
   (CLIP direction where the domain has no attribute oracle), one line per method over the
-  strength sweep, 95% cluster-bootstrap intervals on both axes, references as single markers.
+  strength sweep, 95% cluster-bootstrap intervals on both axes, references as single markers;
+  Okabe-Ito colours and one marker shape per method, see-through fills under every outline (a
+  marker under another still shows), and a caption naming the world, the prompts and n.
   ``reports/tradeoff_points.csv`` holds the plotted numbers.
 """
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from deltabench.checkpoints import safe_torch_load
+from deltabench.rundir import load_run_file, load_unit
 
 # Tile frame colours: what a column is, at a glance (the legend under the grid names them).
 INPUT_COLOR = (31, 90, 180)  # blue: the test image
@@ -34,6 +37,7 @@ MUTED_TEXT = (110, 110, 110)
 GRID_WIDTH = 1100  # px: the report page's width; a grid holds as many prompts as fit in it
 MAX_PROMPTS_PER_GRID = 3
 TILE = 128  # px: the target tile size (64 px images are drawn 2x, nearest neighbour)
+GRID_IMAGES = 4  # rows per prompt
 
 
 def _font(size: int):
@@ -107,24 +111,74 @@ def _tile_size(h: int, columns: int, width: int, margin: int) -> int:
     return big if margin + columns * (big + 8) <= width else TILE
 
 
-def _units(run: Path, name: str, j: int):
-    f = run / "units" / f"{name}__{j}__{1.0!r}.pt"
+def _units(run: Path, name: str, j: int, scale: float = 1.0):
+    f = run / "units" / f"{name}__{j}__{float(scale)!r}.pt"
     if not f.is_file():
         return None
-    # A damaged or unsafe file raises (CheckpointError), as every reader of a run does.
-    ex = safe_torch_load(f, "a deltabench run unit (metric states)").get("examples")
+    # A damaged file is an error naming the command that recomputes it; an unsafe one is refused.
+    ex = load_unit(f, run).get("examples")
     return None if ex is None else np.asarray(ex.numpy() if hasattr(ex, "numpy") else ex, dtype=np.uint8)
 
 
+# Tile badges: whether the oracle reads the target on the edit (Okabe-Ito bluish green / vermillion,
+# told apart by shape too: a tick and a cross).
+REACHED_COLOR = (0, 158, 115)
+MISSED_COLOR = (213, 94, 0)
+
+
+def pick_images(results: pd.DataFrame | None, j: int, pool: int, k: int) -> list[tuple[int, bool]]:
+    """Per prompt ``j``: ``k`` of the first ``pool`` test images, those that do not already have the
+    target first (manipulation accuracy is scored on them, left empty on the others); each as
+    ``(image index, lacks the target)``. Without an attribute oracle: the first ``k``."""
+    if results is None or "manipulation_accuracy" not in results or not len(results):
+        return [(i, True) for i in range(min(k, pool))]
+    rows = results[(results["prompt_index"] == j) & (results["image_index"] < pool)]
+    scored = rows.groupby("image_index")["manipulation_accuracy"].apply(lambda v: v.notna().any())
+    lack = [int(i) for i in sorted(scored.index) if scored[i]]
+    have = [i for i in range(pool) if i not in lack]
+    return [(i, True) for i in lack[:k]] + [(i, False) for i in have[: max(0, k - len(lack))]]
+
+
+def _reached(results: pd.DataFrame | None) -> dict:
+    """``(method, prompt, strength, image) -> 1/0`` from the oracle's reading of each edit."""
+    if results is None or "manipulation_accuracy" not in results:
+        return {}
+    r = results[results["manipulation_accuracy"].notna()]
+    return {(m, int(j), float(s), int(i)): float(v) for m, j, s, i, v in
+            zip(r["method"], r["prompt_index"], r["strength_scale"], r["image_index"], r["manipulation_accuracy"])}
+
+
+def _badge(draw, x: float, y: float, ok: bool, r: int = 9) -> None:
+    """A tick (reached) or a cross (not) in a filled circle centred at ``(x, y)``."""
+    draw.ellipse([x - r, y - r, x + r, y + r], fill=REACHED_COLOR if ok else MISSED_COLOR, outline=(255, 255, 255),
+                 width=2)
+    if ok:
+        draw.line([(x - r * 0.5, y), (x - r * 0.1, y + r * 0.45), (x + r * 0.55, y - r * 0.45)], fill=(255, 255, 255),
+                  width=3)
+    else:
+        d = r * 0.45
+        draw.line([(x - d, y - d), (x + d, y + d)], fill=(255, 255, 255), width=3)
+        draw.line([(x - d, y + d), (x + d, y - d)], fill=(255, 255, 255), width=3)
+
+
+def grid_name(scale: float, g: int) -> str:
+    """``edit_grid.png`` (``edit_grid_2.png``, ...) at x1; ``edit_grid_x0.5.png`` ... at other strengths."""
+    stem = "edit_grid" if scale == 1.0 else f"edit_grid_x{scale:g}"
+    return f"{stem}.png" if g == 0 else f"{stem}_{g + 1}.png"
+
+
 def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: int = MAX_PROMPTS_PER_GRID,
-               ) -> list[Path]:
+               out_dir: Path | None = None, results: pd.DataFrame | None = None) -> list[Path]:
     """Draw the run's edit grids; returns the PNG paths (``[]`` when the run has no ``inputs.pt``).
 
-    Rows: the first test images ("image 0", ...). Columns: the input, its inversion (no edit),
-    then per prompt (its target text spans the prompt's columns) every method and every reference
-    but ``inversion`` (the inversion column shows it), at strength x1. As many prompts go into one
-    grid as fit in ``width`` px (at least one, at most ``max_prompts``), so every prompt is shown,
-    over several files when needed. A missing unit is a grey "n/a" tile.
+    Per prompt (its target text spans its columns): the input, its inversion (no edit), then
+    every method and every reference but ``inversion`` (the inversion column shows it). Its rows
+    are test images that do not already have the prompt's target (the world's ground truth,
+    through the rows' manipulation accuracy; others only when too few lack it, marked "has it"),
+    so every tile shows an edit that has something to do; each edit tile carries a tick (the
+    oracle reads the target on it) or a cross (it does not). As many prompts go into one grid as
+    fit in ``width`` px (at least one, at most ``max_prompts``). Grids at x1 first, then one set
+    per other strength of the sweep (where the run kept examples). A missing unit is a grey "n/a".
     """
     from PIL import Image, ImageDraw
 
@@ -132,130 +186,151 @@ def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: 
     f = run / "inputs.pt"
     if not f.is_file():
         return []
-    base = safe_torch_load(f, "a deltabench run's input images (inputs.pt)")
+    base = load_run_file(f, run, "a deltabench run's input images (inputs.pt)")
     inputs, start = (np.asarray(base[k].numpy(), dtype=np.uint8) for k in ("inputs", "start"))
+    if results is None and (run / "results.csv").is_file():
+        results = pd.read_csv(run / "results.csv")
     cfg = manifest["config"]
     prompts = list(cfg.get("prompts", []))
     refs = [r for r in cfg.get("references", []) or [] if r != "inversion"]
     names = [m for m in cfg.get("methods", []) if m not in refs] + refs
-    k = min(len(inputs), len(start))
+    pool = min(len(inputs), len(start))
+    k = min(GRID_IMAGES, pool)
+    sweep = [float(x) for x in cfg.get("sweep", [1.0])]
+    scales = [1.0] + [x for x in sweep if x != 1.0]
+    reached = _reached(results)
+    picks = {j: pick_images(results, j, pool, k) for j in range(len(prompts))}
 
     # Geometry (px).
     gap, group_gap, frame = 6, 18, 3
-    f_title, f_head, f_method, f_row, f_note = _font(15), _font(14), _font(12), _font(13), _font(12)
+    f_title, f_head, f_method, f_row, f_note = _font(15), _font(14), _font(12), _font(11), _font(12)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left = 14 + int(max(_text_w(probe, f"image {i}", f_row) for i in range(max(k, 1))))
-    tile = _tile_size(inputs.shape[1], 2 + len(names), width, left + group_gap)
+    left = 10
+    per_group = 2 + len(names)
+    tile = _tile_size(inputs.shape[1], per_group, width, left + group_gap)
     cell = tile + gap
-    fixed_w = 2 * cell
-    group_w = max(len(names), 1) * cell
-    per_grid = max(1, min(max_prompts, (width - left - fixed_w - gap) // (group_w + group_gap)))
+    group_w = per_group * cell
+    per_grid = max(1, min(max_prompts, (width - left - gap) // (group_w + group_gap)))
     chunks = [list(range(i, min(i + per_grid, len(prompts)))) for i in range(0, len(prompts), per_grid)] or [[]]
 
-    out_dir = run / "reports"
+    out_dir = Path(out_dir) if out_dir is not None else run / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("edit_grid*.png"):  # a previous report's grids, maybe more of them
-        if re.fullmatch(r"edit_grid(_\d+)?\.png", old.name):
-            old.unlink()
-    cache: dict[tuple[str, int], np.ndarray | None] = {}
+    cache: dict[tuple[str, int, float], np.ndarray | None] = {}
     paths, columns_json = [], {}
-    for g, chunk in enumerate(chunks):
-        # Columns: (label for the JSON, header text, kind, images or None, prompt group or None).
-        cols = [("input", "input", "input", inputs, None),
-                ("inversion (no edit)", "inversion (no edit)", "inversion", start, None)]
-        for j in chunk:
-            for m in names:
-                key = (m, j)
-                if key not in cache:
-                    cache[key] = _units(run, m, j)
-                ref = m in refs
-                head = f"{m} (ref.)" if ref else m
-                cols.append((f"{head}: {prompts[j]['target']}", head, "reference" if ref else "method", cache[key], j))
-        # x of each column's tile.
-        xs, x = [], left
-        for c, col in enumerate(cols):
-            if c == 2 or (c > 2 and col[4] != cols[c - 1][4]):
-                x += group_gap
-            xs.append(x)
-            x += cell
-        total_w = x + gap
+    for scale in scales:
+        if scale != 1.0 and not any(_units(run, m, j, scale) is not None for m in names[:1] for j in range(len(prompts))):
+            continue  # a run from before examples were kept at every strength
+        for g, chunk in enumerate(chunks):
+            # Columns: (label for the JSON, header, kind, images or None, prompt, method or None).
+            cols = []
+            for j in chunk:
+                cols += [("input", "input", "input", inputs, j, None),
+                         ("inversion (no edit)", "inversion (no edit)", "inversion", start, j, None)]
+                for m in names:
+                    ref = m in refs
+                    key = (m, j, scale if not ref else 1.0)
+                    if key not in cache:
+                        cache[key] = _units(run, *key)
+                    head = f"{m} (ref.)" if ref else m
+                    cols.append((f"{head}: {prompts[j]['target']}", head, "reference" if ref else "method",
+                                 cache[key], j, m))
+            xs, x = [], left
+            for c, col in enumerate(cols):
+                if c > 0 and col[4] != cols[c - 1][4]:
+                    x += group_gap
+                xs.append(x)
+                x += cell
+            total_w = x + gap
+            title = (f"Edits at strength x{scale:g}: prompt{'s' if len(chunk) > 1 else ''} "  # ASCII: PIL's font
+                     + (f"{chunk[0] + 1}-{chunk[-1] + 1}" if len(chunk) > 1 else f"{chunk[0] + 1}" if chunk else "-")
+                     + f" of {len(prompts)}" + (f" (grid {g + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
+            title_lines = wrap_text(title, total_w - 2 * gap, probe, f_title, 2)
+            prompt_lines = {j: wrap_text(f"“{prompts[j]['target']}”" + (f"  (from “{prompts[j]['source']}”)"
+                                                                         if prompts[j].get("source") else ""),
+                                         per_group * cell - gap, probe, f_head, 3) for j in chunk}
+            head_lines = [wrap_text(col[1], tile, probe, f_method, 3) for col in cols]
+            lh_t, lh_h, lh_m, lh_n, lh_r = (_line_h(f_title), _line_h(f_head), _line_h(f_method), _line_h(f_note),
+                                            _line_h(f_row))
+            y_title = gap
+            y_prompt = y_title + lh_t * len(title_lines) + 8
+            n_prompt = max((len(v) for v in prompt_lines.values()), default=1)
+            y_method = y_prompt + lh_h * n_prompt + 8
+            n_method = max(len(h) for h in head_lines)
+            y_tiles = y_method + lh_m * n_method + 6
+            row_h = cell + lh_r  # each row: the tiles, then the input's image number under them
+            notes = ["Rows: per prompt, test images that do not already have its target (the world's ground "
+                     "truth); 'has it' marks one that does (too few lacked it). Badges: tick = the oracle reads "
+                     "the target on the edit, cross = it does not.",
+                     "Frames: blue = the input test image; orange = its inversion by the encoder (what every method "
+                     "edits)" + (f"; grey = reference, not a method ({', '.join(refs)}; always at x1)" if refs else "")
+                     + "."]
+            if not reached:
+                notes[0] = "Rows: the first test images (the domain has no attribute oracle, so no badges)."
+            if any(col[3] is None for col in cols):
+                notes.append("n/a: the run has no unit file (or no examples) for that method and prompt.")
+            note_lines = [ln for n in notes for ln in wrap_text(n, total_w - 2 * gap, probe, f_note, 4)]
+            y_notes = y_tiles + k * row_h + 6
+            total_h = y_notes + lh_n * len(note_lines) + gap
 
-        # Header: title, prompt line (spanning its columns), method line (per column).
-        title = (f"Edits at strength x1: prompt{'s' if len(chunk) > 1 else ''} "  # ASCII: PIL's font has no × or –
-                 + (f"{chunk[0] + 1}-{chunk[-1] + 1}" if len(chunk) > 1 else f"{chunk[0] + 1}" if chunk else "-")
-                 + f" of {len(prompts)}" + (f" (grid {g + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
-        title_lines = wrap_text(title, total_w - 2 * gap, probe, f_title, 2)
-        prompt_lines = {j: wrap_text(f"“{prompts[j]['target']}”" + (f"  (from “{prompts[j]['source']}”)"
-                                                                     if prompts[j].get("source") else ""),
-                                     len(names) * cell - gap, probe, f_head, 3) for j in chunk}
-        head_lines = [wrap_text(col[1], tile, probe, f_method, 3) for col in cols]
-        lh_t, lh_h, lh_m, lh_n = _line_h(f_title), _line_h(f_head), _line_h(f_method), _line_h(f_note)
-        y_title = gap
-        y_prompt = y_title + lh_t * len(title_lines) + 8
-        n_prompt = max((len(v) for v in prompt_lines.values()), default=1)
-        y_method = y_prompt + lh_h * n_prompt + 8
-        n_method = max(len(h) for h in head_lines)
-        y_tiles = y_method + lh_m * n_method + 6
-        notes = ["Frames: blue = the input test image; orange = its inversion by the encoder (what every method "
-                 "edits)" + (f"; grey = reference, not a method ({', '.join(refs)})" if refs else "") + "."]
-        if any(col[3] is None or len(col[3]) < k for col in cols):
-            notes.append("n/a: the run has no unit file (or no examples) for that method and prompt.")
-        note_lines = [ln for n in notes for ln in wrap_text(n, total_w - 2 * gap, probe, f_note, 3)]
-        y_notes = y_tiles + k * cell + 6
-        total_h = y_notes + lh_n * len(note_lines) + gap
-
-        canvas = Image.new("RGB", (total_w, total_h), (255, 255, 255))
-        draw = ImageDraw.Draw(canvas)
-        for i, ln in enumerate(title_lines):
-            draw.text((gap, y_title + i * lh_t), ln, fill=TEXT_COLOR, font=f_title)
-        # Prompt headers with a bracket line over their columns.
-        for j in chunk:
-            cs = [c for c, col in enumerate(cols) if col[4] == j]
-            x0, x1 = xs[cs[0]], xs[cs[-1]] + tile
-            for i, ln in enumerate(prompt_lines[j]):
-                tw = _text_w(draw, ln, f_head)
-                draw.text(((x0 + x1 - tw) / 2, y_prompt + i * lh_h), ln, fill=TEXT_COLOR, font=f_head)
-            yb = y_method - 5
-            draw.line([(x0, yb), (x1, yb)], fill=(60, 60, 60), width=2)
-        # Column headers, frames and tiles.
-        colors = {"input": INPUT_COLOR, "inversion": INVERSION_COLOR, "reference": REFERENCE_COLOR}
-        for c, col in enumerate(cols):
-            kind, imgs = col[2], col[3]
-            x0 = xs[c]
-            fill = colors.get(kind, TEXT_COLOR) if kind != "reference" else MUTED_TEXT
-            for i, ln in enumerate(head_lines[c]):
-                tw = _text_w(draw, ln, f_method)
-                draw.text((x0 + (tile - tw) / 2, y_method + i * lh_m), ln, fill=fill, font=f_method)
-            for r in range(k):
-                y0 = y_tiles + r * cell
-                if imgs is not None and r < len(imgs):
-                    canvas.paste(Image.fromarray(_fit_tile(imgs[r], tile)), (x0, y0))
-                else:
-                    draw.rectangle([x0, y0, x0 + tile - 1, y0 + tile - 1], fill=(225, 225, 225))
-                    tw = _text_w(draw, "n/a", f_method)
-                    draw.text((x0 + (tile - tw) / 2, y0 + tile / 2 - 7), "n/a", fill=MUTED_TEXT, font=f_method)
-                if kind in colors:
-                    draw.rectangle([x0 - frame, y0 - frame, x0 + tile - 1 + frame, y0 + tile - 1 + frame],
-                                   outline=colors[kind], width=frame)
-        # Separators: a dark one after the fixed columns, light ones between prompts.
-        y_sep0, y_sep1 = y_method - 2, y_tiles + k * cell - gap + 2
-        for c in range(2, len(cols)):
-            if c == 2 or cols[c][4] != cols[c - 1][4]:
-                xm = xs[c] - (group_gap + gap) // 2
-                draw.line([(xm, y_sep0 if c > 2 else y_prompt), (xm, y_sep1)],
-                          fill=(40, 40, 40) if c == 2 else (190, 190, 190), width=2 if c == 2 else 1)
-        for r in range(k):
-            y0 = y_tiles + r * cell
-            draw.text((6, y0 + tile / 2 - 8), f"image {r}", fill=TEXT_COLOR, font=f_row)
-        for i, ln in enumerate(note_lines):
-            draw.text((gap, y_notes + i * lh_n), ln, fill=MUTED_TEXT, font=f_note)
-
-        out = out_dir / ("edit_grid.png" if g == 0 else f"edit_grid_{g + 1}.png")
-        canvas.save(out)
-        paths.append(out)
-        columns_json[out.name] = [col[0] for col in cols]
+            canvas = Image.new("RGB", (total_w, total_h), (255, 255, 255))
+            draw = ImageDraw.Draw(canvas)
+            for i, ln in enumerate(title_lines):
+                draw.text((gap, y_title + i * lh_t), ln, fill=TEXT_COLOR, font=f_title)
+            for j in chunk:
+                cs = [c for c, col in enumerate(cols) if col[4] == j]
+                x0, x1 = xs[cs[0]], xs[cs[-1]] + tile
+                for i, ln in enumerate(prompt_lines[j]):
+                    tw = _text_w(draw, ln, f_head)
+                    draw.text(((x0 + x1 - tw) / 2, y_prompt + i * lh_h), ln, fill=TEXT_COLOR, font=f_head)
+                draw.line([(x0, y_method - 5), (x1, y_method - 5)], fill=(60, 60, 60), width=2)
+            colors = {"input": INPUT_COLOR, "inversion": INVERSION_COLOR, "reference": REFERENCE_COLOR}
+            for c, col in enumerate(cols):
+                _, _, kind, imgs, j, m = col
+                x0 = xs[c]
+                fill = colors.get(kind, TEXT_COLOR) if kind != "reference" else MUTED_TEXT
+                for i, ln in enumerate(head_lines[c]):
+                    tw = _text_w(draw, ln, f_method)
+                    draw.text((x0 + (tile - tw) / 2, y_method + i * lh_m), ln, fill=fill, font=f_method)
+                for r, (img, lacks) in enumerate(picks[j]):
+                    y0 = y_tiles + r * row_h
+                    if imgs is not None and img < len(imgs):
+                        canvas.paste(Image.fromarray(_fit_tile(imgs[img], tile)), (x0, y0))
+                    else:
+                        draw.rectangle([x0, y0, x0 + tile - 1, y0 + tile - 1], fill=(225, 225, 225))
+                        tw = _text_w(draw, "n/a", f_method)
+                        draw.text((x0 + (tile - tw) / 2, y0 + tile / 2 - 7), "n/a", fill=MUTED_TEXT, font=f_method)
+                    if kind in colors:
+                        draw.rectangle([x0 - frame, y0 - frame, x0 + tile - 1 + frame, y0 + tile - 1 + frame],
+                                       outline=colors[kind], width=frame)
+                    if kind == "input":
+                        label = f"image {img}" + ("" if lacks else " (has it)")
+                        draw.text((x0, y0 + tile + 1), label, fill=TEXT_COLOR if lacks else MUTED_TEXT, font=f_row)
+                    if m is not None and imgs is not None:
+                        ok = reached.get((m, j, scale if kind == "method" else 1.0, img))
+                        if ok is not None:
+                            _badge(draw, x0 + tile - 11, y0 + 11, ok >= 0.5)
+            y_sep0, y_sep1 = y_prompt, y_tiles + k * row_h - gap
+            for c in range(1, len(cols)):
+                if cols[c][4] != cols[c - 1][4]:
+                    xm = xs[c] - (group_gap + gap) // 2
+                    draw.line([(xm, y_sep0), (xm, y_sep1)], fill=(150, 150, 150), width=2)
+            for i, ln in enumerate(note_lines):
+                draw.text((gap, y_notes + i * lh_n), ln, fill=MUTED_TEXT, font=f_note)
+            out = out_dir / grid_name(scale, g)
+            canvas.save(out)
+            paths.append(out)
+            columns_json[out.name] = [col[0] for col in cols]
     (out_dir / "edit_grid_columns.json").write_text(json.dumps(columns_json, indent=1, ensure_ascii=False) + "\n")
     return paths
+
+
+# Methods: the Okabe-Ito colour-blind-safe palette (no red beside green), each with its own marker.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+METHOD_MARKERS = ("o", "s", "D", "^", "v", "P", "h")
+
+
+def _rgb(hex_color: str) -> tuple[float, float, float]:
+    return tuple(int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5))
 
 
 # Reference markers: distinct from every method's coloured circles.
@@ -291,7 +366,7 @@ def tradeoff_points(results: pd.DataFrame, manifest: dict) -> pd.DataFrame | Non
         .reset_index(drop=True)
 
 
-def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict) -> Path | None:
+def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict, out_dir: Path | None = None) -> Path | None:
     """Draw ``reports/tradeoff.png`` (dpi 130) and ``tradeoff.pdf``; ``None`` when ``results``
     has no IDS or no edit metric. Strength is the marker size (legend "strength"), never a
     text label, so nothing can overlap; references are single black/grey markers."""
@@ -307,7 +382,7 @@ def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict) -> Path | No
     size = {s: 5 + 9 * i / max(len(scales) - 1, 1) for i, s in enumerate(scales)}  # markersize by strength
     fig = Figure(figsize=(8.2, 4.8))
     ax = fig.add_axes([0.09, 0.12, 0.6, 0.78])
-    colors = [f"C{i}" for i in range(10)]
+    colors = OKABE_ITO
     method_handles, c, other_ref = [], 0, 0
 
     def err(g, key):
@@ -332,15 +407,22 @@ def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict) -> Path | No
             method_handles.append(Line2D([], [], linestyle="none", marker=mk, color=col, markersize=ms * 0.8,
                                          label=f"{m} (reference)"))
             continue
-        col = colors[c % len(colors)]
+        col, mk = colors[c % len(colors)], METHOD_MARKERS[c % len(METHOD_MARKERS)]
         c += 1
         ax.errorbar(g["ids"], g[y], xerr=xe, yerr=ye, fmt="none", ecolor=col, elinewidth=0.9, capsize=2,
                     alpha=0.55, zorder=2)
         ax.plot(g["ids"], g[y], "-", color=col, linewidth=1.6, alpha=0.9, zorder=3)
         for _, r in g.iterrows():
-            ax.plot([r["ids"]], [r[y]], "o", color=col, markersize=size.get(r["strength_scale"], 7),
-                    markeredgecolor="white", markeredgewidth=0.8, zorder=3)
-        method_handles.append(Line2D([], [], color=col, marker="o", markersize=6, label=m))
+            ms = size.get(r["strength_scale"], 7)
+            # A see-through fill, a solid outline in the method's colour and its own shape, small
+            # markers above big ones.
+            # Fills first, every outline above every fill: a marker under another's still shows its edge.
+            ax.plot([r["ids"]], [r[y]], linestyle="none", marker=mk, markersize=ms, markerfacecolor=(*_rgb(col), 0.35),
+                    markeredgewidth=0, zorder=3.5)
+            ax.plot([r["ids"]], [r[y]], linestyle="none", marker=mk, markersize=ms, markerfacecolor="none",
+                    markeredgecolor=col, markeredgewidth=1.6, zorder=6 - ms / 10)
+        method_handles.append(Line2D([], [], color=col, marker=mk, markersize=6, markerfacecolor=(*_rgb(col), 0.45),
+                                     markeredgecolor=col, label=m))
     label = {"manipulation_accuracy": "manipulation accuracy →", "clip_direction": "CLIP direction →"}[y]
     ax.set_xlabel("IDS (identity similarity to the input) →")
     ax.set_ylabel(label)
@@ -356,10 +438,22 @@ def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict) -> Path | No
                frameon=False, labelspacing=1.0)
     fig.add_artist(leg1)
     n_img = int(results["image_index"].nunique()) if "image_index" in results else len(results)
-    fig.text(0.71, 0.04, textwrap.fill(
-        f"Bars: 95% intervals, a bootstrap over the {n_img} test images (each resampled with all of its "
-        f"prompts), seed {manifest.get('config', {}).get('seed', 0)}.", 40), fontsize=7, color="#555555")
-    out_dir = run / "reports"
+    cfg = manifest.get("config", {})
+    prompts = cfg.get("prompts", []) or []
+    targets = ", ".join(f"“{p['target']}”" for p in prompts[:6]) + (f" and {len(prompts) - 6} more"
+                                                                     if len(prompts) > 6 else "")
+    n_pts = pts.loc[~pts["reference"], "ids_n"]
+    n_txt = f"n = {int(n_pts.iloc[0])} edits per point" if len(n_pts) and n_pts.nunique() == 1 else \
+        "n per point in tradeoff_points.csv"
+    acc_n = pts.loc[~pts["reference"], f"{y}_n"]
+    if y == "manipulation_accuracy" and len(acc_n) and acc_n.nunique() == 1 and len(n_pts) and \
+            int(acc_n.iloc[0]) != int(n_pts.iloc[0]):
+        n_txt += f" ({int(acc_n.iloc[0])} for accuracy: faces that lacked the target)"
+    fig.text(0.71, 0.03, textwrap.fill(
+        f"World {cfg.get('world', '?')}, {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} ({targets}), "
+        f"{n_img} test images, {n_txt}. Bars: 95% intervals, a bootstrap over test images (each resampled with "
+        f"all of its prompts), seed {cfg.get('seed', 0)}.", 44), fontsize=7, color="#333333")
+    out_dir = Path(out_dir) if out_dir is not None else run / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "tradeoff.png"
     fig.savefig(out, dpi=130)

@@ -31,12 +31,17 @@ REGISTRY: dict[str, str] = {
     "styleclip-op": "baselines.op:StyleCLIPOptimization",
     "styleclip-lm": "baselines.lm:StyleCLIPMapper",
     "styleclip-gd": "baselines.gd:StyleCLIPGlobal",
+    "tedigan": "baselines.tedigan:TediGAN",
 }
 # Names that stand for several methods.
 ALIASES: dict[str, tuple[str, ...]] = {
     "styleclip": ("styleclip-op", "styleclip-lm", "styleclip-gd"),
 }
 _REGISTERED: dict[str, type] = {}  # register_method(); a process's own additions
+
+
+class StrengthWarning(UserWarning):
+    """A strength outside the range a method is calibrated for (:meth:`EditMethod.strength_warning`)."""
 
 
 class EditMethod(ABC):
@@ -92,6 +97,40 @@ class EditMethod(ABC):
         """The knob's value for ×``scale``, ``scale`` times the edit (``scale`` > 0). Default:
         ``default_strength · scale``; override it where a larger value means a weaker edit."""
         return self.default_strength * float(scale)
+
+    # The multipliers of the default edit the method is calibrated for: its official default is
+    # x1, and the benchmark's default sweep (0.5, 1, 2) lies well inside this range.
+    calibrated_scales: tuple[float, float] = (0.25, 4.0)
+
+    def scale_of(self, strength: float) -> float:
+        """The multiplier of the default edit that the knob value ``strength`` is (the inverse of
+        :meth:`strength_for`; a knob that falls as the edit grows, e.g. a penalty weight, inverts)."""
+        s1, s2 = self.strength_for(1.0), self.strength_for(2.0)
+        if s1 == 0:
+            return float("nan")
+        return float(strength) / s1 if s2 > s1 else (s1 / float(strength) if strength else float("inf"))
+
+    def strength_warning(self, strength: float | None) -> str | None:
+        """What a ``strength`` outside the calibrated range will do, in words (None inside it)."""
+        if strength is None:
+            return None
+        lo, hi = self.calibrated_scales
+        grows = self.strength_for(2.0) > self.strength_for(1.0)
+        what = f"{self.name} --strength {strength:g} ({self.strength_name}; default {self.strength_for(1.0):g})"
+        if grows and strength < 0:
+            return (f"{what} is negative: it reverses the edit, moving the image away from the target "
+                    f"(towards the opposite of the prompt), not towards it")
+        if grows and strength == 0:
+            return f"{what} is 0: no edit at all, the output is the inversion of the input"
+        if not grows and strength < 0:
+            return f"{what} is a negative penalty weight: nothing holds the edit near the input"
+        k = self.scale_of(strength)
+        if not lo <= k <= hi:
+            effect = ("expect an image off the generator's range (artefacts or noise), not a stronger edit"
+                      if k > hi else "expect an edit too weak to see")
+            return (f"{what} is x{k:.3g} the default edit, outside the x{lo:g} to x{hi:g} this method is "
+                    f"calibrated for: {effect}")
+        return None
 
     @abstractmethod
     def edit(self, w_plus: torch.Tensor, source: str, target: str,

@@ -26,6 +26,12 @@ import numpy as np
 
 LEVEL = 0.95
 N_BOOT = 2000
+# Bootstrap resamples of the set statistics FID and KID (each recomputes the statistic from the
+# resampled images' features); fewer only where rows >= dimensions above 512 (a 2048-d
+# eigendecomposition per resample). deltabench.runner.summarize uses them; its summary records
+# the count per row (<key>_boot) for the tables' p-value resolution.
+SET_BOOT = 100
+SET_BOOT_LARGE = 25
 
 
 @dataclass(frozen=True)
@@ -174,3 +180,43 @@ def paired_from_draws(diff: float, draws: np.ndarray, n: int, level: float = LEV
     draws = np.asarray(draws, dtype=np.float64)
     lo, hi = _percentiles(draws, level)
     return PairedTest(float(diff), lo, hi, _p_value(draws), n)
+
+
+# --- printing -------------------------------------------------------------------------------
+
+def is_symmetric(value: float, lo: float, hi: float, decimals: int, bounds: tuple[float, float] | None = None,
+                 tol: float = 0.2) -> bool:
+    """Whether ``value ± half-width`` says what ``[lo, hi]`` says: both arms equal within ``tol``
+    of the half-width (and within the printed precision), the interval holds the value and does
+    not touch a bound of the metric (0 or 1 for a rate)."""
+    if not all(np.isfinite([value, lo, hi])) or hi <= lo or not lo <= value <= hi:
+        return False
+    if bounds is not None and (lo <= bounds[0] or hi >= bounds[1]):
+        return False
+    below, above = value - lo, hi - value
+    hw = (hi - lo) / 2
+    return abs(above - below) <= tol * hw or f"{below:.{decimals}f}" == f"{above:.{decimals}f}"
+
+
+def format_interval(value: float, lo: float, hi: float, decimals: int,
+                    bounds: tuple[float, float] | None = None) -> str:
+    """``"v ± h"`` where the interval is symmetric (:func:`is_symmetric`), else ``"v [lo, hi]"``;
+    ``"v"`` alone without a finite interval."""
+    if not np.isfinite(value):
+        return "–"
+    v = f"{value:.{decimals}f}"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return v
+    if is_symmetric(value, lo, hi, decimals, bounds):
+        return f"{v} ± {(hi - lo) / 2:.{decimals}f}"
+    return f"{v} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
+
+
+def format_p(p: float, n_boot: int | None) -> str:
+    """A bootstrap p-value as printed: ``"< 1/B"`` below the resolution of ``n_boot`` resamples
+    (a bootstrap never says exactly 0), else two significant digits."""
+    if not np.isfinite(p):
+        return "–"
+    if n_boot and p < 1 / n_boot:
+        return f"< {1 / n_boot:.2g}"
+    return f"{p:.2g}"

@@ -36,10 +36,22 @@ def _log_every() -> float:
     return every if every >= 0 and math.isfinite(every) else 10.0
 
 
+def stamp(line: str) -> str:
+    """``line``, after the wall-clock time (``[2026-12-07 17:04:05] ...``) when ``DELTABENCH_LOG_TIME=1``."""
+    if os.environ.get("DELTABENCH_LOG_TIME") == "1":
+        return time.strftime("[%Y-%m-%d %H:%M:%S] ") + line
+    return line
+
+
+def log_line(line: str) -> None:
+    """A run's log line to stderr (time-stamped under ``DELTABENCH_LOG_TIME=1``)."""
+    print(stamp(line), file=sys.stderr, flush=True)
+
+
 def _say(line: str) -> None:
     """One ``deltabench: ...`` line to stderr now (silent under ``DELTABENCH_QUIET=1``)."""
     if not _quiet():
-        print(f"deltabench: {line}", file=sys.stderr, flush=True)
+        print(stamp(f"deltabench: {line}"), file=sys.stderr, flush=True)
 
 
 def _duration(seconds: float) -> str:
@@ -106,6 +118,7 @@ class LogProgress:
         self._printed = False
         self._closed = False
         self._iterating = False
+        self._warm: tuple[float, float] | None = None  # (time, count) when the first item finished
 
     # --- tqdm's interface -------------------------------------------------------------
     def __iter__(self):
@@ -136,6 +149,8 @@ class LogProgress:
 
     def update(self, n: float = 1) -> None:
         self.n += n
+        if self._warm is None:  # the first item carries the warm-up (loading, first allocations)
+            self._warm = (time.monotonic(), self.n)
         if self._closed or (self._iterating and self.total is not None and self.n >= self.total):
             return
         now = time.monotonic()
@@ -169,6 +184,7 @@ class LogProgress:
             self.total = total
         self.start_t = time.monotonic()
         self._next_t = self.start_t + min(1.0, self.every)
+        self._warm = None
 
     @staticmethod
     def write(s: str, file=None, end: str = "\n", nolock: bool = False) -> None:
@@ -212,8 +228,12 @@ class LogProgress:
                      f"({self._rate(rate)})"]
         else:
             parts = [f"{what} {count} {self._rate(rate)}"]
-            if self.total is not None and rate > 0:
-                parts.append(f"ETA {_duration(max(self.total - self.n, 0) / rate)}")
+            # ETA from the items after the first only (its warm-up would inflate it), once there is one.
+            if self.total is not None and self._warm is not None and self.n > self._warm[1] and now > self._warm[0]:
+                warm_rate = (self.n - self._warm[1]) / (now - self._warm[0])
+                parts.append(f"ETA {_duration(max(self.total - self.n, 0) / warm_rate)}")
+            elif self.total is not None:
+                parts.append("ETA after the first item (warm-up)")
         if self.postfix:
             parts.append(self.postfix)
         return ", ".join(parts)
@@ -294,3 +314,82 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "cpu"
+
+
+# --- CPU threads -----------------------------------------------------------------------------
+
+THREADS: dict = {}  # what set_threads chose, and why (the run manifest records it)
+
+
+def _cgroup_cpus() -> float | None:
+    """The CPUs the cgroup's quota allows (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), None if unlimited."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def _others_running(samples: int = 5) -> int:
+    """Runnable tasks besides this one right now (``/proc/stat`` ``procs_running``, the median of
+    a few samples 20 ms apart); 0 where unknown."""
+    seen = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat") as f:
+                seen += [int(ln.split()[1]) for ln in f if ln.startswith("procs_running")]
+        except (OSError, ValueError, IndexError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(0.02)
+    return max(0, sorted(seen)[len(seen) // 2] - 1) if seen else 0
+
+
+def usable_cpus() -> tuple[int, str]:
+    """The CPU threads this process may really use, and why: ``OMP_NUM_THREADS`` when set; else
+    the CPUs of its affinity mask, capped by the cgroup's CPU quota, less the CPUs other runnable
+    tasks hold now (a busy machine: threads that wait for a shared core spin and stall each other,
+    a run beside one busy loop took 10 min with 2 threads and 29 s with 1)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        try:
+            if int(env) >= 1:
+                return int(env), "OMP_NUM_THREADS"
+        except ValueError:
+            pass
+    try:
+        n, why = len(os.sched_getaffinity(0)), "CPU affinity"
+    except (AttributeError, OSError):
+        n, why = os.cpu_count() or 1, "CPU count"
+    quota = _cgroup_cpus()
+    if quota is not None and int(quota) < n:
+        n, why = max(1, int(quota)), f"cgroup CPU quota {quota:g}"
+    busy = _others_running()
+    if busy and n > 1:
+        free = max(1, n - busy)
+        if free < n:
+            n, why = free, f"{why} ({n} CPUs) less {busy} other runnable task{'s' if busy > 1 else ''}"
+    return n, why
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op (and, where still possible, inter-op) CPU threads: ``n``, or
+    :func:`usable_cpus` when ``n`` is None or 0. Returns the count; :data:`THREADS` says why."""
+    why = "--threads"
+    if n is not None and n < 0:
+        raise ValueError(f"--threads must be a whole number >= 0 (0: what the process may use), got {n}")
+    if not n:
+        n, why = usable_cpus()
+    torch.set_num_threads(int(n))
+    try:
+        torch.set_num_interop_threads(int(n))
+    except RuntimeError:  # only before the first inter-op work; intra-op is what matters here
+        pass
+    THREADS.update({"threads": int(n), "threads_from": why})
+    return int(n)

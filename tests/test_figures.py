@@ -59,6 +59,10 @@ def _bbox(a: np.ndarray, colour) -> tuple[int, int, int, int] | None:
     return None if len(xs) == 0 else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
+def _in_band(a: np.ndarray, colour, x0: int, x1: int):
+    return _bbox(a[:, x0:x1], colour)
+
+
 def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
     run, manifest, ids = _run(tmp_path)
     paths = figures.edit_grids(run, manifest)
@@ -73,76 +77,114 @@ def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
             assert shown.count(f"{m}: {t}") == 1, (m, t)
     assert not any(lab.startswith("inversion (ref.)") or lab.startswith("inversion:") for lab in shown)
 
-    tile, n_per = 2 * H, len(drawn)
+    tile, group = 2 * H, 2 + len(drawn)  # per prompt: its input, its inversion, then every method
     for p in paths:
         labels = cols[p.name]
-        assert labels[:2] == ["input", "inversion (no edit)"]
-        assert (len(labels) - 2) % n_per == 0 and len(labels) > 2
+        assert len(labels) % group == 0 and len(labels) >= group
+        for g in range(0, len(labels), group):
+            assert labels[g: g + 2] == ["input", "inversion (no edit)"]
         a = np.asarray(Image.open(p).convert("RGB"))
         assert a.shape[1] <= figures.GRID_WIDTH  # legible on the report page without shrinking
-        # Every column's images sit where its label says, in label order, one per row, 2x upscaled.
-        names = [None, None] + [(lab.split(": ", 1)[0].replace(" (ref.)", ""), TARGETS.index(lab.split(": ", 1)[1]))
-                                for lab in labels[2:]]
         x_prev, tops = -1, []
-        for c, name in enumerate(names):
-            cid = c if name is None else ids[name]
-            boxes = [_bbox(a, _colour(cid, r)) for r in range(K)]
-            if name == MISSING:
-                assert boxes == [None] * K  # the missing unit: drawn as "n/a"
-                continue
+        for c, lab in enumerate(labels):
+            g0 = c - c % group
+            if lab in ("input", "inversion (no edit)"):
+                # Its images lie within its prompt's group, right before the group's methods.
+                first_m = labels[g0 + 2]
+                right = _bbox(a, _colour(ids[(first_m.split(": ", 1)[0].replace(" (ref.)", ""),
+                                              TARGETS.index(first_m.split(": ", 1)[1]))], 0))
+                cid, band = (0 if lab == "input" else 1), (max(x_prev, 0), right[0] if right else a.shape[1])
+            else:
+                name = (lab.split(": ", 1)[0].replace(" (ref.)", ""), TARGETS.index(lab.split(": ", 1)[1]))
+                if name == MISSING:
+                    assert all(_bbox(a, _colour(ids[name], r)) is None for r in range(K))  # drawn as "n/a"
+                    continue
+                cid, band = ids[name], (0, a.shape[1])
+            boxes = [_in_band(a, _colour(cid, r), *band) for r in range(K)]
+            boxes = [(b[0] + band[0], b[1], b[2] + band[0], b[3]) for b in boxes]
             for r, b in enumerate(boxes):
-                assert b is not None and (b[2] - b[0], b[3] - b[1]) == (tile, tile), (p.name, c, r, b)
+                assert (b[2] - b[0], b[3] - b[1]) == (tile, tile), (p.name, c, r, b)
                 assert b[0] == boxes[0][0]  # rows of one column are aligned
                 if r:
                     assert b[1] > boxes[r - 1][3]  # and stacked in row order
             assert boxes[0][0] > x_prev  # columns in label order
-            x_prev = boxes[0][0]
+            x_prev = boxes[0][2]
             tops.append(boxes[0][1])
-            # The header above each column holds text (drawn, not white).
             head = a[boxes[0][1] - 60: boxes[0][1] - 4, boxes[0][0]: boxes[0][2]]
-            assert (head.min(-1) < 200).sum() > 30, (p.name, c)
+            assert (head.min(-1) < 200).sum() > 30, (p.name, c)  # a header (text) above each column
+            if lab in ("input", "inversion (no edit)"):
+                frame = figures.INPUT_COLOR if lab == "input" else figures.INVERSION_COLOR
+                b = boxes[0]
+                assert tuple(a[b[1] + 5, b[0] - 2]) == frame and tuple(a[b[3] + 1, b[0] + 5]) == frame
+            if lab == "input":  # the image's number under each input tile
+                for b in boxes:
+                    assert (a[b[3] + 4: b[3] + 14, b[0]: b[2]].min(-1) < 128).sum() > 10
         assert len(set(tops)) == 1
-        # Row labels: text in the left margin beside every row.
-        first = _bbox(a, _colour(0, 0))
-        assert first[0] > 30
-        for r in range(K):
-            b = _bbox(a, _colour(0, r))
-            assert (a[b[1]: b[3], : first[0] - 6].min(-1) < 128).sum() > 20
-        # Input and inversion columns are framed in their colours.
-        for c, frame in ((0, figures.INPUT_COLOR), (1, figures.INVERSION_COLOR)):
-            b = _bbox(a, _colour(c, 0))
-            assert tuple(a[b[1] + 5, b[0] - 2]) == frame and tuple(a[b[3] + 1, b[0] + 5]) == frame
-        # The grid's width is its columns': a grid with fewer prompts is narrower by whole groups.
-        expected_h = tops[0] + K * tile
-        assert expected_h < a.shape[0] < expected_h + 120  # the notes under the tiles
-    widths = {len(cols[p.name]): Image.open(p).size[0] for p in paths}
-    if len(widths) > 1:
-        (n1, w1), (n2, w2) = sorted(widths.items())
-        assert (w2 - w1) % ((n2 - n1) // n_per) == 0 and (w2 - w1) // ((n2 - n1) // n_per) > n_per * tile
     # Every prompt shown, at most MAX_PROMPTS_PER_GRID per grid.
     assert len(paths) >= math.ceil(len(TARGETS) / figures.MAX_PROMPTS_PER_GRID)
-    assert all(len(v) - 2 <= figures.MAX_PROMPTS_PER_GRID * n_per for v in cols.values())
+    assert all(len(v) <= figures.MAX_PROMPTS_PER_GRID * group for v in cols.values())
 
 
-def test_edit_grids_pack_prompts_and_clean_up_old_grids(tmp_path):
+def test_edit_grids_pack_prompts_and_draw_every_strength(tmp_path):
     run, manifest, ids = _run(tmp_path, methods=["deltaedit"], refs=[], targets=TARGETS[:5])
-    (run / "reports").mkdir()
-    for old in ("edit_grid_7.png", "edit_grid_2.png"):
-        Image.new("RGB", (4, 4)).save(run / "reports" / old)
     paths = figures.edit_grids(run, manifest)
-    assert [p.name for p in paths] == ["edit_grid.png", "edit_grid_2.png"]  # 3 + 2 prompts
-    assert not (run / "reports" / "edit_grid_7.png").exists()
     cols = json.loads((run / "reports" / "edit_grid_columns.json").read_text())
-    assert cols["edit_grid.png"] == ["input", "inversion (no edit)", *(f"deltaedit: {t}" for t in TARGETS[:3])]
-    assert cols["edit_grid_2.png"] == ["input", "inversion (no edit)", *(f"deltaedit: {t}" for t in TARGETS[3:5])]
+    per = len(cols["edit_grid.png"]) // 3
+    assert [p.name for p in paths] == ["edit_grid.png"] + [f"edit_grid_{i}.png" for i in range(2, len(paths) + 1)]
+    assert cols["edit_grid.png"][:3] == ["input", "inversion (no edit)", f"deltaedit: {TARGETS[0]}"]
+    assert sum(len(v) // 3 for v in cols.values()) == 5 and per >= 2
     assert not any("(ref.)" in c for v in cols.values() for c in v)
-    w1, w2 = Image.open(paths[0]).size[0], Image.open(paths[1]).size[0]
-    assert w1 > w2 + 2 * H  # one prompt more is one column (and a gap) wider
+    if len(paths) > 1 and len(cols[paths[-1].name]) < len(cols[paths[0].name]):
+        assert Image.open(paths[0]).size[0] > Image.open(paths[-1]).size[0] + 3 * H
+    # Grids at the sweep's other strengths, from those units' examples.
+    manifest["config"]["sweep"] = [1.0, 2.0]
+    paths = figures.edit_grids(run, manifest)
+    x2 = [p for p in paths if p.name.startswith("edit_grid_x2")]
+    assert x2 and x2[0].name == "edit_grid_x2.png"
+    a = np.asarray(Image.open(x2[0]).convert("RGB"))
+    half = tuple(v // 2 for v in _colour(ids[("deltaedit", 0)], 0))
+    assert _bbox(a, half) is not None and _bbox(a, _colour(ids[("deltaedit", 0)], 0)) is None
     # 32 px images are drawn 4x.
     run32, man32, _ = _run(tmp_path / "small", methods=["deltaedit"], refs=[], targets=TARGETS[:1], h=32)
     a = np.asarray(Image.open(figures.edit_grids(run32, man32)[0]).convert("RGB"))
     b = _bbox(a, _colour(2, 1))
     assert (b[2] - b[0], b[3] - b[1]) == (128, 128)
+
+
+def test_edit_grids_pick_faces_without_the_target_and_mark_reached(tmp_path):
+    n = 6
+
+    def colour(c, r):
+        return (10 + 5 * c, 20 + 40 * r, 120 + 3 * c)
+
+    def solid(c, r):
+        return np.broadcast_to(np.array(colour(c, r), np.uint8), (H, H, 3)).copy()
+
+    run = tmp_path / "run"
+    (run / "units").mkdir(parents=True)
+    torch.save({"inputs": torch.from_numpy(np.stack([solid(0, r) for r in range(n)])),
+                "start": torch.from_numpy(np.stack([solid(1, r) for r in range(n)]))}, run / "inputs.pt")
+    torch.save({"examples": torch.from_numpy(np.stack([solid(2, r) for r in range(n)]))},
+               run / "units" / "deltaedit__0__1.0.pt")
+    # Images 0 and 2 already have the target (accuracy not scored); the edit reaches it on 1 and 4.
+    acc = {0: np.nan, 1: 1.0, 2: np.nan, 3: 0.0, 4: 1.0, 5: 0.0}
+    results = pd.DataFrame({"method": "deltaedit", "prompt_index": 0, "strength_scale": 1.0,
+                            "image_index": list(acc), "manipulation_accuracy": list(acc.values())})
+    manifest = {"config": {"methods": ["deltaedit"], "references": [], "seed": 0, "images": n, "sweep": [1.0],
+                           "prompts": [{"source": "face", "target": "face with glasses", "attribute": "glasses",
+                                        "value": "glasses"}]}}
+    path = figures.edit_grids(run, manifest, results=results)[0]
+    a = np.asarray(Image.open(path).convert("RGB"))
+    assert _bbox(a, colour(0, 0)) is None and _bbox(a, colour(0, 2)) is None  # faces that have it: left out
+    rows = [_bbox(a, colour(2, r)) for r in (1, 3, 4, 5)]
+    assert all(b is not None for b in rows) and [b[1] for b in rows] == sorted(b[1] for b in rows)
+    for (r, ok), b in zip(((1, True), (3, False), (4, True), (5, False)), rows):
+        badge = a[b[1]: b[1] + 22, b[2] - 22: b[2]].reshape(-1, 3)
+        want = figures.REACHED_COLOR if ok else figures.MISSED_COLOR
+        other = figures.MISSED_COLOR if ok else figures.REACHED_COLOR
+        assert (badge == want).all(-1).sum() > 30 and not (badge == other).all(-1).any(), r
+    assert figures.pick_images(results, 0, 6, 4) == [(1, True), (3, True), (4, True), (5, True)]
+    assert figures.pick_images(results, 0, 6, 5)[-1] == (0, False)  # too few lack it: one that has it, marked
 
 
 def test_edit_grids_without_inputs_draw_nothing(tmp_path):

@@ -55,8 +55,8 @@ def test_tables_mark_references_fid_and_compile_with_pdflatex(cache, run_dir, tm
     rep = run_dir / "reports"
     md = (rep / "table.md").read_text()
     assert "inversion (reference)" in md and "oracle-edit (reference)" in md
-    assert "FID (oracle) [unreliable]" in md and "9 samples for 64-d features" in md
-    assert md.index("KID (oracle)") < md.index("FID (oracle)")
+    assert "FID (oracle) [unreliable]" in md and "3 samples for 64-d features" in md  # 3 distinct test images
+    assert md.index("KID (oracle, unscaled)") < md.index("FID (oracle)")
     assert "**" in md and " ± " in md and "9 (3 img.)" in md
     tex = (rep / "table.tex").read_text()
     assert tex.isascii() and r"\toprule" in tex and r"\bottomrule" in tex and r"$\pm$" in tex

@@ -7,9 +7,11 @@ import numpy as np
 
 from deltabench.gap.metrics import unit_rows
 
-# The paper's colours: red/green for raw image/text, orange/brown for image/text deltas.
-RAW_COLORS = ("#d62728", "#2ca02c")
-DELTA_COLORS = ("#ff7f0e", "#8c564b")
+# Okabe-Ito colours, images warm and texts cool in both panels: each pair differs in hue and in
+# lightness, so it stays apart for colour-blind readers and in greyscale (the paper's red/green and
+# orange/brown pairs did not).
+RAW_COLORS = ("#D55E00", "#0072B2")
+DELTA_COLORS = ("#E69F00", "#009E73")
 
 
 def tsne_2d(x: np.ndarray, y: np.ndarray, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000,

@@ -122,7 +122,7 @@ class EditLatency(Metric):
 class PeakMemory(Metric):
     """Peak memory in MiB: the max over every measured block (and every process when merged)."""
 
-    key, label, higher_is_better = "peak_mb", "peak MiB", False
+    key, label, higher_is_better = "peak_mb", "process peak MiB", False
 
     def __init__(self):
         super().__init__()
