@@ -217,6 +217,8 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
         groups.setdefault(p, []).append(i)
     rows, summary = [None] * len(x), []
     dev = domain.device
+    names = {"input_file": image_names(inputs), "edit_file": image_names(edits)}  # None where not files
+    names = {c: n if n is not None and len(n) == len(x) else None for c, n in names.items()}
     for p, idx in groups.items():
         suite = build_metrics(domain, p, seed=seed)
         for a in range(0, len(idx), batch):
@@ -225,14 +227,47 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
             got = suite.update(x[ii].to(dev), y[ii].to(dev), s[ii].to(dev) if s is not None else None,
                                params=params[np.asarray(sel)] if params is not None else None)
             for k, i in enumerate(sel):
-                rows[i] = {"pair": i, "source": p.source, "target": p.target, "attribute": p.attribute,
+                rows[i] = {"pair": i, **{c: n[i] for c, n in names.items() if n is not None},
+                           "source": p.source, "target": p.target, "attribute": p.attribute,
                            "value": p.value, **{m: float(v[k]) for m, v in got.items()}}
         values = suite.compute()
         summary.append({"source": p.source, "target": p.target, "pairs": len(idx), **values,
+                        **_pair_intervals([rows[i] for i in idx], values, seed),
                         **_negative_set_distances(values, p.target)})
     df = pd.DataFrame(rows)
     df.attrs["summary"] = pd.DataFrame(summary)
     return df
+
+
+def _pair_intervals(rows: list[dict], values: dict, seed: int) -> dict:
+    """``<m>_lo``, ``<m>_hi``, ``<m>_n``: the 95% bootstrap interval of each per-pair metric's
+    mean over the prompt's pairs (FID and KID are set statistics: their value only)."""
+    from deltabench import stats
+
+    out = {}
+    for key in values:
+        col = np.asarray([r.get(key, np.nan) for r in rows], dtype=float)
+        col = col[np.isfinite(col)]
+        if len(rows) == 0 or key not in rows[0] or len(col) == 0:
+            continue
+        iv = stats.mean_interval(col, np.arange(len(col)), seed=seed)
+        out.update({f"{key}_lo": iv.lo, f"{key}_hi": iv.hi, f"{key}_n": iv.n})
+    return out
+
+
+def image_names(images) -> list[str] | None:
+    """The file names ``as_images`` reads ``images`` from, in its order (a folder: sorted), or None
+    where they are not files (PIL images, arrays, tensors)."""
+    from deltabench.imageio import IMAGE_SUFFIXES
+
+    if isinstance(images, (str, Path)):
+        p = Path(images)
+        if p.is_dir():
+            return [f.name for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        return [p.name]
+    if isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, Path)) for i in images):
+        return [Path(i).name for i in images]
+    return None
 
 
 def _negative_set_distances(values: dict, target: str) -> dict:

@@ -128,6 +128,50 @@ def _cmd_world_card(args) -> int:
     return 0
 
 
+def _cmd_world_describe(args) -> int:
+    """What a world (or real domain) knows, without loading a model: its attributes and values,
+    the continuous parameters no caption names, its edit prompts (benchmark ones marked) and
+    the words its CLIP reads."""
+    from deltabench.real.domain import domain_names, is_real_domain_config, load_domain_config
+
+    _check_world(args.world)
+    if args.world in domain_names() or is_real_domain_config(args.world):
+        cfg = load_domain_config(args.world)
+        out = {"world": cfg.name, "kind": "real", "neutral": cfg.neutral, "attributes": {},
+               "prompts": [{"source": s, "target": t, "benchmark": True} for s, t in cfg.prompts],
+               "words": "the CLIP's own BPE vocabulary (open_clip): any English text"}
+    else:
+        from deltabench.world.catalog import load_world_config
+        from deltabench.world.kind import get_kind
+
+        cfg = load_world_config(args.world)
+        kind = get_kind(cfg.kind)
+        bench = set(dict(cfg.benchmark).get("prompts", ()))
+        out = {"world": cfg.name, "kind": kind.name, "neutral": kind.noun,
+               "attributes": {a.name: list(a.values) for a in kind.attributes},
+               "continuous": list(kind.continuous),
+               "prompts": [{"source": p.source, "target": p.target, "attribute": p.attribute, "value": p.value,
+                            "benchmark": p.target in bench} for p in kind.edit_prompts("train")],
+               "heldout_prompts": [p.target for p in kind.edit_prompts("heldout")],
+               "words": kind.vocabulary()}
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"{out['world']} ({out['kind']}); neutral prompt {out['neutral']!r}")
+    if out["attributes"]:
+        print("attributes (a prompt file's attribute,value columns):")
+        for a, vals in out["attributes"].items():
+            print(f"  {a:<14} {', '.join(vals)}")
+        print(f"continuous (no caption names them): {', '.join(out['continuous']) or '-'}")
+    print("edit prompts (* = the default run's benchmark prompts):")
+    for p in out["prompts"]:
+        tag = f"  [{p['attribute']}={p['value']}]" if p.get("attribute") else ""
+        print(f"  {'*' if p['benchmark'] else ' '} {p['source']} -> {p['target']}{tag}")
+    words = out["words"]
+    print("words the CLIP reads: " + (", ".join(words) if isinstance(words, list) else words))
+    return 0
+
+
 def _cmd_world_list(args) -> int:
     from deltabench.world.catalog import builtin_world_names, load_world_config
     from deltabench.world import store
@@ -473,11 +517,29 @@ def _cmd_score(args) -> int:
     if args.out:
         df.to_csv(args.out, index=False)
         summary.to_csv(Path(args.out).with_name(Path(args.out).stem + "_summary.csv"), index=False)
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(summary.to_string(index=False))
+    print(_score_table(summary))
     return 0
+
+
+def _score_table(summary) -> str:
+    """``score``'s summary as a short table: per prompt, each metric with its 95% interval."""
+    import math
+
+    keys = [c for c in summary.columns if c not in ("source", "target", "pairs") and
+            not c.endswith(("_lo", "_hi", "_n", "_negative"))]
+    lines = []
+    for _, r in summary.iterrows():
+        cells = []
+        for k in keys:
+            v = r[k]
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            lo, hi = r.get(f"{k}_lo"), r.get(f"{k}_hi")
+            iv = f" [{lo:.3g}, {hi:.3g}]" if isinstance(lo, float) and math.isfinite(lo) else ""
+            flag = " (<0: see the warning)" if bool(r.get(f"{k}_negative", False) is True) else ""
+            cells.append(f"{k} {v:.4g}{iv}{flag}")
+        lines.append(f"{r['source']} -> {r['target']} ({int(r['pairs'])} pairs): " + "; ".join(cells))
+    return "\n".join(lines)
 
 
 def _cmd_fit(args) -> int:
@@ -546,6 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--grid", help="also write a PNG: renderer / generator / encoder rows")
     c.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     c.set_defaults(func=_cmd_world_card)
+    ds = wsub.add_parser("describe", help="a world's attributes, edit prompts and the words its CLIP reads "
+                         "(no model is loaded)")
+    ds.add_argument("--world", default="synthfaces", help="built-in world name, real domain or JSON config path")
+    ds.add_argument("--json", action="store_true", help="print JSON")
+    ds.set_defaults(func=_cmd_world_describe)
     ls = wsub.add_parser("list", help="built-in worlds, their config hash and where they are built")
     ls.set_defaults(func=_cmd_world_list)
 

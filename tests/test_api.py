@@ -111,7 +111,12 @@ def test_score_cli_on_folders(cache, tmp_path, capsys):
                  "--world", W, "--out", str(tmp_path / "s.csv")]) == 0
     per = pd.read_csv(tmp_path / "s.csv")
     assert len(per) == 3 and per["psnr"].between(3, 60).all()
-    assert pd.read_csv(tmp_path / "s_summary.csv").loc[0, "pairs"] == 3
+    # every pair names its files, and the summary carries each per-pair metric's interval
+    assert per["input_file"].tolist() == ["0.png", "1.png", "2.png"] == per["edit_file"].tolist()
+    summ = pd.read_csv(tmp_path / "s_summary.csv").iloc[0]
+    assert summ["pairs"] == 3 and summ["psnr_lo"] <= summ["psnr"] <= summ["psnr_hi"] and summ["psnr_n"] == 3
+    printed = capsys.readouterr().out
+    assert "face -> smiling face (3 pairs)" in printed and f"psnr {summ['psnr']:.4g} [" in printed
     assert main(["score", str(tmp_path / "in"), str(tmp_path / "nope"), "--prompts", str(tmp_path / "p.csv"),
                  "--world", W]) == 2
     assert "EDITS" in capsys.readouterr().err

@@ -306,3 +306,23 @@ def test_eta_waits_for_the_warm_up_and_lines_can_carry_the_time(monkeypatch, cap
     assert "ETA after the first item" in lines[0]
     eta = re.search(r"ETA ([\d.]+) s", lines[-1])
     assert eta and float(eta.group(1)) < 1.0, lines[-1]  # 6 more items at ~0.01 s, not at the warm-up's 0.3 s
+
+
+def test_world_describe_lists_attributes_prompts_and_words_without_a_model(capsys, monkeypatch):
+    """`deltabench world describe`: what a world knows, read from its config and kind alone."""
+    import json as _json
+
+    import deltabench.world.world as world_mod
+    from deltabench.cli import main
+
+    monkeypatch.setattr(world_mod, "load_world", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    assert main(["world", "describe", "--world", "church", "--json"]) == 0
+    d = _json.loads(capsys.readouterr().out)
+    assert d["neutral"] == "church" and d["attributes"]["season"] == ["summer", "autumn", "winter"]
+    assert "snow" in d["words"] and any(p["benchmark"] for p in d["prompts"])
+    assert all(p["value"] in d["attributes"][p["attribute"]] for p in d["prompts"])
+    assert main(["world", "describe", "--world", "synthfaces"]) == 0
+    out = capsys.readouterr().out
+    assert "glasses        none, glasses" in out and "* face -> face with glasses" in out
+    assert main(["world", "describe", "--world", "ffhq"]) == 0
+    assert "face -> face with eyeglasses" in capsys.readouterr().out
