@@ -670,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "'all': its 23 edit prompts)")
     r.add_argument("--images", type=_int_at_least(2), default=32,
                    help="test images (32: every method's manipulation-accuracy interval within +-0.10 and the "
-                        "default run under 30 min on 2 CPU cores; FID needs more edits than feature dimensions)")
+                        "default run in 20-38 min on 2 CPU cores; FID needs more distinct images than feature dimensions)")
     r.add_argument("--limit", type=_int_at_least(1), help="cap images and prompts at N: a run small enough to try in seconds")
     r.add_argument("--seed", type=_int_at_least(0), default=0, help="the run's seed (draws the test images, seed + 1)")
     r.add_argument("--sweep", default="0.5,1,2", help="strength multipliers for the trade-off curves")
