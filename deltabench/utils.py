@@ -336,26 +336,15 @@ def _cgroup_cpus() -> float | None:
         return None
 
 
-def _others_running(samples: int = 5) -> int:
-    """Runnable tasks besides this one right now (``/proc/stat`` ``procs_running``, the median of
-    a few samples 20 ms apart); 0 where unknown."""
-    seen = []
-    for i in range(samples):
-        try:
-            with open("/proc/stat") as f:
-                seen += [int(ln.split()[1]) for ln in f if ln.startswith("procs_running")]
-        except (OSError, ValueError, IndexError):
-            return 0
-        if i + 1 < samples:
-            time.sleep(0.02)
-    return max(0, sorted(seen)[len(seen) // 2] - 1) if seen else 0
-
-
 def usable_cpus() -> tuple[int, str]:
     """The CPU threads this process may really use, and why: ``OMP_NUM_THREADS`` when set; else
-    the CPUs of its affinity mask, capped by the cgroup's CPU quota, less the CPUs other runnable
-    tasks hold now (a busy machine: threads that wait for a shared core spin and stall each other,
-    a run beside one busy loop took 10 min with 2 threads and 29 s with 1)."""
+    the CPUs of its affinity mask, capped by the cgroup's CPU quota.
+
+    Never the machine's momentary load: torch's results depend on its thread count in the last
+    bits, so a default that followed load would give a run different numbers on a busy machine
+    (a one-process run and its torchrun twin, or a killed run and its resume, stopped matching
+    bit for bit when it did). On a machine shared with other work, give ``--threads 1`` (or
+    ``OMP_NUM_THREADS=1``): threads that wait for a shared core spin and stall each other."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env:
         try:
@@ -370,11 +359,6 @@ def usable_cpus() -> tuple[int, str]:
     quota = _cgroup_cpus()
     if quota is not None and int(quota) < n:
         n, why = max(1, int(quota)), f"cgroup CPU quota {quota:g}"
-    busy = _others_running()
-    if busy and n > 1:
-        free = max(1, n - busy)
-        if free < n:
-            n, why = free, f"{why} ({n} CPUs) less {busy} other runnable task{'s' if busy > 1 else ''}"
     return n, why
 
 

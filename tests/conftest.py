@@ -8,6 +8,11 @@ import pytest
 import torch
 
 os.environ.setdefault("DELTABENCH_QUIET", "1")
+# One thread for every command the tests run, in this process (the CLI's default thread count reads
+# it) and in the subprocesses they start (torchrun ranks, killed runs): the tiny models are faster
+# so, and runs compared bit for bit (one process vs torchrun, killed vs uninterrupted) then use the
+# same thread count, as the same command on one machine does.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
