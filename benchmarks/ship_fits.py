@@ -51,7 +51,8 @@ def main() -> None:
     if args.no_pack:
         return
     rels = [str(f.relative_to(work)) for f in sorted(work.rglob("*"))
-            if f.is_file() and not str(f.relative_to(work)).startswith(SKIP) and not f.name.endswith(".tmp")]
+            if f.is_file() and str(f.relative_to(work)).startswith(tuple(m + "/" for m in METHODS))
+            and not str(f.relative_to(work)).startswith(SKIP) and not f.name.endswith(".tmp")]  # e.g. no deltaedit-naive
     # Mapper weights in fp16 like the world's (the package stays under 50 MB); fs3 and the
     # inverted training latents stay fp32 (they enter the edits as data).
     half = ("mapper.safetensors",) + tuple(f.name for f in (work / "styleclip-lm").rglob("*.safetensors")
