@@ -1,5 +1,6 @@
 """Pieces the three StyleCLIP baselines share: the CLIP and identity losses, frozen models,
 prompt checks and small config helpers."""
+
 from __future__ import annotations
 
 import contextlib
@@ -90,8 +91,9 @@ def check_latents(domain, w_plus: torch.Tensor) -> torch.Tensor:
     G = domain.generator
     if not isinstance(w_plus, torch.Tensor) or w_plus.ndim != 3 or tuple(w_plus.shape[1:]) != (G.n_latent, G.style_dim):
         shape = list(w_plus.shape) if isinstance(w_plus, torch.Tensor) else type(w_plus).__name__
-        raise ValueError(f"w_plus must be [B, {G.n_latent}, {G.style_dim}] (W+ of this domain's generator), "
-                         f"got {shape}")
+        raise ValueError(
+            f"w_plus must be [B, {G.n_latent}, {G.style_dim}] (W+ of this domain's generator), got {shape}"
+        )
     return w_plus.to(domain.device)
 
 

@@ -6,6 +6,7 @@ from the inverted W+ code, minimise ``L_CLIP + λ_L2·||w - w_s||² + λ_ID·L_I
 latents, with per-image losses *summed*, so every image follows exactly the trajectory it
 would follow alone (Adam is element-wise; a batch mean would rescale each image's gradient).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,19 @@ from dataclasses import dataclass
 
 import torch
 
-from baselines.common import (as_dict, check_latents, check_prompts, clip_loss, config_from_dict,
-                              domain_models, frozen, has_identity, id_loss, loss_identity,
-                              raw_text_embedding)
+from baselines.common import (
+    as_dict,
+    check_latents,
+    check_prompts,
+    clip_loss,
+    config_from_dict,
+    domain_models,
+    frozen,
+    has_identity,
+    id_loss,
+    loss_identity,
+    raw_text_embedding,
+)
 from deltabench.methods import EditMethod
 from deltabench.utils import progress
 
@@ -43,7 +54,7 @@ class OPConfig:
             raise ValueError(f"OPConfig.batch must be >= 1, got {self.batch}")
 
     @staticmethod
-    def from_dict(d: dict) -> "OPConfig":
+    def from_dict(d: dict) -> OPConfig:
         return config_from_dict(OPConfig, d, "styleclip-op config")
 
     def to_dict(self) -> dict:
@@ -59,8 +70,14 @@ def get_lr(t: float, initial_lr: float, rampdown: float = 0.25, rampup: float = 
     return initial_lr * lr_ramp
 
 
-def optimize_latents(domain, w_init: torch.Tensor, text_emb: torch.Tensor, cfg: OPConfig,
-                     l2_lambda: float | None = None, desc: str = "styleclip-op") -> tuple[torch.Tensor, list]:
+def optimize_latents(
+    domain,
+    w_init: torch.Tensor,
+    text_emb: torch.Tensor,
+    cfg: OPConfig,
+    l2_lambda: float | None = None,
+    desc: str = "styleclip-op",
+) -> tuple[torch.Tensor, list]:
     """Optimise ``w_init: [B, L, D]`` towards ``text_emb: [D] or [B, D]``.
 
     Returns the final latents and a history ``[[step, mean clip loss, mean l2, mean id], ...]``
@@ -124,8 +141,9 @@ class StyleCLIPOptimization(EditMethod):
             raise ValueError(f"{self.name}: a strength multiplier must be a finite number > 0, got {scale!r}")
         return self.default_strength / scale
 
-    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
-                   strength: float | None = None) -> list[list[torch.Tensor]]:
+    def edit_batch(
+        self, w_plus: torch.Tensor, prompts: list[tuple[str, str]], strength: float | None = None
+    ) -> list[list[torch.Tensor]]:
         """Every image x every prompt, all latents in one optimiser (chunks of ``config.batch``)."""
         w_plus = check_latents(self.domain, w_plus)
         l2w = self.cfg.l2_lambda if strength is None else float(strength)
@@ -138,8 +156,9 @@ class StyleCLIPOptimization(EditMethod):
         out, self.last_history = [], []
         t0 = time.perf_counter()
         for i in range(0, P * B, self.cfg.batch):
-            w, hist = optimize_latents(self.domain, w_all[i : i + self.cfg.batch], t_all[i : i + self.cfg.batch],
-                                       self.cfg, l2w)
+            w, hist = optimize_latents(
+                self.domain, w_all[i : i + self.cfg.batch], t_all[i : i + self.cfg.batch], self.cfg, l2w
+            )
             out.append(w)
             self.last_history.append(hist)
         self.seconds_per_image = (time.perf_counter() - t0) / (P * B)

@@ -6,6 +6,7 @@ Prints samples/s for the pool (generator + CLIP image encoder), steps/s for Delt
 training at batch 64, and edits/s and ms per edit at batch 1 and 64 (mapper + synthesis).
 A benchmark, not a test: run it on an idle machine and report the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     domain = load_domain(args.world, device=device)
-    out = {"world": args.world, "device": str(device), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
+    out = {
+        "world": args.world,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name()
 

@@ -27,6 +27,7 @@ so the figures are speed only. Three measurements:
    (the official code optimises one image at a time), the first step excluded as warm-up,
    scaled to the official 300 steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,8 @@ import baselines.gd as gd  # noqa: E402
 import baselines.op as op_mod  # noqa: E402
 from baselines.gd import FS3Config, compute_fs3, compute_fs3_naive  # noqa: E402
 from baselines.op import OPConfig, StyleCLIPOptimization  # noqa: E402
-from deltabench.utils import cpu_name  # noqa: E402
 from deltabench import sspace  # noqa: E402
+from deltabench.utils import cpu_name  # noqa: E402
 from deltaedit.mapper import DeltaMapper  # noqa: E402
 from deltaedit.method import DeltaEdit  # noqa: E402
 from deltaedit.train import DeltaEditConfig  # noqa: E402
@@ -67,8 +68,14 @@ def _since(dev, t):
 
 
 def device_info(dev: torch.device) -> dict:
-    out = {"device": str(dev), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "torch": torch.__version__, "python": platform.python_version()}
+    out = {
+        "device": str(dev),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     try:
         import open_clip
 
@@ -91,8 +98,10 @@ def fs3_slice(domain, layers: list[str], per_layer: int) -> list[int]:
     out = []
     for name in layers:
         if name not in sl.names or sl.names.index(name) not in offsets:
-            raise SystemExit(f"--fs3-layers: {name!r} is not a non-toRGB layer of this generator; "
-                             f"its layers are {[sl.names[i] for i in edit]}")
+            raise SystemExit(
+                f"--fs3-layers: {name!r} is not a non-toRGB layer of this generator; "
+                f"its layers are {[sl.names[i] for i in edit]}"
+            )
         l = sl.names.index(name)
         out += [offsets[l] + c for c in range(min(per_layer, sl.widths[l]))]
     return out
@@ -118,13 +127,21 @@ def layer_profile(domain, cfg: FS3Config) -> tuple[dict, float]:
 
 def bench_fs3(domain, a) -> dict:
     sl = domain.generator.slayout
-    cfg = FS3Config(n_images=a.fs3_images, n_std=a.n_std, max_batch=a.max_batch, precision=a.precision,
-                    torgb=False).resolve(domain)
+    cfg = FS3Config(
+        n_images=a.fs3_images, n_std=a.n_std, max_batch=a.max_batch, precision=a.precision, torgb=False
+    ).resolve(domain)
     chans = fs3_slice(domain, a.fs3_layers, a.fs3_channels)
     std = gd.channel_std(domain, cfg)
     dev = domain.device
-    res = {"layers": a.fs3_layers, "channels_per_layer": a.fs3_channels, "channels": len(chans), "images": cfg.n_images,
-           "precision_batched": cfg.precision, "precision_naive": "fp32", "max_batch": cfg.max_batch}
+    res = {
+        "layers": a.fs3_layers,
+        "channels_per_layer": a.fs3_channels,
+        "channels": len(chans),
+        "images": cfg.n_images,
+        "precision_batched": cfg.precision,
+        "precision_naive": "fp32",
+        "max_batch": cfg.max_batch,
+    }
     # First: one timed forward pass per layer (the extrapolation's profile), which also warms
     # the kernels up for both timings below.
     per, clip_s = layer_profile(domain, cfg)
@@ -144,8 +161,11 @@ def bench_fs3(domain, a) -> dict:
     res["max_abs_diff"] = (fast.float() - ref.float()).abs().max().item()
     res["ratio_naive_over_batched"] = res["naive_seconds"] / res["batched_seconds"]
     res["ratio_cpu_seconds"] = res["naive_cpu_seconds"] / res["batched_cpu_seconds"]  # less sensitive to a shared CPU
-    print(f"  naive {res['naive_seconds']:.1f} s; ratio {res['ratio_naive_over_batched']:.2f}; "
-          f"max |diff| {res['max_abs_diff']:.2e}", flush=True)
+    print(
+        f"  naive {res['naive_seconds']:.1f} s; ratio {res['ratio_naive_over_batched']:.2f}; "
+        f"max |diff| {res['max_abs_diff']:.2e}",
+        flush=True,
+    )
 
     # Extrapolation to the official fs3 (every non-toRGB channel x --extrapolate-images).
     edit = list(sspace.edit_indices(sl, False))
@@ -155,14 +175,17 @@ def bench_fs3(domain, a) -> dict:
     scale = res["batched_seconds"] / model_slice  # batching (and overhead) vs the batch-N profile
     n_img, n_ch = a.extrapolate_images, len(layer_of)
     naive_per_image = res["naive_seconds"] / (len(chans) * 2 * cfg.n_images)
-    ex = {"channels": n_ch, "images": n_img,
-          "naive_seconds": naive_per_image * n_ch * 2 * n_img,
-          "batched_seconds": scale * sum(sl.widths[l] * 2 * n_img * suffix[l] for l in edit),
-          "profile_seconds_per_image": {"layers": {sl.names[l]: per[l] for l in per}, "clip": clip_s},
-          "batched_slice_vs_profile": scale,
-          "note": "extrapolated, not measured: naive = measured s per image synthesis x channels x 2 x images; "
-                  "batched = per-layer profile (a layer-l channel costs layers l.. plus CLIP) x the slice's "
-                  "measured/profiled ratio; assumes cost linear in images"}
+    ex = {
+        "channels": n_ch,
+        "images": n_img,
+        "naive_seconds": naive_per_image * n_ch * 2 * n_img,
+        "batched_seconds": scale * sum(sl.widths[l] * 2 * n_img * suffix[l] for l in edit),
+        "profile_seconds_per_image": {"layers": {sl.names[l]: per[l] for l in per}, "clip": clip_s},
+        "batched_slice_vs_profile": scale,
+        "note": "extrapolated, not measured: naive = measured s per image synthesis x channels x 2 x images; "
+        "batched = per-layer profile (a layer-l channel costs layers l.. plus CLIP) x the slice's "
+        "measured/profiled ratio; assumes cost linear in images",
+    }
     ex["ratio_naive_over_batched"] = ex["naive_seconds"] / ex["batched_seconds"]
     # The work the shared prefix saves, at equal per-image speed (no batching gain): every
     # channel a full synthesis / a channel of layer l from layer l on.
@@ -177,10 +200,13 @@ def bench_deltaedit(domain, a) -> dict:
     torgb = DeltaEditConfig().resolve(domain).torgb
     clip_dim = domain.text_embedding("x").shape[0]
     mapper = DeltaMapper(G.slayout, clip_dim=clip_dim, torgb=torgb).to(dev).eval()
-    res = {"torgb": torgb, "mapper_parameters": sum(p.numel() for p in mapper.parameters()),
-           "budget_seconds": a.deltaedit_budget,
-           "included": "styles, source synthesis + CLIP image embedding, DeltaMapper, edited synthesis "
-                       "(text embeddings fixed, computed once per prompt)"}
+    res = {
+        "torgb": torgb,
+        "mapper_parameters": sum(p.numel() for p in mapper.parameters()),
+        "budget_seconds": a.deltaedit_budget,
+        "included": "styles, source synthesis + CLIP image embedding, DeltaMapper, edited synthesis "
+        "(text embeddings fixed, computed once per prompt)",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         m = DeltaEdit(domain, tmp, config=DeltaEditConfig())
         m.mapper = mapper
@@ -200,9 +226,16 @@ def bench_deltaedit(domain, a) -> dict:
                 for _ in range(reps):
                     mapper(s, cond)
                 dm = _since(dev, tm)[0]
-            return {"batch": b, "reps": reps, "warmup": warmup, "seconds": dt, "cpu_seconds": cpu,
-                    "edits_per_second": b * reps / dt, "ms_per_edit": 1000 * dt / (b * reps),
-                    "mapper_ms_per_edit": 1000 * dm / (b * reps)}
+            return {
+                "batch": b,
+                "reps": reps,
+                "warmup": warmup,
+                "seconds": dt,
+                "cpu_seconds": cpu,
+                "edits_per_second": b * reps / dt,
+                "ms_per_edit": 1000 * dt / (b * reps),
+                "mapper_ms_per_edit": 1000 * dm / (b * reps),
+            }
 
         warm = True  # a first pass at a new batch size is slower, on the CPU too
         r1 = run(1, a.deltaedit_reps, warm)
@@ -246,10 +279,18 @@ def bench_op(domain, a) -> dict:
     timed_steps = steps[1:] if len(steps) > 1 else steps
     per_step = sum(timed_steps) / len(timed_steps)
     setup = total - sum(steps)  # text embedding + the identity reference forward
-    res = {"steps_run": a.op_steps, "step_seconds": steps, "step_cpu_seconds": steps_cpu, "seconds_per_step": per_step, "setup_seconds": setup,
-           "seconds_total": total, "cpu_seconds": cpu, "batch": 1,
-           "seconds_per_edit_300_steps": setup + 300 * per_step,
-           "note": f"extrapolated: {len(timed_steps)} timed step(s) (first excluded as warm-up when >1) x 300 + setup"}
+    res = {
+        "steps_run": a.op_steps,
+        "step_seconds": steps,
+        "step_cpu_seconds": steps_cpu,
+        "seconds_per_step": per_step,
+        "setup_seconds": setup,
+        "seconds_total": total,
+        "cpu_seconds": cpu,
+        "batch": 1,
+        "seconds_per_edit_300_steps": setup + 300 * per_step,
+        "note": f"extrapolated: {len(timed_steps)} timed step(s) (first excluded as warm-up when >1) x 300 + setup",
+    }
     print(f"op: {per_step:.2f} s/step -> {res['seconds_per_edit_300_steps']:.0f} s per edit at 300 steps", flush=True)
     return res
 
@@ -259,30 +300,45 @@ def table(r: dict) -> str:
     f = r.get("fs3")
     if f:
         ex = f["extrapolated_full"]
-        rows += [("fs3 slice", f"{f['channels']} ch ({','.join(f['layers'])}) x {f['images']} img"),
-                 ("fs3 batched (deltabench)", f"{f['batched_seconds']:.1f} s"),
-                 ("fs3 naive (official loop)", f"{f['naive_seconds']:.1f} s"),
-                 ("fs3 ratio naive/batched", f"{f['ratio_naive_over_batched']:.2f}x wall, "
-                                              f"{f['ratio_cpu_seconds']:.2f}x CPU seconds"),
-                 ("fs3 max |batched - naive|", f"{f['max_abs_diff']:.2e}"),
-                 (f"fs3 full {ex['channels']} ch x {ex['images']} img, naive (extrapolated)",
-                  f"{ex['naive_seconds'] / 3600:.1f} h"),
-                 (f"fs3 full {ex['channels']} ch x {ex['images']} img, batched (extrapolated)",
-                  f"{ex['batched_seconds'] / 3600:.1f} h ({ex['ratio_naive_over_batched']:.2f}x)"),
-                 ("fs3 full: work saved by the shared prefix alone", f"{ex['prefix_work_ratio']:.2f}x")]
+        rows += [
+            ("fs3 slice", f"{f['channels']} ch ({','.join(f['layers'])}) x {f['images']} img"),
+            ("fs3 batched (deltabench)", f"{f['batched_seconds']:.1f} s"),
+            ("fs3 naive (official loop)", f"{f['naive_seconds']:.1f} s"),
+            (
+                "fs3 ratio naive/batched",
+                f"{f['ratio_naive_over_batched']:.2f}x wall, {f['ratio_cpu_seconds']:.2f}x CPU seconds",
+            ),
+            ("fs3 max |batched - naive|", f"{f['max_abs_diff']:.2e}"),
+            (
+                f"fs3 full {ex['channels']} ch x {ex['images']} img, naive (extrapolated)",
+                f"{ex['naive_seconds'] / 3600:.1f} h",
+            ),
+            (
+                f"fs3 full {ex['channels']} ch x {ex['images']} img, batched (extrapolated)",
+                f"{ex['batched_seconds'] / 3600:.1f} h ({ex['ratio_naive_over_batched']:.2f}x)",
+            ),
+            ("fs3 full: work saved by the shared prefix alone", f"{ex['prefix_work_ratio']:.2f}x"),
+        ]
     d = r.get("deltaedit")
     if d:
         for k in ("batch1", "batch_large"):
             if k in d:
                 x = d[k]
-                rows.append((f"DeltaEdit batch {x['batch']}", f"{x['edits_per_second']:.3f} edits/s "
-                             f"({x['ms_per_edit']:.0f} ms/edit; mapper {x['mapper_ms_per_edit']:.1f} ms)"))
+                rows.append(
+                    (
+                        f"DeltaEdit batch {x['batch']}",
+                        f"{x['edits_per_second']:.3f} edits/s "
+                        f"({x['ms_per_edit']:.0f} ms/edit; mapper {x['mapper_ms_per_edit']:.1f} ms)",
+                    )
+                )
         if d["batches_skipped"]:
             rows.append(("DeltaEdit batches not run (over budget)", ",".join(map(str, d["batches_skipped"]))))
     o = r.get("op")
     if o:
-        rows += [("StyleCLIP-OP s/step (batch 1)", f"{o['seconds_per_step']:.2f} s"),
-                 ("StyleCLIP-OP s/edit, 300 steps (extrapolated)", f"{o['seconds_per_edit_300_steps']:.0f} s")]
+        rows += [
+            ("StyleCLIP-OP s/step (batch 1)", f"{o['seconds_per_step']:.2f} s"),
+            ("StyleCLIP-OP s/edit, 300 steps (extrapolated)", f"{o['seconds_per_edit_300_steps']:.0f} s"),
+        ]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k:<{w}} | {v} |" for k, v in rows)
 
@@ -298,11 +354,19 @@ def main(argv=None) -> int:
     p.add_argument("--extrapolate-images", type=int, default=100, help="images of the official fs3")
     p.add_argument("--n-std", type=int, default=2000, help="codes for the channel sigma")
     p.add_argument("--max-batch", type=int, default=FS3Config.max_batch)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="batched fs3 precision (auto: fp16 on CUDA, fp32 on CPU); the naive loop is fp32")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="batched fs3 precision (auto: fp16 on CUDA, fp32 on CPU); the naive loop is fp32",
+    )
     p.add_argument("--deltaedit-batches", default="1,2,4,8,16,32,64")
-    p.add_argument("--deltaedit-budget", type=float, default=60.0,
-                   help="seconds (predicted from batch 1) for the timed large-batch DeltaEdit pass, warm-up not counted")
+    p.add_argument(
+        "--deltaedit-budget",
+        type=float,
+        default=60.0,
+        help="seconds (predicted from batch 1) for the timed large-batch DeltaEdit pass, warm-up not counted",
+    )
     p.add_argument("--deltaedit-reps", type=int, default=1)
     p.add_argument("--op-steps", type=int, default=2, help="OP steps run (first excluded; scaled to 300)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: fs3, deltaedit, op")
@@ -320,9 +384,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     domain = RandomDomain(a.arch, a.device)
     G = domain.generator
-    res = {"arch": a.arch, "resolution": domain.resolution, "channel_multiplier": 2 if a.arch == "ffhq-1024" else None,
-           "s_channels_fs3": sspace.edit_width(G.slayout, False), "weights": "random (speed only)",
-           **device_info(domain.device), "loadavg_start": os.getloadavg()}
+    res = {
+        "arch": a.arch,
+        "resolution": domain.resolution,
+        "channel_multiplier": 2 if a.arch == "ffhq-1024" else None,
+        "s_channels_fs3": sspace.edit_width(G.slayout, False),
+        "weights": "random (speed only)",
+        **device_info(domain.device),
+        "loadavg_start": os.getloadavg(),
+    }
     if "fs3" not in skip:
         res["fs3"] = bench_fs3(domain, a)
         res["fs3"]["loadavg_after"] = os.getloadavg()

@@ -8,6 +8,7 @@ Random-weight architectures measure speed only (the numbers a GPU run needs to c
 the 4-24 GPU hours reported for the official fs3 precompute); ``--fs3-channels`` times a
 subset of channels and extrapolates to the whole S space.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-
 
 from baselines.gd import FS3Config, StyleCLIPGlobal, compute_fs3
 from baselines.lm import LMConfig, StyleCLIPMapper
@@ -34,9 +34,9 @@ class RandomDomain(DomainBase):
 
     def __init__(self, arch: str, device: str):
         from deltabench.models.clip import ClipConfig, build_clip
-        from deltabench.world.train_clip import world_tokenizer
         from deltabench.models.identity import IdentityConfig, build_identity
         from deltabench.models.stylegan2 import GeneratorConfig, build_generator
+        from deltabench.world.train_clip import world_tokenizer
 
         torch.manual_seed(0)
         if arch == "synthfaces-64":  # the default world's generator / CLIP / identity shapes
@@ -50,8 +50,9 @@ class RandomDomain(DomainBase):
 
             self.resolution = 1024
             g = GeneratorConfig()
-            self.clip = ClipModel(open_clip.create_model("ViT-B-32", pretrained=None),
-                                  open_clip.get_tokenizer("ViT-B-32"), 224)  # the bundled BPE vocab: OP encodes text
+            self.clip = ClipModel(
+                open_clip.create_model("ViT-B-32", pretrained=None), open_clip.get_tokenizer("ViT-B-32"), 224
+            )  # the bundled BPE vocab: OP encodes text
         else:
             raise ValueError(f"unknown --arch {arch!r}; use synthfaces-64 or ffhq-1024")
         self.generator = build_generator(g, self.resolution).eval()
@@ -74,7 +75,11 @@ class RandomDomain(DomainBase):
 
     def text_embedding(self, text: str) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
-        d = self.clip.encode_image(torch.zeros(1, 3, 8, 8, device=self.device)).shape[1] if not hasattr(self, "_d") else self._d
+        d = (
+            self.clip.encode_image(torch.zeros(1, 3, 8, 8, device=self.device)).shape[1]
+            if not hasattr(self, "_d")
+            else self._d
+        )
         self._d = d
         v = torch.randn(d, generator=g)
         return (v / v.norm()).to(self.device)
@@ -107,11 +112,19 @@ def bench_fs3(domain, n_images: int, channels: int | None, max_batch: int, preci
     if channels is None or channels >= total:
         _sync(domain.device)
         _, _, info = compute_fs3(domain, cfg, std=std)
-        return {"channels": total, "seconds": info["seconds"], "cpu_seconds": info["cpu_seconds"],
-                "channels_per_second": info["channels_per_second"], "n_images": n_images, "measured_channels": total}
+        return {
+            "channels": total,
+            "seconds": info["seconds"],
+            "cpu_seconds": info["cpu_seconds"],
+            "channels_per_second": info["channels_per_second"],
+            "n_images": n_images,
+            "measured_channels": total,
+        }
     if cfg.torgb:
-        raise ValueError("--fs3-channels samples the non-toRGB layers only, and this domain's fs3 covers the "
-                         "toRGB channels too; time every channel (leave --fs3-channels out)")
+        raise ValueError(
+            "--fs3-channels samples the non-toRGB layers only, and this domain's fs3 covers the "
+            "toRGB channels too; time every channel (leave --fs3-channels out)"
+        )
     # Time a sample of channels from every layer (cost differs by depth), then extrapolate.
     layers = sl.non_torgb_indices
     per_layer, cpu_layer, measured = {}, {}, 0
@@ -128,9 +141,15 @@ def bench_fs3(domain, n_images: int, channels: int | None, max_batch: int, preci
     est = sum(per_layer[l] * sl.widths[l] for l in layers)
     cpu = sum(cpu_layer[l] * sl.widths[l] for l in layers)
     # cpu_seconds / threads: the wall time on that many dedicated cores (the machine may be shared).
-    return {"channels": total, "seconds_estimated": est, "cpu_seconds_estimated": cpu,
-            "channels_per_second": total / est, "dedicated_seconds_estimated": cpu / torch.get_num_threads(),
-            "n_images": n_images, "measured_channels": measured}
+    return {
+        "channels": total,
+        "seconds_estimated": est,
+        "cpu_seconds_estimated": cpu,
+        "channels_per_second": total / est,
+        "dedicated_seconds_estimated": cpu / torch.get_num_threads(),
+        "n_images": n_images,
+        "measured_channels": measured,
+    }
 
 
 @torch.no_grad()
@@ -179,8 +198,9 @@ def bench_edits(domain, work_dir: Path, n: int, op_steps: int, lm_steps: int, wi
         _sync(dev)
         out["lm_edits_per_second"] = n / (time.perf_counter() - t0)
     gd = StyleCLIPGlobal(domain, work_dir)
-    gd.fs3 = torch.nn.functional.normalize(torch.randn(domain.generator.slayout.total_non_torgb,
-                                                       domain.text_embedding("x").shape[0]), dim=1).to(dev)
+    gd.fs3 = torch.nn.functional.normalize(
+        torch.randn(domain.generator.slayout.total_non_torgb, domain.text_embedding("x").shape[0]), dim=1
+    ).to(dev)
     gd.std = torch.ones(gd.fs3.shape[0], device=dev)
     _sync(dev)
     t0 = time.perf_counter()
@@ -232,10 +252,15 @@ def main(argv=None) -> int:
     else:
         domain = RandomDomain(a.arch, a.device)
     sl = domain.generator.slayout
-    res = {"source": a.world or a.arch, "device": str(domain.device), "threads": a.threads,
-           "resolution": domain.resolution, "n_latent": domain.generator.n_latent,
-           # the channels fs3 and GD edit: non-toRGB, plus toRGB where the domain says (synthfaces)
-           "s_channels": sspace.edit_width(sl, FS3Config().resolve(domain).torgb)}
+    res = {
+        "source": a.world or a.arch,
+        "device": str(domain.device),
+        "threads": a.threads,
+        "resolution": domain.resolution,
+        "n_latent": domain.generator.n_latent,
+        # the channels fs3 and GD edit: non-toRGB, plus toRGB where the domain says (synthfaces)
+        "s_channels": sspace.edit_width(sl, FS3Config().resolve(domain).torgb),
+    }
     if a.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name()
     if not a.skip_fs3:
@@ -243,7 +268,14 @@ def main(argv=None) -> int:
         print(json.dumps(res["fs3"]), flush=True)
     import tempfile
 
-    res["edits"] = bench_edits(domain, Path(a.work_dir or tempfile.mkdtemp(prefix="bench-styleclip-")), a.edit_images, a.op_steps, a.lm_steps, not a.no_lm)
+    res["edits"] = bench_edits(
+        domain,
+        Path(a.work_dir or tempfile.mkdtemp(prefix="bench-styleclip-")),
+        a.edit_images,
+        a.op_steps,
+        a.lm_steps,
+        not a.no_lm,
+    )
     print(json.dumps(res, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))

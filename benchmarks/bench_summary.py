@@ -12,6 +12,7 @@ values); ``--prompts`` rows per image as on ffhq (16 prompts). The old path is t
 ``--old-resamples`` resamples and scaled to its 26 statistics (value + 25 resamples), said so in
 the output. The difference of the two values on the same resamples is printed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,12 +65,21 @@ def measure(images: int, prompts: int, dim: int, old_resamples: int, seed: int =
     old_vals = [old_frechet(pick(ix, 0), pick(ix, 1)) for ix in resamples]
     per_stat = (time.perf_counter() - t0) / len(resamples)
     new_same = [new_stat(ix) for ix in resamples]
-    return {"images": images, "prompts": prompts, "rows": rows, "dim": dim,
-            "after": {"resamples": new_boot, "seconds": round(new_s, 3)},
-            "before": {"resamples": 25, "seconds_per_statistic": round(per_stat, 3),
-                       "seconds_26_statistics": round(per_stat * 26, 1),
-                       "timed_statistics": len(resamples), "extrapolated": len(resamples) < 26},
-            "max_rel_diff_same_resamples": float(max(abs(a - b) / abs(a) for a, b in zip(old_vals, new_same)))}
+    return {
+        "images": images,
+        "prompts": prompts,
+        "rows": rows,
+        "dim": dim,
+        "after": {"resamples": new_boot, "seconds": round(new_s, 3)},
+        "before": {
+            "resamples": 25,
+            "seconds_per_statistic": round(per_stat, 3),
+            "seconds_26_statistics": round(per_stat * 26, 1),
+            "timed_statistics": len(resamples),
+            "extrapolated": len(resamples) < 26,
+        },
+        "max_rel_diff_same_resamples": float(max(abs(a - b) / abs(a) for a, b in zip(old_vals, new_same))),
+    }
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,7 @@ training pools (only needed to train) are left out. Prints the seconds each fit 
 shipped size. ``--methods`` with ``--no-pack`` fits some of them only (e.g. two processes of one
 thread each, one per core), and a last call without them loads every fit and packs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,13 +51,19 @@ def main() -> None:
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
     if args.no_pack:
         return
-    rels = [str(f.relative_to(work)) for f in sorted(work.rglob("*"))
-            if f.is_file() and str(f.relative_to(work)).startswith(tuple(m + "/" for m in METHODS))
-            and not str(f.relative_to(work)).startswith(SKIP) and not f.name.endswith(".tmp")]  # e.g. no deltaedit-naive
+    rels = [
+        str(f.relative_to(work))
+        for f in sorted(work.rglob("*"))
+        if f.is_file()
+        and str(f.relative_to(work)).startswith(tuple(m + "/" for m in METHODS))
+        and not str(f.relative_to(work)).startswith(SKIP)
+        and not f.name.endswith(".tmp")
+    ]  # e.g. no deltaedit-naive
     # Mapper weights in fp16 like the world's (the package stays under 50 MB); fs3 and the
     # inverted training latents stay fp32 (they enter the edits as data).
-    half = ("mapper.safetensors",) + tuple(f.name for f in (work / "styleclip-lm").rglob("*.safetensors")
-                                          if f.name != "train_latents.safetensors")
+    half = ("mapper.safetensors",) + tuple(
+        f.name for f in (work / "styleclip-lm").rglob("*.safetensors") if f.name != "train_latents.safetensors"
+    )
     dst = pack(domain.key, work, rels, half=half)
     size = sum((dst / r).stat().st_size for r in rels)
     print(json.dumps({"shipped": str(dst), "files": len(rels), "bytes": size, "fit_seconds": seconds}, indent=1))

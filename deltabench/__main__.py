@@ -4,6 +4,7 @@ Under torchrun (``WORLD_SIZE > 1``) the ranks join one process group first (nccl
 gloo on CPU; :mod:`deltabench.distributed`). ``run``, ``train`` and ``fit`` split their work
 across the ranks; any other command runs on rank 0 alone while the others wait for it.
 """
+
 import sys
 
 from deltabench import distributed as dist

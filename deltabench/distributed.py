@@ -16,6 +16,7 @@ What is split, and why it keeps results exact:
 - metric states are merged with the metrics' own ``merge`` (:func:`merge_metric`): sum states
   add, cat states concatenate in rank order.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -56,14 +57,14 @@ def env_world_size() -> int:
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer; "
-                         f"launch with torchrun --nproc_per_node N") from None
+        raise ValueError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer; launch with torchrun --nproc_per_node N"
+        ) from None
 
 
 def is_distributed() -> bool:
     """True inside an initialised process group of more than one rank (and not in :func:`solo`)."""
-    return (not _SOLO.get() and dist.is_available() and dist.is_initialized()
-            and dist.get_world_size() > 1)
+    return not _SOLO.get() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
@@ -103,8 +104,9 @@ def init_from_env(device: torch.device | str | None = None, timeout_s: float | N
         return is_distributed()
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ValueError(f"WORLD_SIZE={n} but {missing} are not set; launch with "
-                         f"`torchrun --nproc_per_node {n} -m deltabench ...`")
+        raise ValueError(
+            f"WORLD_SIZE={n} but {missing} are not set; launch with `torchrun --nproc_per_node {n} -m deltabench ...`"
+        )
     device = torch.device(device) if device is not None else local_device()
     backend = backend_for(device)
     if device.type == "cuda":
@@ -117,8 +119,9 @@ def init_from_env(device: torch.device | str | None = None, timeout_s: float | N
         try:
             timeout_s = float(raw)
         except ValueError:
-            raise ValueError(f"DELTABENCH_DIST_TIMEOUT={raw!r} is not a number of seconds; unset it or give e.g. "
-                             f"1800") from None
+            raise ValueError(
+                f"DELTABENCH_DIST_TIMEOUT={raw!r} is not a number of seconds; unset it or give e.g. 1800"
+            ) from None
         if not timeout_s > 0:
             raise ValueError(f"DELTABENCH_DIST_TIMEOUT={raw!r}: give a number of seconds > 0")
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))

@@ -4,6 +4,7 @@ Every test image is a renderer face with known parameters. It is inverted with t
 encoder; each method edits the inverted latent; the oracle reads the attributes of the
 method's starting image (G of the inversion) and of the edit.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,9 @@ GROUND_TRUTH = ("manipulation_accuracy", "disentanglement", "identity_param_erro
 
 
 @torch.no_grad()
-def evaluate_prompts(method, domain, prompts, n_images: int = 200, seed: int = 0,
-                     strength: float | None = None, batch: int = 100) -> list[PromptResult]:
+def evaluate_prompts(
+    method, domain, prompts, n_images: int = 200, seed: int = 0, strength: float | None = None, batch: int = 100
+) -> list[PromptResult]:
     """Edit ``n_images`` held-out faces with every prompt; one result per prompt.
 
     The scores are the run's own metric suite (``build_metrics``) restricted to the ground-truth
@@ -64,7 +66,20 @@ def evaluate_prompts(method, domain, prompts, n_images: int = 200, seed: int = 0
         a, v = domain.attribute_code(prompt.attribute, prompt.value)
         needed = int((test.params.attrs[:, a] != v).sum())
         r = suite.compute()
-        out.append(PromptResult(method.name, prompt.source, prompt.target, prompt.attribute, prompt.value,
-                                r["manipulation_accuracy"], r["disentanglement"], r["identity_param_error"],
-                                r["identity_regression"], needed, n_images, ms))
+        out.append(
+            PromptResult(
+                method.name,
+                prompt.source,
+                prompt.target,
+                prompt.attribute,
+                prompt.value,
+                r["manipulation_accuracy"],
+                r["disentanglement"],
+                r["identity_param_error"],
+                r["identity_regression"],
+                needed,
+                n_images,
+                ms,
+            )
+        )
     return out

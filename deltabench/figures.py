@@ -16,6 +16,7 @@ manifest), as :mod:`deltabench.report` does, so they can be redrawn anywhere wit
   marker under another still shows), and a caption naming the world, the prompts and n.
   ``reports/tradeoff_points.csv`` holds the plotted numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,7 +68,7 @@ def wrap_text(text: str, width: float, draw, font, max_lines: int = 4) -> list[s
     for word in str(text).split():
         while len(word) > 1 and _text_w(draw, word, font) > width:  # a word wider than the column
             cut = 1
-            while cut < len(word) - 1 and _text_w(draw, word[:cut + 1], font) <= width:
+            while cut < len(word) - 1 and _text_w(draw, word[: cut + 1], font) <= width:
                 cut += 1
             pieces.append(word[:cut])
             word = word[cut:]
@@ -144,17 +145,23 @@ def _reached(results: pd.DataFrame | None) -> dict:
     if results is None or "manipulation_accuracy" not in results:
         return {}
     r = results[results["manipulation_accuracy"].notna()]
-    return {(m, int(j), float(s), int(i)): float(v) for m, j, s, i, v in
-            zip(r["method"], r["prompt_index"], r["strength_scale"], r["image_index"], r["manipulation_accuracy"])}
+    return {
+        (m, int(j), float(s), int(i)): float(v)
+        for m, j, s, i, v in zip(
+            r["method"], r["prompt_index"], r["strength_scale"], r["image_index"], r["manipulation_accuracy"]
+        )
+    }
 
 
 def _badge(draw, x: float, y: float, ok: bool, r: int = 9) -> None:
     """A tick (reached) or a cross (not) in a filled circle centred at ``(x, y)``."""
-    draw.ellipse([x - r, y - r, x + r, y + r], fill=REACHED_COLOR if ok else MISSED_COLOR, outline=(255, 255, 255),
-                 width=2)
+    draw.ellipse(
+        [x - r, y - r, x + r, y + r], fill=REACHED_COLOR if ok else MISSED_COLOR, outline=(255, 255, 255), width=2
+    )
     if ok:
-        draw.line([(x - r * 0.5, y), (x - r * 0.1, y + r * 0.45), (x + r * 0.55, y - r * 0.45)], fill=(255, 255, 255),
-                  width=3)
+        draw.line(
+            [(x - r * 0.5, y), (x - r * 0.1, y + r * 0.45), (x + r * 0.55, y - r * 0.45)], fill=(255, 255, 255), width=3
+        )
     else:
         d = r * 0.45
         draw.line([(x - d, y - d), (x + d, y + d)], fill=(255, 255, 255), width=3)
@@ -167,8 +174,14 @@ def grid_name(scale: float, g: int) -> str:
     return f"{stem}.png" if g == 0 else f"{stem}_{g + 1}.png"
 
 
-def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: int = MAX_PROMPTS_PER_GRID,
-               out_dir: Path | None = None, results: pd.DataFrame | None = None) -> list[Path]:
+def edit_grids(
+    run: Path,
+    manifest: dict,
+    width: int = GRID_WIDTH,
+    max_prompts: int = MAX_PROMPTS_PER_GRID,
+    out_dir: Path | None = None,
+    results: pd.DataFrame | None = None,
+) -> list[Path]:
     """Draw the run's edit grids; returns the PNG paths (``[]`` when the run has no ``inputs.pt``).
 
     Per prompt (its target text spans its columns): the input, its inversion (no edit), then
@@ -218,22 +231,27 @@ def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: 
     cache: dict[tuple[str, int, float], np.ndarray | None] = {}
     paths, columns_json = [], {}
     for scale in scales:
-        if scale != 1.0 and not any(_units(run, m, j, scale) is not None for m in names[:1] for j in range(len(prompts))):
+        if scale != 1.0 and not any(
+            _units(run, m, j, scale) is not None for m in names[:1] for j in range(len(prompts))
+        ):
             continue  # a run from before examples were kept at every strength
         for g, chunk in enumerate(chunks):
             # Columns: (label for the JSON, header, kind, images or None, prompt, method or None).
             cols = []
             for j in chunk:
-                cols += [("input", "input", "input", inputs, j, None),
-                         ("inversion (no edit)", "inversion (no edit)", "inversion", start, j, None)]
+                cols += [
+                    ("input", "input", "input", inputs, j, None),
+                    ("inversion (no edit)", "inversion (no edit)", "inversion", start, j, None),
+                ]
                 for m in names:
                     ref = m in refs
                     key = (m, j, scale if not ref else 1.0)
                     if key not in cache:
                         cache[key] = _units(run, *key)
                     head = f"{m} (ref.)" if ref else m
-                    cols.append((f"{head}: {prompts[j]['target']}", head, "reference" if ref else "method",
-                                 cache[key], j, m))
+                    cols.append(
+                        (f"{head}: {prompts[j]['target']}", head, "reference" if ref else "method", cache[key], j, m)
+                    )
             xs, x = [], left
             for c, col in enumerate(cols):
                 if c > 0 and col[4] != cols[c - 1][4]:
@@ -241,16 +259,32 @@ def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: 
                 xs.append(x)
                 x += cell
             total_w = x + gap
-            title = (f"Edits at strength x{scale:g}: prompt{'s' if len(chunk) > 1 else ''} "  # ASCII: PIL's font
-                     + (f"{chunk[0] + 1}-{chunk[-1] + 1}" if len(chunk) > 1 else f"{chunk[0] + 1}" if chunk else "-")
-                     + f" of {len(prompts)}" + (f" (grid {g + 1} of {len(chunks)})" if len(chunks) > 1 else ""))
+            title = (
+                f"Edits at strength x{scale:g}: prompt{'s' if len(chunk) > 1 else ''} "  # ASCII: PIL's font
+                + (f"{chunk[0] + 1}-{chunk[-1] + 1}" if len(chunk) > 1 else f"{chunk[0] + 1}" if chunk else "-")
+                + f" of {len(prompts)}"
+                + (f" (grid {g + 1} of {len(chunks)})" if len(chunks) > 1 else "")
+            )
             title_lines = wrap_text(title, total_w - 2 * gap, probe, f_title, 2)
-            prompt_lines = {j: wrap_text(f"“{prompts[j]['target']}”" + (f"  (from “{prompts[j]['source']}”)"
-                                                                         if prompts[j].get("source") else ""),
-                                         per_group * cell - gap, probe, f_head, 3) for j in chunk}
+            prompt_lines = {
+                j: wrap_text(
+                    f"“{prompts[j]['target']}”"
+                    + (f"  (from “{prompts[j]['source']}”)" if prompts[j].get("source") else ""),
+                    per_group * cell - gap,
+                    probe,
+                    f_head,
+                    3,
+                )
+                for j in chunk
+            }
             head_lines = [wrap_text(col[1], tile, probe, f_method, 3) for col in cols]
-            lh_t, lh_h, lh_m, lh_n, lh_r = (_line_h(f_title), _line_h(f_head), _line_h(f_method), _line_h(f_note),
-                                            _line_h(f_row))
+            lh_t, lh_h, lh_m, lh_n, lh_r = (
+                _line_h(f_title),
+                _line_h(f_head),
+                _line_h(f_method),
+                _line_h(f_note),
+                _line_h(f_row),
+            )
             y_title = gap
             y_prompt = y_title + lh_t * len(title_lines) + 8
             n_prompt = max((len(v) for v in prompt_lines.values()), default=1)
@@ -258,12 +292,15 @@ def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: 
             n_method = max(len(h) for h in head_lines)
             y_tiles = y_method + lh_m * n_method + 6
             row_h = cell + lh_r  # each row: the tiles, then the input's image number under them
-            notes = ["Rows: per prompt, test images that do not already have its target (the world's ground "
-                     "truth); 'has it' marks one that does (too few lacked it). Badges: tick = the oracle reads "
-                     "the target on the edit, cross = it does not.",
-                     "Frames: blue = the input test image; orange = its inversion by the encoder (what every method "
-                     "edits)" + (f"; grey = reference, not a method ({', '.join(refs)}; always at x1)" if refs else "")
-                     + "."]
+            notes = [
+                "Rows: per prompt, test images that do not already have its target (the world's ground "
+                "truth); 'has it' marks one that does (too few lacked it). Badges: tick = the oracle reads "
+                "the target on the edit, cross = it does not.",
+                "Frames: blue = the input test image; orange = its inversion by the encoder (what every method "
+                "edits)"
+                + (f"; grey = reference, not a method ({', '.join(refs)}; always at x1)" if refs else "")
+                + ".",
+            ]
             if not reached:
                 notes[0] = "Rows: the first test images (the domain has no attribute oracle, so no badges)."
             if any(col[3] is None for col in cols):
@@ -300,8 +337,11 @@ def edit_grids(run: Path, manifest: dict, width: int = GRID_WIDTH, max_prompts: 
                         tw = _text_w(draw, "n/a", f_method)
                         draw.text((x0 + (tile - tw) / 2, y0 + tile / 2 - 7), "n/a", fill=MUTED_TEXT, font=f_method)
                     if kind in colors:
-                        draw.rectangle([x0 - frame, y0 - frame, x0 + tile - 1 + frame, y0 + tile - 1 + frame],
-                                       outline=colors[kind], width=frame)
+                        draw.rectangle(
+                            [x0 - frame, y0 - frame, x0 + tile - 1 + frame, y0 + tile - 1 + frame],
+                            outline=colors[kind],
+                            width=frame,
+                        )
                     if kind == "input":
                         label = f"image {img}" + ("" if lacks else " (has it)")
                         draw.text((x0, y0 + tile + 1), label, fill=TEXT_COLOR if lacks else MUTED_TEXT, font=f_row)
@@ -357,13 +397,29 @@ def tradeoff_points(results: pd.DataFrame, manifest: dict) -> pd.DataFrame | Non
         clusters = g["image_index"].to_numpy() if "image_index" in g else np.arange(len(g))
         ix = mean_interval(g["ids"].to_numpy(float), clusters, seed=seed)
         iy = mean_interval(g[y].to_numpy(float), clusters, seed=seed)
-        rows.append({"method": m, "reference": m in refs, "strength_scale": float(s), "metric": y,
-                     "ids": ix.value, "ids_lo": ix.lo, "ids_hi": ix.hi, "ids_n": ix.n,
-                     y: iy.value, f"{y}_lo": iy.lo, f"{y}_hi": iy.hi, f"{y}_n": iy.n})
+        rows.append(
+            {
+                "method": m,
+                "reference": m in refs,
+                "strength_scale": float(s),
+                "metric": y,
+                "ids": ix.value,
+                "ids_lo": ix.lo,
+                "ids_hi": ix.hi,
+                "ids_n": ix.n,
+                y: iy.value,
+                f"{y}_lo": iy.lo,
+                f"{y}_hi": iy.hi,
+                f"{y}_n": iy.n,
+            }
+        )
     pts = pd.DataFrame(rows)
     pts["_order"] = pts["method"].map(lambda m: order.get(m, len(order)))
-    return pts.sort_values(["reference", "_order", "strength_scale"], kind="stable").drop(columns="_order") \
+    return (
+        pts.sort_values(["reference", "_order", "strength_scale"], kind="stable")
+        .drop(columns="_order")
         .reset_index(drop=True)
+    )
 
 
 def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict, out_dir: Path | None = None) -> Path | None:
@@ -400,59 +456,131 @@ def tradeoff_plot(run: Path, results: pd.DataFrame, manifest: dict, out_dir: Pat
             else:
                 mk, col, ms = _OTHER_REFERENCE_MARKERS[other_ref % len(_OTHER_REFERENCE_MARKERS)]
                 other_ref += 1
-            ax.errorbar(g["ids"], g[y], xerr=xe, yerr=ye, fmt="none", ecolor=col, elinewidth=1, capsize=2,
-                        alpha=0.7, zorder=4)
-            ax.plot(g["ids"], g[y], linestyle="none", marker=mk, color=col, markersize=ms,
-                    markeredgecolor="white", markeredgewidth=0.6, zorder=5)
-            method_handles.append(Line2D([], [], linestyle="none", marker=mk, color=col, markersize=ms * 0.8,
-                                         label=f"{m} (reference)"))
+            ax.errorbar(
+                g["ids"], g[y], xerr=xe, yerr=ye, fmt="none", ecolor=col, elinewidth=1, capsize=2, alpha=0.7, zorder=4
+            )
+            ax.plot(
+                g["ids"],
+                g[y],
+                linestyle="none",
+                marker=mk,
+                color=col,
+                markersize=ms,
+                markeredgecolor="white",
+                markeredgewidth=0.6,
+                zorder=5,
+            )
+            method_handles.append(
+                Line2D([], [], linestyle="none", marker=mk, color=col, markersize=ms * 0.8, label=f"{m} (reference)")
+            )
             continue
         col, mk = colors[c % len(colors)], METHOD_MARKERS[c % len(METHOD_MARKERS)]
         c += 1
-        ax.errorbar(g["ids"], g[y], xerr=xe, yerr=ye, fmt="none", ecolor=col, elinewidth=0.9, capsize=2,
-                    alpha=0.55, zorder=2)
+        ax.errorbar(
+            g["ids"], g[y], xerr=xe, yerr=ye, fmt="none", ecolor=col, elinewidth=0.9, capsize=2, alpha=0.55, zorder=2
+        )
         ax.plot(g["ids"], g[y], "-", color=col, linewidth=1.6, alpha=0.9, zorder=3)
         for _, r in g.iterrows():
             ms = size.get(r["strength_scale"], 7)
             # A see-through fill, a solid outline in the method's colour and its own shape, small
             # markers above big ones.
             # Fills first, every outline above every fill: a marker under another's still shows its edge.
-            ax.plot([r["ids"]], [r[y]], linestyle="none", marker=mk, markersize=ms, markerfacecolor=(*_rgb(col), 0.35),
-                    markeredgewidth=0, zorder=3.5)
-            ax.plot([r["ids"]], [r[y]], linestyle="none", marker=mk, markersize=ms, markerfacecolor="none",
-                    markeredgecolor=col, markeredgewidth=1.6, zorder=6 - ms / 10)
-        method_handles.append(Line2D([], [], color=col, marker=mk, markersize=6, markerfacecolor=(*_rgb(col), 0.45),
-                                     markeredgecolor=col, label=m))
+            ax.plot(
+                [r["ids"]],
+                [r[y]],
+                linestyle="none",
+                marker=mk,
+                markersize=ms,
+                markerfacecolor=(*_rgb(col), 0.35),
+                markeredgewidth=0,
+                zorder=3.5,
+            )
+            ax.plot(
+                [r["ids"]],
+                [r[y]],
+                linestyle="none",
+                marker=mk,
+                markersize=ms,
+                markerfacecolor="none",
+                markeredgecolor=col,
+                markeredgewidth=1.6,
+                zorder=6 - ms / 10,
+            )
+        method_handles.append(
+            Line2D(
+                [],
+                [],
+                color=col,
+                marker=mk,
+                markersize=6,
+                markerfacecolor=(*_rgb(col), 0.45),
+                markeredgecolor=col,
+                label=m,
+            )
+        )
     label = {"manipulation_accuracy": "manipulation accuracy →", "clip_direction": "CLIP direction →"}[y]
     ax.set_xlabel("IDS (identity similarity to the input) →")
     ax.set_ylabel(label)
     ax.set_title("Strength sweep: edit vs identity", fontsize=11)
     ax.grid(alpha=0.3)
     ax.margins(0.07)  # the big markers at the extremes (oracle-edit at accuracy 1) stay inside
-    leg1 = fig.legend(handles=method_handles, title="method", loc="upper left", bbox_to_anchor=(0.71, 0.9),
-                      fontsize=8, title_fontsize=9, frameon=False)
-    strength_handles = [Line2D([], [], linestyle="none", marker="o", color="#777777", markersize=size[s],
-                               label=f"×{s:g}") for s in scales]
-    fig.legend(handles=strength_handles, title="strength (marker size)", loc="upper left",
-               bbox_to_anchor=(0.71, 0.9 - 0.055 * (len(method_handles) + 2)), fontsize=8, title_fontsize=9,
-               frameon=False, labelspacing=1.0)
+    leg1 = fig.legend(
+        handles=method_handles,
+        title="method",
+        loc="upper left",
+        bbox_to_anchor=(0.71, 0.9),
+        fontsize=8,
+        title_fontsize=9,
+        frameon=False,
+    )
+    strength_handles = [
+        Line2D([], [], linestyle="none", marker="o", color="#777777", markersize=size[s], label=f"×{s:g}")
+        for s in scales
+    ]
+    fig.legend(
+        handles=strength_handles,
+        title="strength (marker size)",
+        loc="upper left",
+        bbox_to_anchor=(0.71, 0.9 - 0.055 * (len(method_handles) + 2)),
+        fontsize=8,
+        title_fontsize=9,
+        frameon=False,
+        labelspacing=1.0,
+    )
     fig.add_artist(leg1)
     n_img = int(results["image_index"].nunique()) if "image_index" in results else len(results)
     cfg = manifest.get("config", {})
     prompts = cfg.get("prompts", []) or []
-    targets = ", ".join(f"“{p['target']}”" for p in prompts[:6]) + (f" and {len(prompts) - 6} more"
-                                                                     if len(prompts) > 6 else "")
+    targets = ", ".join(f"“{p['target']}”" for p in prompts[:6]) + (
+        f" and {len(prompts) - 6} more" if len(prompts) > 6 else ""
+    )
     n_pts = pts.loc[~pts["reference"], "ids_n"]
-    n_txt = f"n = {int(n_pts.iloc[0])} edits per point" if len(n_pts) and n_pts.nunique() == 1 else \
-        "n per point in tradeoff_points.csv"
+    n_txt = (
+        f"n = {int(n_pts.iloc[0])} edits per point"
+        if len(n_pts) and n_pts.nunique() == 1
+        else "n per point in tradeoff_points.csv"
+    )
     acc_n = pts.loc[~pts["reference"], f"{y}_n"]
-    if y == "manipulation_accuracy" and len(acc_n) and acc_n.nunique() == 1 and len(n_pts) and \
-            int(acc_n.iloc[0]) != int(n_pts.iloc[0]):
+    if (
+        y == "manipulation_accuracy"
+        and len(acc_n)
+        and acc_n.nunique() == 1
+        and len(n_pts)
+        and int(acc_n.iloc[0]) != int(n_pts.iloc[0])
+    ):
         n_txt += f" ({int(acc_n.iloc[0])} for accuracy: faces that lacked the target)"
-    fig.text(0.71, 0.03, textwrap.fill(
-        f"World {cfg.get('world', '?')}, {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} ({targets}), "
-        f"{n_img} test images, {n_txt}. Bars: 95% intervals, a bootstrap over test images (each resampled with "
-        f"all of its prompts), seed {cfg.get('seed', 0)}.", 44), fontsize=7, color="#333333")
+    fig.text(
+        0.71,
+        0.03,
+        textwrap.fill(
+            f"World {cfg.get('world', '?')}, {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} ({targets}), "
+            f"{n_img} test images, {n_txt}. Bars: 95% intervals, a bootstrap over test images (each resampled with "
+            f"all of its prompts), seed {cfg.get('seed', 0)}.",
+            44,
+        ),
+        fontsize=7,
+        color="#333333",
+    )
     out_dir = Path(out_dir) if out_dir is not None else run / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "tradeoff.png"

@@ -13,6 +13,7 @@ to RGB (line 67), then applies ``transforms.Resize(256)``, ``ToTensor()`` and
 (lines 179-181). ``Resize(256)`` on a PIL image is PIL's own bilinear resize of the uint8
 photo (antialiased: the filter widens when it shrinks), rounded back to uint8.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -50,10 +51,13 @@ def centre_square(a: np.ndarray, what="image") -> np.ndarray:
         return a
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    warnings.warn(f"{what} is {w}x{h}, not square: centre-cropped to its middle {s}x{s} square (columns "
-                  f"{left}-{left + s - 1}, rows {top}-{top + s - 1}); align the photo (deltabench align) or crop it "
-                  f"yourself to choose what is kept", stacklevel=3)
-    return np.ascontiguousarray(a[top:top + s, left:left + s])
+    warnings.warn(
+        f"{what} is {w}x{h}, not square: centre-cropped to its middle {s}x{s} square (columns "
+        f"{left}-{left + s - 1}, rows {top}-{top + s - 1}); align the photo (deltabench align) or crop it "
+        f"yourself to choose what is kept",
+        stacklevel=3,
+    )
+    return np.ascontiguousarray(a[top : top + s, left : left + s])
 
 
 def read_photo(image, what="image") -> np.ndarray:
@@ -139,8 +143,10 @@ def check_image_size(path: Path, size: tuple[int, int] | None = None) -> None:
         except (UnidentifiedImageError, OSError):
             return  # unreadable: load_image says so
     if min(size) < MIN_SIDE:
-        raise ValueError(f"image {path} is {size[0]}x{size[1]} px, too small to hold a face (editing it would "
-                         f"invent one); give an image of at least {MIN_SIDE}x{MIN_SIDE} px")
+        raise ValueError(
+            f"image {path} is {size[0]}x{size[1]} px, too small to hold a face (editing it would "
+            f"invent one); give an image of at least {MIN_SIDE}x{MIN_SIDE} px"
+        )
 
 
 def load_image(path: str | Path, resolution: int) -> torch.Tensor:
@@ -161,8 +167,10 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
             if im.size[0] != im.size[1]:
                 im = Image.fromarray(centre_square(np.asarray(im, dtype=np.uint8), path))
             if im.size != (resolution, resolution):
-                warnings.warn(f"{path} is {im.size[0]}x{im.size[1]}; resizing to the domain's "
-                              f"{resolution}x{resolution}", stacklevel=2)
+                warnings.warn(
+                    f"{path} is {im.size[0]}x{im.size[1]}; resizing to the domain's {resolution}x{resolution}",
+                    stacklevel=2,
+                )
                 im = im.resize((resolution, resolution), Image.BICUBIC)
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as e:
@@ -225,11 +233,15 @@ def resize_to(t: torch.Tensor, resolution: int, what: str) -> torch.Tensor:
     if t.shape[-2:] == (resolution, resolution):
         return t
     if min(t.shape[-2:]) < MIN_SIDE:
-        raise ValueError(f"{what}: {t.shape[-1]}x{t.shape[-2]} px is too small to hold a face (editing it would "
-                         f"invent one); give images of at least {MIN_SIDE}x{MIN_SIDE} px")
+        raise ValueError(
+            f"{what}: {t.shape[-1]}x{t.shape[-2]} px is too small to hold a face (editing it would "
+            f"invent one); give images of at least {MIN_SIDE}x{MIN_SIDE} px"
+        )
     import warnings
 
-    warnings.warn(f"{what}: {t.shape[-1]}x{t.shape[-2]} images resized to the domain's {resolution}x{resolution}",
-                  stacklevel=3)
-    return torch.nn.functional.interpolate(t, size=(resolution, resolution), mode="bicubic",
-                                           align_corners=False).clamp(-1, 1)
+    warnings.warn(
+        f"{what}: {t.shape[-1]}x{t.shape[-2]} images resized to the domain's {resolution}x{resolution}", stacklevel=3
+    )
+    return torch.nn.functional.interpolate(t, size=(resolution, resolution), mode="bicubic", align_corners=False).clamp(
+        -1, 1
+    )

@@ -8,6 +8,7 @@ point leaves either a complete pair or a cache miss. :func:`load_tensors` re-has
 compares before reading a byte of it: a flipped byte, a truncated or replaced file is an error
 naming the file and what rebuilds it, never a silently different number.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,18 +71,23 @@ def verify(path: str | Path, rebuild: str | None = None) -> None:
         rec = json.loads(rec_f.read_text())
         want_sha, want_bytes = str(rec["sha256"]), int(rec["bytes"])
     except FileNotFoundError:
-        raise CacheIntegrityError(f"{p} has no checksum record ({rec_f.name}): it was written by an older "
-                                  f"deltabench or by hand, so it cannot be verified; {fix_hint(p, rebuild)}") from None
+        raise CacheIntegrityError(
+            f"{p} has no checksum record ({rec_f.name}): it was written by an older "
+            f"deltabench or by hand, so it cannot be verified; {fix_hint(p, rebuild)}"
+        ) from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CacheIntegrityError(f"{rec_f} is not a valid checksum record ({e}); {fix_hint(p, rebuild)}") from None
     size = p.stat().st_size
     if size != want_bytes:
-        raise CacheIntegrityError(f"{p} has {size} bytes, {want_bytes} were written (truncated or replaced); "
-                                  f"{fix_hint(p, rebuild)}")
+        raise CacheIntegrityError(
+            f"{p} has {size} bytes, {want_bytes} were written (truncated or replaced); {fix_hint(p, rebuild)}"
+        )
     digest = sha256_file(p)
     if digest != want_sha:
-        raise CacheIntegrityError(f"{p} has sha256 {digest[:16]}..., {want_sha[:16]}... was written (the file "
-                                  f"is damaged); {fix_hint(p, rebuild)}")
+        raise CacheIntegrityError(
+            f"{p} has sha256 {digest[:16]}..., {want_sha[:16]}... was written (the file "
+            f"is damaged); {fix_hint(p, rebuild)}"
+        )
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, dtype: torch.dtype | None = None) -> dict:

@@ -1,15 +1,17 @@
 """Configs from JSON: frozen dataclasses built from dicts, with unknown keys and wrong types as
 clear errors. A leaf module (no deltabench imports), so every config of the package can use it.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import fields
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 def config_from_dict(cls, d: dict, what: str, tuples: tuple[str, ...] = ()):
@@ -61,8 +63,13 @@ def _fits(v, tp) -> bool:
 
 
 def _type_name(tp) -> str:
-    names = {int: "a whole number", float: "a finite number", bool: "true or false", str: "a string",
-             type(None): "null"}
+    names = {
+        int: "a whole number",
+        float: "a finite number",
+        bool: "true or false",
+        str: "a string",
+        type(None): "null",
+    }
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) in (tuple, list):
@@ -88,6 +95,7 @@ def thaw(x):
 
 
 # --- command-line argument types (argparse ``type=``), shared by every command's parser ---------
+
 
 def int_at_least(low: int):
     def parse(text: str) -> int:

@@ -4,6 +4,7 @@ A leaf module (it imports nothing of deltabench), so domains, methods, the runne
 all use one definition. The attribute and value a prompt names are checked against the domain's
 own attribute schema (:func:`check_attributes`, with ``domain.attributes``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,10 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
     try:
         text = p.read_text().strip()
     except UnicodeDecodeError:
-        raise ValueError(f"prompts file {p} is not a text file (it holds binary data); give a CSV or JSON "
-                         f"file of source,target prompts") from None
+        raise ValueError(
+            f"prompts file {p} is not a text file (it holds binary data); give a CSV or JSON "
+            f"file of source,target prompts"
+        ) from None
     if not text:
         raise ValueError(f"prompts file {p} is empty; give one 'source,target' pair per line")
     if p.suffix == ".json":
@@ -40,8 +43,10 @@ def load_prompts(path: str | Path) -> tuple[Prompt, ...]:
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"prompts file {p}: not valid JSON ({e})") from None
-        shape = ('a JSON list of objects such as [{"source": "face", "target": "smiling face"}] '
-                 '(optional keys: attribute, value)')
+        shape = (
+            'a JSON list of objects such as [{"source": "face", "target": "smiling face"}] '
+            "(optional keys: attribute, value)"
+        )
         if not isinstance(items, list):
             raise ValueError(f"prompts file {p} holds a JSON {type(items).__name__}; give {shape}")
         rows = []
@@ -90,11 +95,14 @@ def check_attributes(prompts, attributes, where: str | None = None, domain: str 
             continue
         at = f"prompts file {where}, prompt {i}" if where else f"prompt {i}"
         if not names:
-            raise ValueError(f"{at}: {domain} has no ground-truth attributes, so it cannot name attribute "
-                             f"{a!r}; leave the attribute and value columns empty")
+            raise ValueError(
+                f"{at}: {domain} has no ground-truth attributes, so it cannot name attribute "
+                f"{a!r}; leave the attribute and value columns empty"
+            )
         if a not in names:
-            raise ValueError(f"{at}: unknown attribute {a!r}; {domain}'s attributes are {names} (or leave the "
-                             f"column empty)")
+            raise ValueError(
+                f"{at}: unknown attribute {a!r}; {domain}'s attributes are {names} (or leave the column empty)"
+            )
         values = list(attributes[names.index(a)].values)
         if v not in values:
             raise ValueError(f"{at}: attribute {a!r} has no value {v!r}; its values are {values}")
@@ -115,8 +123,9 @@ def as_prompts(prompts) -> tuple[Prompt, ...]:
     ``{"source", "target"[, "attribute", "value"]}``, or a list of any of these."""
     if isinstance(prompts, (str, Path)):
         return load_prompts(prompts)
-    if isinstance(prompts, (Prompt, dict)) or (isinstance(prompts, tuple) and len(prompts) == 2
-                                               and all(isinstance(x, str) for x in prompts)):
+    if isinstance(prompts, (Prompt, dict)) or (
+        isinstance(prompts, tuple) and len(prompts) == 2 and all(isinstance(x, str) for x in prompts)
+    ):
         prompts = [prompts]
     out = []
     for i, p in enumerate(prompts, 1):

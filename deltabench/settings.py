@@ -12,6 +12,7 @@ The method is then built into the one method cache of the domain (:func:`method_
 ``--work-dir`` names the root, and a domain's methods live in ``<root>/<domain key>/`` for every
 command, so ``edit`` finds what ``run`` fitted.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 # Short command flags -> the option each sets, per method (what ``--options`` would say).
 FLAG_HELP = {
     "checkpoint": "a released checkpoint instead of training: DeltaEdit's net_face.pth, or StyleCLIP-LM's "
-                  "mapper for --target",
+    "mapper for --target",
     "fs3": "a released relevance matrix (StyleCLIP's fs3.npy), anywhere on disk: StyleCLIP-GD's fs3, or "
-           "DeltaEdit's relevance filter",
+    "DeltaEdit's relevance filter",
 }
 
 
@@ -45,15 +46,21 @@ def resolve_options(domain, methods, options: dict | None = None, flags: dict | 
     (both ``{method: {option: value}}``). Methods with nothing set are left out."""
     out = {}
     for m in methods:
-        merged = _merge(_merge(domain_defaults(domain, m), dict((options or {}).get(m, {}))),
-                        dict((flags or {}).get(m, {})))
+        merged = _merge(
+            _merge(domain_defaults(domain, m), dict((options or {}).get(m, {}))), dict((flags or {}).get(m, {}))
+        )
         if merged:
             out[m] = merged
     return out
 
 
-def flag_options(method: str, checkpoint: str | None = None, fs3: str | None = None, target: str | None = None,
-                 train: dict | None = None) -> dict:
+def flag_options(
+    method: str,
+    checkpoint: str | None = None,
+    fs3: str | None = None,
+    target: str | None = None,
+    train: dict | None = None,
+) -> dict:
     """The options that a command's short flags stand for, for ``method`` (a ValueError names a
     flag the method has no use for). ``train``: DeltaMapper training settings (``--steps`` ...)."""
     from deltabench.methods import get_method
@@ -67,13 +74,16 @@ def flag_options(method: str, checkpoint: str | None = None, fs3: str | None = N
             out["checkpoint"] = str(checkpoint)
         elif method == "styleclip-lm":
             if not target:
-                raise ValueError("--checkpoint with styleclip-lm is the released mapper of one target prompt; "
-                                 "give --target (or map targets to files with --options "
-                                 "'{\"config\": {\"checkpoints\": {TARGET: FILE}}}')")
+                raise ValueError(
+                    "--checkpoint with styleclip-lm is the released mapper of one target prompt; "
+                    "give --target (or map targets to files with --options "
+                    '\'{"config": {"checkpoints": {TARGET: FILE}}}\')'
+                )
             config["checkpoints"] = {target: str(checkpoint)}
         else:
-            raise ValueError(f"--checkpoint: {method} has no released checkpoint to read (deltaedit and "
-                             f"styleclip-lm do); drop it")
+            raise ValueError(
+                f"--checkpoint: {method} has no released checkpoint to read (deltaedit and styleclip-lm do); drop it"
+            )
     if fs3 is not None:
         _check_file(fs3, "--fs3")
         if method == "styleclip-gd":
@@ -87,8 +97,10 @@ def flag_options(method: str, checkpoint: str | None = None, fs3: str | None = N
 
         known = {f.name for f in dataclasses.fields(cls.config_class)} if cls.config_class else set()
         if not set(train) <= known:
-            raise ValueError(f"--steps/--n-generated/--n-inverted/--batch set a DeltaMapper's training; "
-                             f"{method} has no such settings")
+            raise ValueError(
+                f"--steps/--n-generated/--n-inverted/--batch set a DeltaMapper's training; "
+                f"{method} has no such settings"
+            )
         config.update(train)
     if config:
         out["config"] = config
@@ -111,11 +123,18 @@ def method_cache(domain, work_dir: str | Path | None = None) -> Path:
     return cache(domain, work_dir)
 
 
-def build_method(name: str, domain, options: dict | None = None, work_dir: str | Path | None = None,
-                 seed: int = 0, cache: Path | None = None):
+def build_method(
+    name: str,
+    domain,
+    options: dict | None = None,
+    work_dir: str | Path | None = None,
+    seed: int = 0,
+    cache: Path | None = None,
+):
     """Method ``name`` on ``domain`` with already resolved ``options`` (:func:`resolve_options`),
     in the domain's method cache (``cache`` when the caller has it already)."""
     from deltabench.methods import get_method
 
-    return get_method(name)(domain, cache if cache is not None else method_cache(domain, work_dir), seed=seed,
-                            **dict(options or {}))
+    return get_method(name)(
+        domain, cache if cache is not None else method_cache(domain, work_dir), seed=seed, **dict(options or {})
+    )

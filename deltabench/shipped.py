@@ -10,6 +10,7 @@ other options or another seed misses and trains as always; ``--refit`` retrains 
 
 Maintainers write the directory with ``python benchmarks/ship_fits.py`` after fitting.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,8 @@ def seed_method_cache(domain_key: str, work_dir: Path, root: Path | None = None,
         if not f.is_file() or integrity.file_record(f) != rec:
             raise integrity.CacheIntegrityError(
                 f"{f} does not match {mf} (sha256 {rec['sha256'][:12]}..., {rec['bytes']} bytes): the installed "
-                f"package is damaged; reinstall deltabench (`pip install --force-reinstall deltabench`)")
+                f"package is damaged; reinstall deltabench (`pip install --force-reinstall deltabench`)"
+            )
     copied = []
     for rel in missing:
         dst = work_dir / rel
@@ -68,8 +70,9 @@ def method_cache(domain, root: str | Path | None = None) -> Path:
     return d
 
 
-def pack(domain_key: str, work_dir: Path, rels: list[str], root: Path | None = None,
-         half: tuple[str, ...] = ()) -> Path:
+def pack(
+    domain_key: str, work_dir: Path, rels: list[str], root: Path | None = None, half: tuple[str, ...] = ()
+) -> Path:
     """Write ``<root>/<domain_key>/``: the files ``rels`` (relative to ``work_dir``) and the manifest.
 
     Safetensors files whose name is in ``half`` are stored in fp16 (with a new checksum record),

@@ -5,6 +5,7 @@ DeltaEdit and StyleCLIP-GD edit only the non-toRGB layers (official DeltaEdit
 1024px); the toRGB styles stay as the source's. ``torgb=True`` edits the toRGB styles too
 (appended after the others, in layout order): see ``DeltaEditConfig.torgb`` for when that is needed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,11 +30,9 @@ def scatter(styles: list[torch.Tensor], s_edit: torch.Tensor, slayout, torgb: bo
     """Replace the edited styles by the columns of ``s_edit: [B, S_edit]``; the rest kept."""
     idx = edit_indices(slayout, torgb)
     if s_edit.shape[1] != edit_width(slayout, torgb):
-        raise ValueError(f"edited styles have width {s_edit.shape[1]}, the layout edits "
-                         f"{edit_width(slayout, torgb)}")
+        raise ValueError(f"edited styles have width {s_edit.shape[1]}, the layout edits {edit_width(slayout, torgb)}")
     parts = torch.split(s_edit, [slayout.widths[i] for i in idx], dim=1)
     out = list(styles)
     for i, p in zip(idx, parts):
         out[i] = p
     return out
-

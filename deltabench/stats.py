@@ -17,10 +17,11 @@ images is applied to both, so what the images share cancels.
 The same ``seed`` gives the same intervals (tested), and the resampling indices depend only
 on the seed and the number of images, so every method of a run is resampled alike.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -89,8 +90,15 @@ def mean_interval(values, clusters, n_boot: int = N_BOOT, seed: int = 0, level: 
     return Interval(float(sums.sum() / n), lo, hi, n, len(ids))
 
 
-def statistic_interval(stat: Callable[[np.ndarray], float], n_clusters: int, n: int, n_boot: int = 200,
-                       seed: int = 0, level: float = LEVEL, centred: bool = False) -> Interval:
+def statistic_interval(
+    stat: Callable[[np.ndarray], float],
+    n_clusters: int,
+    n: int,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = LEVEL,
+    centred: bool = False,
+) -> Interval:
     """``stat(cluster_positions)`` on all clusters, and its bootstrap percentile interval.
 
     ``stat`` gets ``int [n_clusters]`` positions (with repeats in a resample) and computes the
@@ -104,8 +112,9 @@ def statistic_interval(stat: Callable[[np.ndarray], float], n_clusters: int, n: 
     return interval_from_draws(value, draws, n, n_clusters, level, centred)
 
 
-def statistic_draws(stat: Callable[[np.ndarray], float], n_clusters: int, n_boot: int = 200,
-                    seed: int = 0) -> tuple[float, np.ndarray]:
+def statistic_draws(
+    stat: Callable[[np.ndarray], float], n_clusters: int, n_boot: int = 200, seed: int = 0
+) -> tuple[float, np.ndarray]:
     """``(stat on all clusters, [n_boot] stat on each resample)``. The resamples depend only on
     ``n_clusters`` and ``seed``, so two methods' draws pair up: their difference is the paired
     bootstrap of the difference (:func:`paired_from_draws`)."""
@@ -114,8 +123,9 @@ def statistic_draws(stat: Callable[[np.ndarray], float], n_clusters: int, n_boot
     return value, draws
 
 
-def interval_from_draws(value: float, draws: np.ndarray, n: int, n_clusters: int, level: float = LEVEL,
-                        centred: bool = False) -> Interval:
+def interval_from_draws(
+    value: float, draws: np.ndarray, n: int, n_clusters: int, level: float = LEVEL, centred: bool = False
+) -> Interval:
     """The percentile interval of ``draws``; ``centred``: moved by the draws' median offset from
     ``value`` (their spread kept), for a set statistic whose resamples are biased."""
     draws = np.asarray(draws, dtype=np.float64)
@@ -166,9 +176,15 @@ def paired_test(a, b, clusters, n_boot: int = N_BOOT, seed: int = 0, level: floa
     return PairedTest(float(sums.sum() / n), lo, hi, _p_value(draws), n)
 
 
-def paired_statistic_test(stat_a: Callable[[np.ndarray], float], stat_b: Callable[[np.ndarray], float],
-                          n_clusters: int, n: int, n_boot: int = 200, seed: int = 0,
-                          level: float = LEVEL) -> PairedTest:
+def paired_statistic_test(
+    stat_a: Callable[[np.ndarray], float],
+    stat_b: Callable[[np.ndarray], float],
+    n_clusters: int,
+    n: int,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> PairedTest:
     """:func:`paired_test` for set statistics (FID, KID): both recomputed on one resample."""
     va, da = statistic_draws(stat_a, n_clusters, n_boot, seed)
     vb, db = statistic_draws(stat_b, n_clusters, n_boot, seed)
@@ -184,8 +200,10 @@ def paired_from_draws(diff: float, draws: np.ndarray, n: int, level: float = LEV
 
 # --- printing -------------------------------------------------------------------------------
 
-def is_symmetric(value: float, lo: float, hi: float, decimals: int, bounds: tuple[float, float] | None = None,
-                 tol: float = 0.2) -> bool:
+
+def is_symmetric(
+    value: float, lo: float, hi: float, decimals: int, bounds: tuple[float, float] | None = None, tol: float = 0.2
+) -> bool:
     """Whether ``value ± half-width`` says what ``[lo, hi]`` says: both arms equal within ``tol``
     of the half-width (and within the printed precision), the interval holds the value and does
     not touch a bound of the metric (0 or 1 for a rate)."""
@@ -198,8 +216,9 @@ def is_symmetric(value: float, lo: float, hi: float, decimals: int, bounds: tupl
     return abs(above - below) <= tol * hw or f"{below:.{decimals}f}" == f"{above:.{decimals}f}"
 
 
-def format_interval(value: float, lo: float, hi: float, decimals: int,
-                    bounds: tuple[float, float] | None = None) -> str:
+def format_interval(
+    value: float, lo: float, hi: float, decimals: int, bounds: tuple[float, float] | None = None
+) -> str:
     """``"v ± h"`` where the interval is symmetric (:func:`is_symmetric`), else ``"v [lo, hi]"``;
     ``"v"`` alone without a finite interval."""
     if not np.isfinite(value):

@@ -1,4 +1,5 @@
 """Small shared helpers: seeding, progress bars, devices, image conversions."""
+
 from __future__ import annotations
 
 import contextlib
@@ -97,9 +98,17 @@ def progress(iterable=None, **kw):
 class LogProgress:
     """The non-terminal face of :func:`progress`: tqdm's interface, throttled plain lines."""
 
-    def __init__(self, iterable=None, desc: str | None = None, total: float | None = None,
-                 initial: float = 0, unit: str = "it", unit_scale: bool = False,
-                 unit_divisor: int = 1000, **_ignored):
+    def __init__(
+        self,
+        iterable=None,
+        desc: str | None = None,
+        total: float | None = None,
+        initial: float = 0,
+        unit: str = "it",
+        unit_scale: bool = False,
+        unit_divisor: int = 1000,
+        **_ignored,
+    ):
         self.iterable = iterable
         if total is None and iterable is not None:
             try:
@@ -161,8 +170,7 @@ class LogProgress:
 
     def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
         items = dict(ordered_dict or {}, **kwargs)
-        self.postfix = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in items.items())
+        self.postfix = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items.items())
 
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         self.postfix = str(s)
@@ -202,6 +210,7 @@ class LogProgress:
     def _count(self, x: float) -> str:
         if self.unit_scale:
             from tqdm import tqdm as _tqdm
+
             return _tqdm.format_sizeof(x, divisor=self.unit_divisor)
         return f"{x:g}" if isinstance(x, float) else str(x)
 
@@ -224,8 +233,9 @@ class LogProgress:
             count = f"{self._count(self.n)} {self.unit}"
         if final:
             done = self.total is None or self.n >= self.total
-            parts = [f"{what} {count} {'done in' if done else 'stopped after'} {_duration(elapsed)} "
-                     f"({self._rate(rate)})"]
+            parts = [
+                f"{what} {count} {'done in' if done else 'stopped after'} {_duration(elapsed)} ({self._rate(rate)})"
+            ]
         else:
             parts = [f"{what} {count} {self._rate(rate)}"]
             # ETA from the items after the first only (its warm-up would inflate it), once there is one.
@@ -241,6 +251,7 @@ class LogProgress:
 
 class Timed:
     """What :func:`timed` yields: ``seconds`` is set when the block ends."""
+
     seconds: float | None = None
 
 
@@ -283,8 +294,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"--device {device!r}: give auto, cpu, cuda or cuda:N")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: this machine has no CUDA GPU torch can use; give --device cpu "
-                             f"(or auto)")
+            raise ValueError(
+                f"--device {device}: this machine has no CUDA GPU torch can use; give --device cpu (or auto)"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return dev

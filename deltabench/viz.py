@@ -1,4 +1,5 @@
 """Image grids and PNG files, for looking at what a world or a method produced."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,12 +66,14 @@ def label_grid(
             font = None
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     width = width or 4 + (font_size // 2 if font else 0) + max(
-        (int(draw.textlength(t, font=font)) for t in row_labels), default=0)
+        (int(draw.textlength(t, font=font)) for t in row_labels), default=0
+    )
     canvas = Image.new("RGB", (width + grid.shape[1], grid.shape[0]), (255, 255, 255))
     canvas.paste(Image.fromarray(grid), (width, 0))
     draw = ImageDraw.Draw(canvas)
     half = (font_size if font else 10) // 2
     for r, text in enumerate(row_labels):
-        draw.text((2 + (font_size // 4 if font else 0), pad + r * (h + pad) + h // 2 - half), text, fill=(0, 0, 0),
-                  font=font)
+        draw.text(
+            (2 + (font_size // 4 if font else 0), pad + r * (h + pad) + h // 2 - half), text, fill=(0, 0, 0), font=font
+        )
     return np.asarray(canvas)

@@ -8,6 +8,7 @@ to the domain CLIP wrapper, which resizes to its own input size only when they d
 (bilinear with antialiasing). For the synthfaces world the CLIP input is the world resolution,
 so no resize happens at all.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,13 +32,14 @@ class LatentPool:
         return {"s": self.s, "clip": self.clip, "n_generated": torch.tensor(self.n_generated)}
 
     @staticmethod
-    def from_state_dict(d: dict) -> "LatentPool":
+    def from_state_dict(d: dict) -> LatentPool:
         return LatentPool(d["s"].float(), d["clip"].float(), int(d["n_generated"]))
 
 
 @torch.no_grad()
-def encode_wplus(domain, w_plus: torch.Tensor, batch: int = 128, torgb: bool = False,
-                 official_clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_wplus(
+    domain, w_plus: torch.Tensor, batch: int = 128, torgb: bool = False, official_clip: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """W+ ``[N, L, D]`` -> (S codes ``[N, S_edit]``, CLIP image embeddings ``[N, D_clip]``).
     ``official_clip``: the official feed (``domain.encode_clip(official_input=True)``)."""
     G = domain.generator
@@ -46,14 +48,22 @@ def encode_wplus(domain, w_plus: torch.Tensor, batch: int = 128, torgb: bool = F
         styles = G.styles(w_plus[i : i + batch].to(domain.device))
         s_all.append(sspace.gather(styles, G.slayout, torgb).cpu())
         img = G.synthesis_from_styles(styles)
-        c_all.append((domain.encode_clip(img, official_input=True) if official_clip
-                      else domain.clip.encode_image(img)).cpu())
+        c_all.append(
+            (domain.encode_clip(img, official_input=True) if official_clip else domain.clip.encode_image(img)).cpu()
+        )
     return torch.cat(s_all), torch.cat(c_all)
 
 
 @torch.no_grad()
-def build_pool(domain, n_generated: int, n_inverted: int, seed: int, batch: int = 128,
-               torgb: bool = False, official_clip: bool = False) -> LatentPool:
+def build_pool(
+    domain,
+    n_generated: int,
+    n_inverted: int,
+    seed: int,
+    batch: int = 128,
+    torgb: bool = False,
+    official_clip: bool = False,
+) -> LatentPool:
     """Generated samples plus inverted "real" images, as in the official training set. The
     real images are the domain's training images (``domain.train_images``), never its test
     images; a folder domain without a training folder raises unless ``n_inverted == 0``."""

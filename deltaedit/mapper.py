@@ -13,6 +13,7 @@ generators) cannot share one per-layer module, so it is flattened like the fine 
 ``torgb=True`` (not in the official model) adds a fourth, flattened group over the toRGB
 styles, with its own Style/Condition/Fusion modules; see ``DeltaEditConfig.torgb``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -100,8 +101,10 @@ class DeltaMapper(nn.Module):
 
     def forward(self, s: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if s.shape[-1] != self.s_dim or cond.shape[-1] != 2 * self.clip_dim:
-            raise ValueError(f"DeltaMapper expects s [B, {self.s_dim}] and cond [B, {2 * self.clip_dim}], "
-                             f"got {tuple(s.shape)} and {tuple(cond.shape)}")
+            raise ValueError(
+                f"DeltaMapper expects s [B, {self.s_dim}] and cond [B, {2 * self.clip_dim}], "
+                f"got {tuple(s.shape)} and {tuple(cond.shape)}"
+            )
         outs, start = [], 0
         for g in self.specs:
             sg = s[:, start : start + g.total]  # [B, total_g]

@@ -17,6 +17,7 @@ deltabench's :class:`deltaedit.mapper.DeltaMapper` computes the same function wi
 checks every shape against the generator's S layout, so a file made for another generator
 (another resolution, another channel table) is refused with both widths named.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,13 @@ WHAT = "the official DeltaEdit checkpoint (net_face.pth: a bare DeltaMapper stat
 
 def official_keys() -> list[str]:
     """Every key of the official ``DeltaMapper.state_dict()``, in its order."""
-    return [f"{m}_{g}.mapping.{first + i}.{p}" for g in GROUPS for m, (_, first) in _MODULES.items()
-            for i in range(N_LAYERS) for p in ("weight", "bias")]
+    return [
+        f"{m}_{g}.mapping.{first + i}.{p}"
+        for g in GROUPS
+        for m, (_, first) in _MODULES.items()
+        for i in range(N_LAYERS)
+        for p in ("weight", "bias")
+    ]
 
 
 def _rename(official_key: str) -> str:
@@ -75,37 +81,51 @@ def convert_official_state_dict(sd: dict, slayout, where: str = "checkpoint") ->
     :class:`CheckpointError` naming what was expected and what was found.
     """
     want = official_keys()
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()) \
-            or not any(str(k).startswith("sm_coarse.") for k in sd):
-        raise CheckpointError(f"{where}: not {WHAT}: expected keys {want[0]!r}, {want[1]!r}, ... "
-                              f"({len(want)} keys); found {_describe(sd)}{_kind_hint(sd)}")
+    if (
+        not isinstance(sd, dict)
+        or not all(isinstance(v, torch.Tensor) for v in sd.values())
+        or not any(str(k).startswith("sm_coarse.") for k in sd)
+    ):
+        raise CheckpointError(
+            f"{where}: not {WHAT}: expected keys {want[0]!r}, {want[1]!r}, ... "
+            f"({len(want)} keys); found {_describe(sd)}{_kind_hint(sd)}"
+        )
     missing = [k for k in want if k not in sd]
     extra = sorted(k for k in sd if k not in set(want))
     if missing or extra:
-        raise CheckpointError(f"{where}: not {WHAT}: " +
-                              (f"missing keys {missing[:4]}{' ...' if len(missing) > 4 else ''}" if missing else "") +
-                              ("; " if missing and extra else "") +
-                              (f"unexpected keys {extra[:4]}{' ...' if len(extra) > 4 else ''}" if extra else ""))
+        raise CheckpointError(
+            f"{where}: not {WHAT}: "
+            + (f"missing keys {missing[:4]}{' ...' if len(missing) > 4 else ''}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"unexpected keys {extra[:4]}{' ...' if len(extra) > 4 else ''}" if extra else "")
+        )
     res = max(slayout.resolution)
     specs = {g.name: g for g in group_specs(slayout)}
     if tuple(specs) != GROUPS:
-        raise CheckpointError(f"{where}: the official DeltaMapper has coarse, medium and fine groups; the "
-                              f"{res} px generator's S layout has only {list(specs)} (it needs at least 8 "
-                              f"non-toRGB layers)")
+        raise CheckpointError(
+            f"{where}: the official DeltaMapper has coarse, medium and fine groups; the "
+            f"{res} px generator's S layout has only {list(specs)} (it needs at least 8 "
+            f"non-toRGB layers)"
+        )
     for g in ("coarse", "medium"):
         if not specs[g].per_layer:
-            raise CheckpointError(f"{where}: the official DeltaMapper maps each {g} layer with one shared "
-                                  f"module, which needs equal {g} layer widths; the {res} px generator's are "
-                                  f"{list(specs[g].widths)}")
+            raise CheckpointError(
+                f"{where}: the official DeltaMapper maps each {g} layer with one shared "
+                f"module, which needs equal {g} layer widths; the {res} px generator's are "
+                f"{list(specs[g].widths)}"
+            )
     cond = sd["cm_coarse.mapping.1.weight"].shape[1]
     found = {g: int(sd[f"sm_{g}.mapping.1.weight"].shape[0]) for g in GROUPS}
     expected = {g: specs[g].unit for g in GROUPS}
     if found != expected:
+
         def fmt(d):
             return ", ".join(f"{g} {'width' if g == 'fine' else 'per-layer width'} {d[g]}" for g in GROUPS)
 
-        raise CheckpointError(f"{where}: {WHAT} for another S layout: expected {fmt(expected)} (the {res} px "
-                              f"generator: {slayout.total_non_torgb} non-toRGB channels); found {fmt(found)}")
+        raise CheckpointError(
+            f"{where}: {WHAT} for another S layout: expected {fmt(expected)} (the {res} px "
+            f"generator: {slayout.total_non_torgb} non-toRGB channels); found {fmt(found)}"
+        )
     for g, spec in specs.items():
         w = spec.unit  # per-layer width (coarse, medium) or the flattened width (fine)
         what = f"{g} width" if g == "fine" else f"{g} per-layer width"
@@ -118,16 +138,23 @@ def convert_official_state_dict(sd: dict, slayout, where: str = "checkpoint") ->
                     found = tuple(sd[f"{k}.{p}"].shape)
                     if found != shape:
                         if p == "weight" and i == 0 and m == "cm" and found[0] == w:
-                            raise CheckpointError(f"{where}: {k}.weight takes a condition of width {found[1]}, "
-                                                  f"cm_coarse takes {cond}: the file is inconsistent")
-                        got = (f"found {found[0]} ({k}.{p} has shape {list(found)})" if found[0] != w else
-                               f"found {k}.{p} of shape {list(found)}, expected {list(shape)}")
+                            raise CheckpointError(
+                                f"{where}: {k}.weight takes a condition of width {found[1]}, "
+                                f"cm_coarse takes {cond}: the file is inconsistent"
+                            )
+                        got = (
+                            f"found {found[0]} ({k}.{p} has shape {list(found)})"
+                            if found[0] != w
+                            else f"found {k}.{p} of shape {list(found)}, expected {list(shape)}"
+                        )
                         raise CheckpointError(
                             f"{where}: {WHAT} for another S layout: expected {what} {w} (the {res} px "
-                            f"generator: {slayout.total_non_torgb} non-toRGB channels), {got}")
+                            f"generator: {slayout.total_non_torgb} non-toRGB channels), {got}"
+                        )
     if cond % 2:
-        raise CheckpointError(f"{where}: the condition width {cond} is odd; the official condition is "
-                              f"[i ; delta i], twice the CLIP width")
+        raise CheckpointError(
+            f"{where}: the condition width {cond} is odd; the official condition is [i ; delta i], twice the CLIP width"
+        )
     return {_rename(k): sd[k] for k in want}, cond // 2
 
 
@@ -162,7 +189,9 @@ def to_official_state_dict(mapper: DeltaMapper) -> dict[str, torch.Tensor]:
     ``scripts/inference.py`` can load."""
     names = tuple(g.name for g in mapper.specs)
     if names != GROUPS or not all(g.per_layer for g in mapper.specs[:2]):
-        raise ValueError(f"only a DeltaMapper with the official groups (per-layer coarse and medium, "
-                         f"flattened fine, no toRGB) has an official form; this one has {names}")
+        raise ValueError(
+            f"only a DeltaMapper with the official groups (per-layer coarse and medium, "
+            f"flattened fine, no toRGB) has an official form; this one has {names}"
+        )
     sd = mapper.state_dict()
     return {k: sd[_rename(k)].detach().clone() for k in official_keys()}

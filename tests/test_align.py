@@ -1,5 +1,6 @@
 """FFHQ alignment of real photos (deltabench.real.align, `deltabench align`) on scikit-image's
 photographs: the astronaut (a face, plus a weak second detection) and the coffee cup (none)."""
+
 import hashlib
 import io
 import json
@@ -64,9 +65,16 @@ def test_eyes_and_mouth_land_on_the_ffhq_positions_at_1024(astronaut, faces):
     b = np.hypot(*(mouth - (eye_l + eye_r) / 2))
     s = max(2.0 * a, 1.8 * b)
     k = S / (2 * s)  # aligned pixels per photo pixel
-    canon = np.array([[S / 2 - k * a / 2, S / 2 - k * 0.1 * b],
-                      [S / 2 + k * a / 2, S / 2 - k * 0.1 * b],
-                      [S / 2, S / 2 + k * 0.9 * b]]) - 0.5
+    canon = (
+        np.array(
+            [
+                [S / 2 - k * a / 2, S / 2 - k * 0.1 * b],
+                [S / 2 + k * a / 2, S / 2 - k * 0.1 * b],
+                [S / 2, S / 2 + k * 0.9 * b],
+            ]
+        )
+        - 0.5
+    )
     if 2.0 * a >= 1.8 * b:  # the usual case (hers): the eyes sit at 3/8 and 5/8 of the width
         np.testing.assert_allclose(canon[:2, 0], [3 * S / 8 - 0.5, 5 * S / 8 - 0.5])
     # the landmarks mapped through the recorded transform
@@ -93,8 +101,9 @@ def test_transform_round_trip_and_record(astronaut, faces):
     pts = np.array([[0.0, 0.0], [511.0, 3.5], [200.25, 300.75]])
     np.testing.assert_allclose(A.to_photo(A.to_aligned(pts, res.quad, 128), res.quad, 128), pts, atol=1e-9)
     # the quad's corners are the aligned image's corners (continuous frame: quad + 0.5 <-> 0, size)
-    np.testing.assert_allclose(A.to_aligned(res.quad, res.quad, 128),
-                               [[-0.5, -0.5], [-0.5, 127.5], [127.5, 127.5], [127.5, -0.5]], atol=1e-9)
+    np.testing.assert_allclose(
+        A.to_aligned(res.quad, res.quad, 128), [[-0.5, -0.5], [-0.5, 127.5], [127.5, 127.5], [127.5, -0.5]], atol=1e-9
+    )
     rec = res.record("x.png")
     assert rec["format"] == A.RECORD_FORMAT and rec["photo_size"] == [512, 512] and rec["faces_found"] is None
     assert len(rec["landmarks"]) == 68 and np.asarray(rec["quad"]).shape == (4, 2)
@@ -114,8 +123,9 @@ def test_large_photo_is_detected_on_a_downscaled_copy(astronaut, faces):
     big = np.asarray(Image.fromarray(astronaut).resize((1024, 1024), Image.LANCZOS))
     found = A.detect_faces(big, max_side=512)
     assert found and found[0].box[1] < 400  # the face, in full-size coordinates
-    np.testing.assert_allclose(np.array(_centres(found[0].landmarks)),
-                               2 * np.array(_centres(faces[0].landmarks)) + 0.5, atol=3.0)
+    np.testing.assert_allclose(
+        np.array(_centres(found[0].landmarks)), 2 * np.array(_centres(faces[0].landmarks)) + 0.5, atol=3.0
+    )
     # at 64 px the face (quad side ~350 px) is over 4x the output: the recipe shrinks the photo
     # by 2 first, and the result matches aligning the original photo
     lm2 = 2 * faces[0].landmarks + 0.5
@@ -148,7 +158,7 @@ def test_paste_back_changes_only_the_face(astronaut):
     x0, y0 = np.floor(res.quad.min(0)).astype(int) - 1
     x1, y1 = np.ceil(res.quad.max(0)).astype(int) + 1
     outside = np.ones(astronaut.shape[:2], bool)
-    outside[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = False
+    outside[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1] = False
     assert outside.sum() > 0.8 * outside.size
     assert np.array_equal(out[outside], astronaut[outside])
     # the centre of the face is the edit (inverted), the corner of the aligned square is not touched
@@ -202,10 +212,12 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, astronaut):
     bad.write_text("not an image")
     (tmp_path / "b").mkdir()
     Image.fromarray(astronaut).save(tmp_path / "b" / "astronaut.jpg")
-    for args, msg in (([str(tmp_path)], "is a directory"),
-                      ([str(bad)], "is not a readable image"),
-                      ([str(tmp_path / "missing.png")], "does not exist"),
-                      ([str(photo), str(tmp_path / "b" / "astronaut.jpg")], "would both be written")):
+    for args, msg in (
+        ([str(tmp_path)], "is a directory"),
+        ([str(bad)], "is not a readable image"),
+        ([str(tmp_path / "missing.png")], "does not exist"),
+        ([str(photo), str(tmp_path / "b" / "astronaut.jpg")], "would both be written"),
+    ):
         assert main(["align", *args, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("deltabench: error:") and msg in err[0], err
@@ -237,7 +249,7 @@ def test_missing_landmark_model_names_the_extra(monkeypatch, tmp_path):
 
     monkeypatch.setenv("DELTABENCH_WEIGHTS", str(tmp_path))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(A.FacesExtraMissingError, match=r'deltabench\[faces\].*weights fetch'):
+    with pytest.raises(A.FacesExtraMissingError, match=r"deltabench\[faces\].*weights fetch"):
         A.predictor_path()
 
 

@@ -1,7 +1,7 @@
 """StyleCLIP baselines (OP, LM, GD) on the micro world: losses, mapper identity, GD
 directions, batched fs3 against the naive loop, caches and bad input."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch

@@ -50,8 +50,13 @@ def test_heldout_phrasings_never_appear_in_training_captions():
     assert len(held) > 1000 and not (train & held)
     # Held-out edit targets are not training phrasings either (short training phrasings are
     # enumerated by attribute_prompts(style='short'), over every template).
-    short_train = {t.format(s) for a in ATTRIBUTES for ps in attribute_prompts(a.name, "short").values()
-                   for s in ps for t in templates("train")}
+    short_train = {
+        t.format(s)
+        for a in ATTRIBUTES
+        for ps in attribute_prompts(a.name, "short").values()
+        for s in ps
+        for t in templates("train")
+    }
     assert {e.target for e in EDIT_PROMPTS} <= short_train
     assert not ({e.target for e in HELDOUT_EDIT_PROMPTS} & (short_train | train))
     assert not set(templates("train")) & set(templates("heldout"))
@@ -115,5 +120,8 @@ def test_positive_matrix_identical_and_partial_captions():
 
 def test_unknown_split_is_refused():
     with pytest.raises(ValueError, match="split"):
-        caption(FaceParams(np.zeros((1, len(ATTRIBUTES)), np.int64), np.zeros((1, 6), np.float32)),
-                np.random.default_rng(0), split="test")
+        caption(
+            FaceParams(np.zeros((1, len(ATTRIBUTES)), np.int64), np.zeros((1, 6), np.float32)),
+            np.random.default_rng(0),
+            split="test",
+        )

@@ -1,4 +1,5 @@
 """Safe checkpoint loading: a malicious pickle is refused and its code never runs."""
+
 from __future__ import annotations
 
 import argparse

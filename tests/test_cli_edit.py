@@ -1,4 +1,5 @@
 """``deltabench edit``: a real image in, an edited image out; clear errors on bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,7 @@ from deltabench.cli import main
 from deltabench.world.attributes import sample_params
 from deltabench.world.renderer import render
 
-ARGS = ["--world", "synthfaces-micro", "--steps", "20", "--n-generated", "64", "--n-inverted", "16",
-        "--batch", "16"]
+ARGS = ["--world", "synthfaces-micro", "--steps", "20", "--n-generated", "64", "--n-inverted", "16", "--batch", "16"]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The CLI explains itself: --version, a help line on every option, licences in weights list,
 every dependency's version in a run manifest."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ def _actions(parser, name="deltabench"):
 
 
 def test_every_option_has_a_help_line_and_the_description_no_markup():
-    missing = [f"{cmd} {a.option_strings or a.dest}" for cmd, a in _actions(build_parser())
-               if a.dest != "help" and not a.help]
+    missing = [
+        f"{cmd} {a.option_strings or a.dest}" for cmd, a in _actions(build_parser()) if a.dest != "help" and not a.help
+    ]
     assert not missing, missing
     desc = build_parser().description
     assert "``" not in desc and "\n" not in desc and desc.startswith("deltabench:")
@@ -43,6 +45,17 @@ def test_versions_cover_every_dependency():
     from deltabench.world.store import versions
 
     v = versions()
-    for dist in ("torch", "torchvision", "numpy", "scipy", "pillow", "pytorch-fid", "onnxruntime", "open_clip",
-                 "safetensors", "scikit-image", "pandas"):
+    for dist in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "scipy",
+        "pillow",
+        "pytorch-fid",
+        "onnxruntime",
+        "open_clip",
+        "safetensors",
+        "scikit-image",
+        "pandas",
+    ):
         assert v.get(dist), dist

@@ -4,7 +4,6 @@ import torch
 from open_clip.loss import ClipLoss
 
 from deltabench.models.clip import IMAGENET_TEMPLATES, ClipConfig, WordTokenizer, build_clip
-from deltabench.world.train_clip import world_tokenizer
 from deltabench.world.attributes import ATTRIBUTE_NAMES
 from deltabench.world.captions import vocabulary
 from deltabench.world.train_clip import (
@@ -14,10 +13,21 @@ from deltabench.world.train_clip import (
     multi_positive_loss,
     text_embedding,
     train_clip,
+    world_tokenizer,
 )
 
-TINY = ClipConfig(embed_dim=32, patch_size=8, vision_width=32, vision_layers=1, vision_heads=2,
-                  text_width=32, text_layers=1, text_heads=2, context_length=32, vocab_size=64)
+TINY = ClipConfig(
+    embed_dim=32,
+    patch_size=8,
+    vision_width=32,
+    vision_layers=1,
+    vision_heads=2,
+    text_width=32,
+    text_layers=1,
+    text_heads=2,
+    context_length=32,
+    vocab_size=64,
+)
 
 
 def test_imagenet_templates_are_the_79_of_styleclip():
@@ -110,8 +120,9 @@ def test_multi_positive_loss_is_clip_loss_with_one_positive_and_counts_duplicate
     lsm = torch.log_softmax(scale * txt2 @ img.t(), 1)
     lsm_t = torch.log_softmax(scale * img @ txt2.t(), 1)
     t2i = torch.stack([-(lsm[0, 0] + lsm[0, 1]) / 2, -(lsm[1, 0] + lsm[1, 1]) / 2, *[-lsm[i, i] for i in range(2, 6)]])
-    i2t = torch.stack([-(lsm_t[0, 0] + lsm_t[0, 1]) / 2, -(lsm_t[1, 0] + lsm_t[1, 1]) / 2,
-                       *[-lsm_t[i, i] for i in range(2, 6)]])
+    i2t = torch.stack(
+        [-(lsm_t[0, 0] + lsm_t[0, 1]) / 2, -(lsm_t[1, 0] + lsm_t[1, 1]) / 2, *[-lsm_t[i, i] for i in range(2, 6)]]
+    )
     torch.testing.assert_close(multi, (t2i.mean() + i2t.mean()) / 2)
 
 
@@ -143,10 +154,12 @@ def test_training_reduces_the_loss_and_is_seeded():
     clip, stats = train_clip(cfg, 32, seed=3, render_fn=_fake_render)
     assert not clip.training
     assert stats["loss_last"] < stats["loss_first"] - 0.2, stats
-    again, _ = train_clip(ClipTrainConfig(model=TINY, steps=2, batch_size=8, pool_groups=4), 32, seed=5,
-                          render_fn=_fake_render)
-    again2, _ = train_clip(ClipTrainConfig(model=TINY, steps=2, batch_size=8, pool_groups=4), 32, seed=5,
-                           render_fn=_fake_render)
+    again, _ = train_clip(
+        ClipTrainConfig(model=TINY, steps=2, batch_size=8, pool_groups=4), 32, seed=5, render_fn=_fake_render
+    )
+    again2, _ = train_clip(
+        ClipTrainConfig(model=TINY, steps=2, batch_size=8, pool_groups=4), 32, seed=5, render_fn=_fake_render
+    )
     for k, v in again.state_dict().items():
         torch.testing.assert_close(v, again2.state_dict()[k])
     acc = clip_zeroshot(clip, 32, 0, 32, render_fn=_fake_render)

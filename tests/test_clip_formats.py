@@ -8,6 +8,7 @@ archive is read as tensors only (``torch.jit.load`` is never called, and a ``dat
 for anything else is refused without running it); ``deltabench weights verify`` accepts a copy
 with other metadata by its tensor names and shapes, never by its size.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,11 +20,11 @@ import zipfile
 
 import pytest
 import torch
+from test_real_domains import RES, TINY_CLIP, _OpenAIStyleHolder, _register_tiny_clip
 
 from deltabench import weights as W
 from deltabench.checkpoints import CheckpointError
 from deltabench.real import loaders
-from test_real_domains import RES, TINY_CLIP, _OpenAIStyleHolder, _register_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,8 +61,11 @@ def test_every_published_format_loads_the_same_weights(clip_files, monkeypatch):
         assert torch.equal(loaders.load_open_clip(d / name, TINY_CLIP).encode_image(x), ref), name
     ts = loaders.torchscript_tensors(d / "ViT-B-32.pt")
     assert {k for k in ts if k not in m.state_dict()} == {"input_resolution", "context_length", "vocab_size"}
-    assert all(ts[k].dtype == torch.float16 and torch.equal(ts[k], v.half()) for k, v in m.state_dict().items()
-               if v.is_floating_point())
+    assert all(
+        ts[k].dtype == torch.float16 and torch.equal(ts[k], v.half())
+        for k, v in m.state_dict().items()
+        if v.is_floating_point()
+    )
     half_ref = m.state_dict()
     clip = loaders.load_open_clip(d / "ViT-B-32.pt", TINY_CLIP)
     assert all(torch.equal(clip.clip.state_dict()[k], v.half().float()) for k, v in half_ref.items())
@@ -105,13 +109,34 @@ def test_content_identifies_clip_files_by_tensor_names_and_shapes(clip_files):
 
 def _registry(tmp_path, d, **extra):
     plain = d / "plain.safetensors"
-    reg = {"format": 1, "files": [
-        {"name": "clip.safetensors", "url": "https://example.invalid/clip.safetensors", "page": "https://example.invalid",
-         "source": "test", "format": "safetensors", "licence": "MIT",
-         "sha256": hashlib.sha256(plain.read_bytes()).hexdigest(), "size": plain.stat().st_size,
-         "content": f"open_clip:{TINY_CLIP}", "alternatives": ["openai.pt"], "used_by": {"toy": "clip"}, **extra},
-        {"name": "openai.pt", "url": "https://example.invalid/openai.pt", "page": "https://example.invalid",
-         "source": "OpenAI: TorchScript", "format": "TorchScript", "licence": "MIT", "content": f"open_clip:{TINY_CLIP}"}]}
+    reg = {
+        "format": 1,
+        "files": [
+            {
+                "name": "clip.safetensors",
+                "url": "https://example.invalid/clip.safetensors",
+                "page": "https://example.invalid",
+                "source": "test",
+                "format": "safetensors",
+                "licence": "MIT",
+                "sha256": hashlib.sha256(plain.read_bytes()).hexdigest(),
+                "size": plain.stat().st_size,
+                "content": f"open_clip:{TINY_CLIP}",
+                "alternatives": ["openai.pt"],
+                "used_by": {"toy": "clip"},
+                **extra,
+            },
+            {
+                "name": "openai.pt",
+                "url": "https://example.invalid/openai.pt",
+                "page": "https://example.invalid",
+                "source": "OpenAI: TorchScript",
+                "format": "TorchScript",
+                "licence": "MIT",
+                "content": f"open_clip:{TINY_CLIP}",
+            },
+        ],
+    }
     p = tmp_path / "registry.json"
     p.write_text(json.dumps(reg))
     return p
@@ -131,7 +156,8 @@ def test_verify_accepts_other_metadata_by_content_never_by_size(clip_files, tmp_
     res = W.verify("clip.safetensors", w, reg)
     assert res.ok and res.status == "same tensors" and "not the published bytes" in res.message
     assert (w / "clip.safetensors.sha256").read_text().split()[0] == hashlib.sha256(
-        (d / "meta.safetensors").read_bytes()).hexdigest()
+        (d / "meta.safetensors").read_bytes()
+    ).hexdigest()
     assert W.fetch("clip.safetensors", w, reg=reg, log=lambda m: None) == w / "clip.safetensors"  # kept, no download
     # changed after it was recorded: caught
     (w / "clip.safetensors").write_bytes((d / "meta.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
@@ -168,9 +194,22 @@ def test_packaged_registry_declares_clip_content_and_alternative():
     assert st.content == oa.content == "open_clip:ViT-B-32-quickgelu"
     assert st.alternatives == ("ViT-B-32.pt",) and oa.sha256 == oa.url.split("/")[-2]
     with pytest.raises(ValueError, match="alternatives that are not other registry files"):
-        W.Registry.from_dict({"format": 1, "files": [
-            {"name": "a.pt", "url": "https://h/a", "page": "p", "source": "s", "format": "f", "licence": "l",
-             "alternatives": ["b.pt"]}]})
+        W.Registry.from_dict(
+            {
+                "format": 1,
+                "files": [
+                    {
+                        "name": "a.pt",
+                        "url": "https://h/a",
+                        "page": "p",
+                        "source": "s",
+                        "format": "f",
+                        "licence": "l",
+                        "alternatives": ["b.pt"],
+                    }
+                ],
+            }
+        )
 
 
 def test_domain_resolves_the_alternative(clip_files, tmp_path, monkeypatch):
@@ -181,8 +220,11 @@ def test_domain_resolves_the_alternative(clip_files, tmp_path, monkeypatch):
     d, _ = clip_files
     w = tmp_path / "w"
     w.mkdir()
-    with pytest.raises(CheckpointError, match=r"deltabench weights fetch ViT-B-32-quickgelu-openai\.safetensors.*"
-                                              r"or use ViT-B-32\.pt.*deltabench weights fetch ViT-B-32\.pt"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"deltabench weights fetch ViT-B-32-quickgelu-openai\.safetensors.*"
+        r"or use ViT-B-32\.pt.*deltabench weights fetch ViT-B-32\.pt",
+    ):
         resolve_weight("ViT-B-32-quickgelu-openai.safetensors", w)
     (w / "ViT-B-32.pt").write_bytes((d / "ViT-B-32.pt").read_bytes())
     assert resolve_weight("ViT-B-32-quickgelu-openai.safetensors", w) == w / "ViT-B-32.pt"

@@ -1,4 +1,5 @@
 """DeltaEdit: mapper layout, text-free training, resume, inference and bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,7 @@ def test_param_count_matches_official_1024_layout():
     G = build_generator(GeneratorConfig(size=1024))
     m = DeltaMapper(G.slayout, clip_dim=512)
     M = lambda i, o: i * o + o + 3 * (o * o + o)  # noqa: E731 - 4 EqualLinear layers
-    official = 2 * M(512, 512) + M(2464, 2464) + 2 * M(1024, 512) + M(1024, 2464) \
-        + 2 * M(1024, 512) + M(4928, 2464)
+    official = 2 * M(512, 512) + M(2464, 2464) + 2 * M(1024, 512) + M(1024, 2464) + 2 * M(1024, 512) + M(4928, 2464)
     assert official == 82_760_576
     assert sum(p.numel() for p in m.parameters()) == official
     assert [g.per_layer for g in m.specs] == [True, True, False]
@@ -112,8 +112,7 @@ def test_edit_batches_images_by_prompts(domain, tmp_path):
     for i, b in enumerate(faithful.edit_batch(w, prompts)[0]):
         if sl.is_torgb[i]:
             assert torch.equal(b, domain.generator.styles(w)[i])
-    assert any(not torch.equal(batched[0][i], domain.generator.styles(w)[i])
-               for i in range(len(sl)) if sl.is_torgb[i])
+    assert any(not torch.equal(batched[0][i], domain.generator.styles(w)[i]) for i in range(len(sl)) if sl.is_torgb[i])
 
     # beta with a StyleCLIP-GD relevance matrix (official inference.py): channels whose
     # |fs3 . dt| < beta keep the source style. fs3 rows are in gather order; an fs3 without
@@ -144,11 +143,14 @@ def test_naive_conditions_on_the_target_text_only(domain, tmp_path):
     assert torch.allclose(delta, expect / expect.norm(), atol=1e-6)
 
 
-@pytest.mark.parametrize("source,target,msg", [
-    ("face", "", "target prompt is empty"),
-    ("   ", "face with glasses", "source prompt is empty"),
-    ("face", "  Face ", "the same"),
-])
+@pytest.mark.parametrize(
+    "source,target,msg",
+    [
+        ("face", "", "target prompt is empty"),
+        ("   ", "face with glasses", "source prompt is empty"),
+        ("face", "  Face ", "the same"),
+    ],
+)
 def test_bad_prompts(domain, tmp_path, source, target, msg):
     with pytest.raises(ValueError, match=msg):
         DeltaEdit(domain, tmp_path, config=TINY).condition(source, target)

@@ -1,4 +1,5 @@
 """--device: every command runs where the user asks; a missing GPU is an error before any work."""
+
 from __future__ import annotations
 
 import json
@@ -34,17 +35,29 @@ def test_resolve_device(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("command", [["run", "--methods", "deltaedit"], ["edit", "x.png", "--target", "smiling face"],
-                                     ["train", "deltaedit"], ["fit", "styleclip-gd"], ["eval"],
-                                     ["world", "card"], ["gap"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--methods", "deltaedit"],
+        ["edit", "x.png", "--target", "smiling face"],
+        ["train", "deltaedit"],
+        ["fit", "styleclip-gd"],
+        ["eval"],
+        ["world", "card"],
+        ["gap"],
+    ],
+)
 def test_cuda_without_cuda_is_one_line_before_any_work(cache, tmp_path, capsys, monkeypatch, command):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.chdir(tmp_path)
     if command[0] == "edit":
         from PIL import Image
+
         Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     before = sorted(p.name for p in tmp_path.iterdir())
-    rc = main([*command, "--world", W, "--device", "cuda", *(["--out", str(tmp_path / "r")] if command[0] == "run" else [])])
+    rc = main(
+        [*command, "--world", W, "--device", "cuda", *(["--out", str(tmp_path / "r")] if command[0] == "run" else [])]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "deltabench: error:" in err and "--device cuda" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -57,8 +70,17 @@ def test_a_cpu_run_keeps_every_model_and_state_on_the_cpu(cache, tmp_path, monke
     domain = load_domain(W, device=resolve_device("cpu"))
     models = [domain.generator, domain.encoder, domain.clip, domain.identity, domain.oracle]
     assert {p.device.type for m in models for p in [*m.parameters(), *m.buffers()]} == {"cpu"}
-    df = deltabench.run(methods="deltaedit", world=W, images=2, limit=1, sweep=(1,), options=TINY, device="cpu",
-                        out=tmp_path / "r", references="none")
+    df = deltabench.run(
+        methods="deltaedit",
+        world=W,
+        images=2,
+        limit=1,
+        sweep=(1,),
+        options=TINY,
+        device="cpu",
+        out=tmp_path / "r",
+        references="none",
+    )
     dev = df.attrs["manifest"]["device"]
     assert dev["device"] == "cpu" and dev["clip_precision"] == "fp32" and dev["name"] and dev["torch_threads"] >= 1
     (unit,) = list((tmp_path / "r" / "units").glob("*.pt"))

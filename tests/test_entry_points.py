@@ -8,6 +8,7 @@
   each equal to an independent re-implementation of the official code within 1 uint8 level.
 - `--work-dir` means one thing: `edit` after `run` with the same folder trains nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_official_checkpoints import OfficialDeltaMapper
+from test_official_defaults import CHANNELS, RES, _fs3_around, _get_dt, _official_clip, _official_inference
+from test_real_domains import TINY_CLIP, TINY_IRSE, _register_tiny_clip
 
 from deltabench.cli import main
 from deltabench.models.e4e import E4EConfig, Encoder4Editing, save_e4e_checkpoint
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, save_rosinality_checkpoint
-from test_official_checkpoints import OfficialDeltaMapper
-from test_official_defaults import CHANNELS, RES, _fs3_around, _get_dt, _official_clip, _official_inference
-from test_real_domains import TINY_CLIP, TINY_IRSE, _register_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MICRO = "synthfaces-micro"
@@ -60,19 +61,38 @@ def toy(tmp_path_factory):
     avg = G.mean_latent(500)
     save_rosinality_checkpoint(d / "g.pt", G, avg)
     torch.manual_seed(1)
-    enc = Encoder4Editing(E4EConfig(backbone=TINY_IRSE, n_styles=G.n_latent, style_dim=32, input_size=RES,
-                                    convs=(2, 3, 4))).eval()
-    save_e4e_checkpoint(d / "e4e.pt", enc, G.state_dict(), avg.reshape(-1),
-                        {"stylegan_size": RES, "encoder_type": "Encoder4Editing", "start_from_latent_avg": True,
-                         "checkpoint_path": None, "lpips_lambda": 0.8})
+    enc = Encoder4Editing(
+        E4EConfig(backbone=TINY_IRSE, n_styles=G.n_latent, style_dim=32, input_size=RES, convs=(2, 3, 4))
+    ).eval()
+    save_e4e_checkpoint(
+        d / "e4e.pt",
+        enc,
+        G.state_dict(),
+        avg.reshape(-1),
+        {
+            "stylegan_size": RES,
+            "encoder_type": "Encoder4Editing",
+            "start_from_latent_avg": True,
+            "checkpoint_path": None,
+            "lpips_lambda": 0.8,
+        },
+    )
     _register_tiny_clip(d)
     torch.manual_seed(2)
     torch.save(open_clip.create_model(TINY_CLIP, pretrained=None).state_dict(), d / "clip.pt")
     torch.manual_seed(7)
     torch.save(OfficialDeltaMapper(16, 16, 24, 2 * 32).state_dict(), d / "net_face.pth")
-    cfg = {"name": "ffhq-entry64", "resolution": RES, "generator": str(d / "g.pt"), "encoder": str(d / "e4e.pt"),
-           "clip": str(d / "clip.pt"), "clip_model": TINY_CLIP, "neutral": "face", "test_source": "generated",
-           "prompts": [{"source": "face", "target": TARGET}]}
+    cfg = {
+        "name": "ffhq-entry64",
+        "resolution": RES,
+        "generator": str(d / "g.pt"),
+        "encoder": str(d / "e4e.pt"),
+        "clip": str(d / "clip.pt"),
+        "clip_model": TINY_CLIP,
+        "neutral": "face",
+        "test_source": "generated",
+        "prompts": [{"source": "face", "target": TARGET}],
+    }
     (d / "toy.json").write_text(json.dumps(cfg))
     # what `run` also needs: FID/KID features (pytorch-fid's Inception, random weights)
     from deltabench.real import loaders
@@ -95,7 +115,7 @@ def toy(tmp_path_factory):
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _uint8(img: torch.Tensor) -> np.ndarray:
@@ -159,17 +179,42 @@ def test_cli_and_api_edit_equal_the_official_inference(toy, tmp_path, method, fl
 
     d, domain, _, _ = toy
     want = _official_deltaedit(toy) if method == "deltaedit" else _official_gd(toy)
-    files = {"checkpoint": str(d / "net_face.pth"), "fs3": str(d / "fs3.npy")} if method == "deltaedit" else \
-        {"fs3": str(d / "fs3.npy")}
+    files = (
+        {"checkpoint": str(d / "net_face.pth"), "fs3": str(d / "fs3.npy")}
+        if method == "deltaedit"
+        else {"fs3": str(d / "fs3.npy")}
+    )
     out = tmp_path / "cli.png"
-    args = ["edit", str(d / "photo.png"), "--world", str(d / "toy.json"), "--method", method, "--target", TARGET,
-            "--out", str(out), "--work-dir", str(tmp_path / "work"), "--no-align"]
+    args = [
+        "edit",
+        str(d / "photo.png"),
+        "--world",
+        str(d / "toy.json"),
+        "--method",
+        method,
+        "--target",
+        TARGET,
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--no-align",
+    ]
     for k, v in files.items():
         args += [f"--{k}", v]
     assert main(args) == 0
     cli = np.asarray(Image.open(out))
-    api = np.asarray(deltabench.edit(str(d / "photo.png"), TARGET, source="face", method=method,
-                                     world=str(d / "toy.json"), work_dir=tmp_path / "work", **files))
+    api = np.asarray(
+        deltabench.edit(
+            str(d / "photo.png"),
+            TARGET,
+            source="face",
+            method=method,
+            world=str(d / "toy.json"),
+            work_dir=tmp_path / "work",
+            **files,
+        )
+    )
     moved = np.abs(want.astype(int) - _official_unedited(toy).astype(int)).max()
     assert moved > 10  # the edit does something, so equality below means something
     for name, got in (("cli", cli), ("api", api)):
@@ -191,19 +236,40 @@ def test_edit_runs_with_only_the_files_deltaedit_needs(toy, tmp_path):
     d, _, _, _ = toy
     cfg = json.loads((d / "toy.json").read_text())
     assert not {"identity", "identity_loss", "fid"} & set(cfg)
-    assert main(["edit", str(d / "photo.png"), "--world", str(d / "toy.json"), "--target", TARGET,
-                 "--checkpoint", str(d / "net_face.pth"), "--fs3", str(d / "fs3.npy"), "--no-align",
-                 "--out", str(tmp_path / "e.png"), "--work-dir", str(tmp_path / "w")]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                str(d / "photo.png"),
+                "--world",
+                str(d / "toy.json"),
+                "--target",
+                TARGET,
+                "--checkpoint",
+                str(d / "net_face.pth"),
+                "--fs3",
+                str(d / "fs3.npy"),
+                "--no-align",
+                "--out",
+                str(tmp_path / "e.png"),
+                "--work-dir",
+                str(tmp_path / "w"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "e.png").is_file()
 
 
 # --- the same resolved settings from every entry point -----------------------------------------
 
+
 def _expected(domain, name, options=None, flags=None):
     from deltabench.settings import resolve_options
 
-    return json.loads(json.dumps(resolve_options(domain, [name], options or {}, flags or {}).get(name, {}),
-                                 default=str))
+    return json.loads(
+        json.dumps(resolve_options(domain, [name], options or {}, flags or {}).get(name, {}), default=str)
+    )
 
 
 def _entry_points(world: str, image: str, tmp_path, method: str, target: str, run_world: str | None = None):
@@ -212,11 +278,26 @@ def _entry_points(world: str, image: str, tmp_path, method: str, target: str, ru
     import deltabench
 
     W = ["--world", world, "--work-dir", str(tmp_path / "w")]
-    yield "run", lambda: deltabench.run(methods=[method], world=run_world or world, images=2, limit=1, sweep=(1,),
-                                        out=tmp_path / "run", work_dir=tmp_path / "w", references="none")
+    yield (
+        "run",
+        lambda: deltabench.run(
+            methods=[method],
+            world=run_world or world,
+            images=2,
+            limit=1,
+            sweep=(1,),
+            out=tmp_path / "run",
+            work_dir=tmp_path / "w",
+            references="none",
+        ),
+    )
     yield "api.edit", lambda: deltabench.edit(image, target, method=method, world=world, work_dir=tmp_path / "w")
-    yield "cli edit", lambda: main(["edit", image, "--target", target, "--method", method, "--no-align",
-                                    "--out", str(tmp_path / "e.png"), *W])
+    yield (
+        "cli edit",
+        lambda: main(
+            ["edit", image, "--target", target, "--method", method, "--no-align", "--out", str(tmp_path / "e.png"), *W]
+        ),
+    )
     yield "cli fit", lambda: main(["fit", method, *W])
     yield "cli eval", lambda: main(["eval", "--methods", method, "--images", "2", *W])
     if method.startswith("deltaedit"):
@@ -250,8 +331,9 @@ def test_every_entry_point_resolves_the_runners_settings_on_a_real_domain(toy, s
     assert want  # the official settings of the real domains
     if method == "styleclip-gd":
         assert want["config"]["protocol"] == "official" and want["config"]["n_std"] == 100_000
-    for where, call in _entry_points(str(d / "toy.json"), str(d / "photo.png"), tmp_path, method, TARGET,
-                                     run_world=str(d / "toy_run.json")):
+    for where, call in _entry_points(
+        str(d / "toy.json"), str(d / "photo.png"), tmp_path, method, TARGET, run_world=str(d / "toy_run.json")
+    ):
         if where in ("cli eval",):
             continue  # eval is the synthetic world's ground-truth evaluation
         spy.clear()
@@ -263,10 +345,26 @@ def test_every_entry_point_resolves_the_runners_settings_on_a_real_domain(toy, s
 def test_options_then_flags_override_the_domain_defaults(toy, spy, tmp_path):
     d, domain, _, _ = toy
     with pytest.raises(_Stop):
-        main(["edit", str(d / "photo.png"), "--world", str(d / "toy.json"), "--target", TARGET, "--no-align",
-              "--options", '{"beta": 0.1, "config": {"steps": 7}}', "--steps", "9",
-              "--checkpoint", str(d / "net_face.pth"), "--out", str(tmp_path / "e.png")])
-    (name, got), = spy
+        main(
+            [
+                "edit",
+                str(d / "photo.png"),
+                "--world",
+                str(d / "toy.json"),
+                "--target",
+                TARGET,
+                "--no-align",
+                "--options",
+                '{"beta": 0.1, "config": {"steps": 7}}',
+                "--steps",
+                "9",
+                "--checkpoint",
+                str(d / "net_face.pth"),
+                "--out",
+                str(tmp_path / "e.png"),
+            ]
+        )
+    ((name, got),) = spy
     assert got["beta"] == 0.1 and got["checkpoint"] == str(d / "net_face.pth")
     # domain defaults under --options under --steps, key by key
     assert got["config"] == {**domain.method_defaults["deltaedit"]["config"], "steps": 9}
@@ -275,10 +373,12 @@ def test_options_then_flags_override_the_domain_defaults(toy, spy, tmp_path):
 def test_flags_a_method_has_no_use_for_are_one_line_errors(toy, tmp_path, capsys):
     d, _, _, _ = toy
     base = ["edit", str(d / "photo.png"), "--world", str(d / "toy.json"), "--target", TARGET, "--no-align"]
-    cases = [(["--method", "styleclip-op", "--checkpoint", str(d / "net_face.pth")], "--checkpoint: styleclip-op"),
-             (["--method", "styleclip-lm", "--fs3", str(d / "fs3.npy")], "--fs3: styleclip-lm"),
-             (["--checkpoint", str(tmp_path / "none.pth")], "--checkpoint .*none.pth does not exist"),
-             (["--options", '{"bogus": 1}'], "deltaedit has no options \\['bogus'\\]")]
+    cases = [
+        (["--method", "styleclip-op", "--checkpoint", str(d / "net_face.pth")], "--checkpoint: styleclip-op"),
+        (["--method", "styleclip-lm", "--fs3", str(d / "fs3.npy")], "--fs3: styleclip-lm"),
+        (["--checkpoint", str(tmp_path / "none.pth")], "--checkpoint .*none.pth does not exist"),
+        (["--options", '{"bogus": 1}'], "deltaedit has no options \\['bogus'\\]"),
+    ]
     import re
 
     for extra, pattern in cases:
@@ -296,8 +396,17 @@ def test_edit_after_run_with_the_same_work_dir_trains_nothing(cache, micro_world
     import deltabench
 
     work = tmp_path / "work"
-    deltabench.run(methods=["deltaedit"], world=MICRO, images=2, limit=1, sweep=(1,), out=tmp_path / "run",
-                   work_dir=work, options={"deltaedit": TINY}, references="none")
+    deltabench.run(
+        methods=["deltaedit"],
+        world=MICRO,
+        images=2,
+        limit=1,
+        sweep=(1,),
+        out=tmp_path / "run",
+        work_dir=work,
+        options={"deltaedit": TINY},
+        references="none",
+    )
 
     import deltaedit.train as de_train
 
@@ -312,14 +421,32 @@ def test_edit_after_run_with_the_same_work_dir_trains_nothing(cache, micro_world
 
     img = tmp_path / "face.png"
     Image.fromarray(float_to_uint8(SynthfacesDomain(micro_world).test_images(1, 3).images)[0]).save(img)
-    assert main(["edit", str(img), "--world", MICRO, "--target", "face with glasses", "--work-dir", str(work),
-                 "--options", json.dumps(TINY), "--out", str(tmp_path / "e.png")]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                str(img),
+                "--world",
+                MICRO,
+                "--target",
+                "face with glasses",
+                "--work-dir",
+                str(work),
+                "--options",
+                json.dumps(TINY),
+                "--out",
+                str(tmp_path / "e.png"),
+            ]
+        )
+        == 0
+    )
     got = deltabench.edit(str(img), "face with glasses", world=MICRO, work_dir=work, options=TINY)
     assert np.array_equal(np.asarray(got), np.asarray(Image.open(tmp_path / "e.png")))
     assert {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()} == files  # nothing written
 
 
 # --- bad paths and variables: one line, exit 2, before any work --------------------------------
+
 
 def _one_line(capsys, pattern: str) -> None:
     import re
@@ -336,12 +463,16 @@ def test_dangling_symlink_outputs_are_one_line_errors(cache, tmp_path, capsys):
     assert not (tmp_path / "nowhere").exists()
     png = tmp_path / "e.png"
     png.symlink_to(tmp_path / "gone" / "e.png")
-    assert main(["edit", str(tmp_path / "x.png"), "--world", MICRO, "--target", "face with glasses",
-                 "--out", str(png)]) == 2  # the image is missing too: the first problem is named
+    assert (
+        main(["edit", str(tmp_path / "x.png"), "--world", MICRO, "--target", "face with glasses", "--out", str(png)])
+        == 2
+    )  # the image is missing too: the first problem is named
     capsys.readouterr()
     Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
-    assert main(["edit", str(tmp_path / "x.png"), "--world", MICRO, "--target", "face with glasses",
-                 "--out", str(png)]) == 2
+    assert (
+        main(["edit", str(tmp_path / "x.png"), "--world", MICRO, "--target", "face with glasses", "--out", str(png)])
+        == 2
+    )
     _one_line(capsys, r"--out .*e.png.* symbolic link to .*gone/e.png, which does not exist")
 
 
@@ -356,15 +487,18 @@ def test_cache_variables_naming_a_file_are_one_line_errors(tmp_path, monkeypatch
 
 
 def test_world_config_with_negative_sizes_is_one_line_error(tmp_path, capsys):
-    from deltabench.world.catalog import builtin_world_names  # noqa: F401 - the configs ship as data
     from importlib import resources
+
+    from deltabench.world.catalog import builtin_world_names  # noqa: F401 - the configs ship as data
 
     d = json.loads((resources.files("deltabench") / "configs" / "worlds" / f"{MICRO}.json").read_text())
     d["generator"]["model"]["channels"]["8"] = -16
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(d))
-    for cmd in (["world", "build", "--world", str(bad), "--root", str(tmp_path / "r")],
-                ["edit", str(bad), "--world", str(bad), "--target", "face with glasses"]):
+    for cmd in (
+        ["world", "build", "--world", str(bad), "--root", str(tmp_path / "r")],
+        ["edit", str(bad), "--world", str(bad), "--target", "face with glasses"],
+    ):
         assert main(cmd) == 2
         _one_line(capsys, r"generator\.model\.channels\.8 = -16 is negative")
     assert not (tmp_path / "r").exists()
@@ -381,10 +515,14 @@ def test_every_output_path_and_input_file_is_checked_before_work(cache, tmp_path
         (["gap", "--world", MICRO, "--out", str(dl)], r"--out .*symbolic link to .*nowhere/x"),
         (["gap", "--world", MICRO, "--out", str(afile / "sub")], r"--out .*afile is a file, not a directory"),
         (["world", "build", "--world", MICRO, "--root", str(afile)], r"--root .*afile is a file, not a directory"),
-        (["run", "--world", MICRO, "--prompts", str(adir), "--limit", "2", "--out", str(tmp_path / "r")],
-         r"prompts file .*adir is a directory"),
-        (["run", "--world", MICRO, "--options", str(adir), "--limit", "2", "--out", str(tmp_path / "r")],
-         r"--options .*adir is a directory"),
+        (
+            ["run", "--world", MICRO, "--prompts", str(adir), "--limit", "2", "--out", str(tmp_path / "r")],
+            r"prompts file .*adir is a directory",
+        ),
+        (
+            ["run", "--world", MICRO, "--options", str(adir), "--limit", "2", "--out", str(tmp_path / "r")],
+            r"--options .*adir is a directory",
+        ),
     ]
     for cmd, pattern in cases:
         assert main(cmd) == 2, cmd

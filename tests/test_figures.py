@@ -1,5 +1,6 @@
 """deltabench.figures (edit grids, trade-off plot), the gap figure's numbers and the world card
 grid, on fake run directories and a fake world: no model is needed."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,15 @@ H = 64  # the synthfaces resolution: drawn 2x
 K = 3  # test images kept for the grids
 METHODS = ["deltaedit", "styleclip-op", "styleclip-lm", "styleclip-gd"]
 REFS = ["inversion", "oracle-edit"]
-TARGETS = ["face with glasses", "face with red hair", "smiling face", "face with a beard",
-           "face with very long curly blond hair and a tiny pointed hat", "wide face", "face with blue eyes"]
+TARGETS = [
+    "face with glasses",
+    "face with red hair",
+    "smiling face",
+    "face with a beard",
+    "face with very long curly blond hair and a tiny pointed hat",
+    "wide face",
+    "face with blue eyes",
+]
 MISSING = ("styleclip-op", 2)  # a unit the fake run lacks
 
 
@@ -37,8 +45,13 @@ def _run(tmp_path, methods=METHODS, refs=REFS, targets=TARGETS, h=H):
     ``ids[(name, j)]`` is the colour column index of that unit (input 0, inversion 1)."""
     run = tmp_path / "run"
     (run / "units").mkdir(parents=True)
-    torch.save({"inputs": torch.from_numpy(np.stack([_solid(0, r, h) for r in range(K)])),
-                "start": torch.from_numpy(np.stack([_solid(1, r, h) for r in range(K)]))}, run / "inputs.pt")
+    torch.save(
+        {
+            "inputs": torch.from_numpy(np.stack([_solid(0, r, h) for r in range(K)])),
+            "start": torch.from_numpy(np.stack([_solid(1, r, h) for r in range(K)])),
+        },
+        run / "inputs.pt",
+    )
     ids, c = {}, 2
     for j in range(len(targets)):
         for m in [*methods, *refs]:
@@ -48,9 +61,15 @@ def _run(tmp_path, methods=METHODS, refs=REFS, targets=TARGETS, h=H):
                 torch.save({"examples": ex, "suite": {}}, run / "units" / f"{m}__{j}__1.0.pt")
                 torch.save({"examples": ex // 2}, run / "units" / f"{m}__{j}__2.0.pt")  # never drawn
             c += 1
-    manifest = {"config": {"methods": list(methods), "references": list(refs), "seed": 3, "images": K,
-                           "prompts": [{"source": "face", "target": t, "attribute": None, "value": None}
-                                       for t in targets]}}
+    manifest = {
+        "config": {
+            "methods": list(methods),
+            "references": list(refs),
+            "seed": 3,
+            "images": K,
+            "prompts": [{"source": "face", "target": t, "attribute": None, "value": None} for t in targets],
+        }
+    }
     return run, manifest, ids
 
 
@@ -68,8 +87,9 @@ def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
     paths = figures.edit_grids(run, manifest)
     cols = json.loads((run / "reports" / "edit_grid_columns.json").read_text())
     assert list(cols) == [p.name for p in paths]
-    assert paths[0].name == "edit_grid.png" and [p.name for p in paths[1:]] == \
-        [f"edit_grid_{i}.png" for i in range(2, len(paths) + 1)]
+    assert paths[0].name == "edit_grid.png" and [p.name for p in paths[1:]] == [
+        f"edit_grid_{i}.png" for i in range(2, len(paths) + 1)
+    ]
     shown = [lab for labels in cols.values() for lab in labels]
     drawn = [m for m in METHODS] + ["oracle-edit (ref.)"]  # the inversion reference is the inversion column
     for t in TARGETS:  # every prompt, every method and reference, exactly once
@@ -82,7 +102,7 @@ def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
         labels = cols[p.name]
         assert len(labels) % group == 0 and len(labels) >= group
         for g in range(0, len(labels), group):
-            assert labels[g: g + 2] == ["input", "inversion (no edit)"]
+            assert labels[g : g + 2] == ["input", "inversion (no edit)"]
         a = np.asarray(Image.open(p).convert("RGB"))
         assert a.shape[1] <= figures.GRID_WIDTH  # legible on the report page without shrinking
         x_prev, tops = -1, []
@@ -91,8 +111,15 @@ def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
             if lab in ("input", "inversion (no edit)"):
                 # Its images lie within its prompt's group, right before the group's methods.
                 first_m = labels[g0 + 2]
-                right = _bbox(a, _colour(ids[(first_m.split(": ", 1)[0].replace(" (ref.)", ""),
-                                              TARGETS.index(first_m.split(": ", 1)[1]))], 0))
+                right = _bbox(
+                    a,
+                    _colour(
+                        ids[
+                            (first_m.split(": ", 1)[0].replace(" (ref.)", ""), TARGETS.index(first_m.split(": ", 1)[1]))
+                        ],
+                        0,
+                    ),
+                )
                 cid, band = (0 if lab == "input" else 1), (max(x_prev, 0), right[0] if right else a.shape[1])
             else:
                 name = (lab.split(": ", 1)[0].replace(" (ref.)", ""), TARGETS.index(lab.split(": ", 1)[1]))
@@ -110,7 +137,7 @@ def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
             assert boxes[0][0] > x_prev  # columns in label order
             x_prev = boxes[0][2]
             tops.append(boxes[0][1])
-            head = a[boxes[0][1] - 60: boxes[0][1] - 4, boxes[0][0]: boxes[0][2]]
+            head = a[boxes[0][1] - 60 : boxes[0][1] - 4, boxes[0][0] : boxes[0][2]]
             assert (head.min(-1) < 200).sum() > 30, (p.name, c)  # a header (text) above each column
             if lab in ("input", "inversion (no edit)"):
                 frame = figures.INPUT_COLOR if lab == "input" else figures.INVERSION_COLOR
@@ -118,7 +145,7 @@ def test_edit_grids_show_every_prompt_with_labelled_columns(tmp_path):
                 assert tuple(a[b[1] + 5, b[0] - 2]) == frame and tuple(a[b[3] + 1, b[0] + 5]) == frame
             if lab == "input":  # the image's number under each input tile
                 for b in boxes:
-                    assert (a[b[3] + 4: b[3] + 14, b[0]: b[2]].min(-1) < 128).sum() > 10
+                    assert (a[b[3] + 4 : b[3] + 14, b[0] : b[2]].min(-1) < 128).sum() > 10
         assert len(set(tops)) == 1
     # Every prompt shown, at most MAX_PROMPTS_PER_GRID per grid.
     assert len(paths) >= math.ceil(len(TARGETS) / figures.MAX_PROMPTS_PER_GRID)
@@ -162,24 +189,45 @@ def test_edit_grids_pick_faces_without_the_target_and_mark_reached(tmp_path):
 
     run = tmp_path / "run"
     (run / "units").mkdir(parents=True)
-    torch.save({"inputs": torch.from_numpy(np.stack([solid(0, r) for r in range(n)])),
-                "start": torch.from_numpy(np.stack([solid(1, r) for r in range(n)]))}, run / "inputs.pt")
-    torch.save({"examples": torch.from_numpy(np.stack([solid(2, r) for r in range(n)]))},
-               run / "units" / "deltaedit__0__1.0.pt")
+    torch.save(
+        {
+            "inputs": torch.from_numpy(np.stack([solid(0, r) for r in range(n)])),
+            "start": torch.from_numpy(np.stack([solid(1, r) for r in range(n)])),
+        },
+        run / "inputs.pt",
+    )
+    torch.save(
+        {"examples": torch.from_numpy(np.stack([solid(2, r) for r in range(n)]))},
+        run / "units" / "deltaedit__0__1.0.pt",
+    )
     # Images 0 and 2 already have the target (accuracy not scored); the edit reaches it on 1 and 4.
     acc = {0: np.nan, 1: 1.0, 2: np.nan, 3: 0.0, 4: 1.0, 5: 0.0}
-    results = pd.DataFrame({"method": "deltaedit", "prompt_index": 0, "strength_scale": 1.0,
-                            "image_index": list(acc), "manipulation_accuracy": list(acc.values())})
-    manifest = {"config": {"methods": ["deltaedit"], "references": [], "seed": 0, "images": n, "sweep": [1.0],
-                           "prompts": [{"source": "face", "target": "face with glasses", "attribute": "glasses",
-                                        "value": "glasses"}]}}
+    results = pd.DataFrame(
+        {
+            "method": "deltaedit",
+            "prompt_index": 0,
+            "strength_scale": 1.0,
+            "image_index": list(acc),
+            "manipulation_accuracy": list(acc.values()),
+        }
+    )
+    manifest = {
+        "config": {
+            "methods": ["deltaedit"],
+            "references": [],
+            "seed": 0,
+            "images": n,
+            "sweep": [1.0],
+            "prompts": [{"source": "face", "target": "face with glasses", "attribute": "glasses", "value": "glasses"}],
+        }
+    }
     path = figures.edit_grids(run, manifest, results=results)[0]
     a = np.asarray(Image.open(path).convert("RGB"))
     assert _bbox(a, colour(0, 0)) is None and _bbox(a, colour(0, 2)) is None  # faces that have it: left out
     rows = [_bbox(a, colour(2, r)) for r in (1, 3, 4, 5)]
     assert all(b is not None for b in rows) and [b[1] for b in rows] == sorted(b[1] for b in rows)
     for (r, ok), b in zip(((1, True), (3, False), (4, True), (5, False)), rows):
-        badge = a[b[1]: b[1] + 22, b[2] - 22: b[2]].reshape(-1, 3)
+        badge = a[b[1] : b[1] + 22, b[2] - 22 : b[2]].reshape(-1, 3)
         want = figures.REACHED_COLOR if ok else figures.MISSED_COLOR
         other = figures.MISSED_COLOR if ok else figures.REACHED_COLOR
         assert (badge == want).all(-1).sum() > 30 and not (badge == other).all(-1).any(), r
@@ -215,15 +263,32 @@ def _results(with_refs=True, metric="manipulation_accuracy"):
             for j in range(3):
                 for i in range(8):
                     acc = float(rng.random() < 0.3 + 0.2 * s) if (i + j) % 5 else np.nan  # NaN: had the value
-                    rows.append({"method": m, "reference": False, "strength_scale": s, "prompt_index": j,
-                                 "image_index": i, "ids": 0.8 - 0.2 * s + 0.05 * mi + 0.05 * rng.standard_normal(),
-                                 metric: acc})
+                    rows.append(
+                        {
+                            "method": m,
+                            "reference": False,
+                            "strength_scale": s,
+                            "prompt_index": j,
+                            "image_index": i,
+                            "ids": 0.8 - 0.2 * s + 0.05 * mi + 0.05 * rng.standard_normal(),
+                            metric: acc,
+                        }
+                    )
     if with_refs:
         for m, ids, acc in (("inversion", 0.9, 0.0), ("oracle-edit", 0.95, 1.0)):
             for j in range(3):
                 for i in range(8):
-                    rows.append({"method": m, "reference": True, "strength_scale": 1.0, "prompt_index": j,
-                                 "image_index": i, "ids": ids + 0.01 * rng.standard_normal(), metric: acc})
+                    rows.append(
+                        {
+                            "method": m,
+                            "reference": True,
+                            "strength_scale": 1.0,
+                            "prompt_index": j,
+                            "image_index": i,
+                            "ids": ids + 0.01 * rng.standard_normal(),
+                            metric: acc,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -249,14 +314,19 @@ def test_tradeoff_plot_draws_intervals_and_references(tmp_path):
     assert r["manipulation_accuracy_hi"] == pytest.approx(want_y.hi, rel=1e-4)
     assert r["manipulation_accuracy_n"] == want_y.n < len(g)  # NaN rows left out
     assert (pts["ids_lo"] < pts["ids"]).all() and (pts["manipulation_accuracy_lo"] < pts["manipulation_accuracy_hi"])[
-        ~pts["reference"]].all()
+        ~pts["reference"]
+    ].all()
     # The references are drawn: the picture without them differs, and it has the black star.
     a = np.asarray(img.convert("RGB")).astype(int)
-    b = np.asarray(Image.open(figures.tradeoff_plot(tmp_path / "noref", _results(False),
-                                                    {"config": {**manifest["config"], "references": []}}))
-                   .convert("RGB")).astype(int)
+    b = np.asarray(
+        Image.open(
+            figures.tradeoff_plot(
+                tmp_path / "noref", _results(False), {"config": {**manifest["config"], "references": []}}
+            )
+        ).convert("RGB")
+    ).astype(int)
     assert a.shape == b.shape and (np.abs(a - b).sum(-1) > 0).sum() > 500
-    black = (a.max(-1) < 40)
+    black = a.max(-1) < 40
     assert black.sum() > (b.max(-1) < 40).sum() + 100
 
 
@@ -273,12 +343,26 @@ def test_tsne_figure_prints_the_gap_numbers(tmp_path):
 
     rng = np.random.default_rng(0)
     pts = lambda: (rng.standard_normal((50, 2)), rng.standard_normal((50, 2)) + 3)  # noqa: E731
-    m = {"paired_cosine": 0.123, "unpaired_cosine": 0.01, "recall_i2t@1": 0.25, "recall_t2i@1": 0.2,
-         "probe_mlp": 1.0, "probe_linear": 0.51}
+    m = {
+        "paired_cosine": 0.123,
+        "unpaired_cosine": 0.01,
+        "recall_i2t@1": 0.25,
+        "recall_t2i@1": 0.2,
+        "probe_mlp": 1.0,
+        "probe_linear": 0.51,
+    }
     chance = {"recall_i2t@1": 0.02, "probe_mlp": 0.5}
     text = _metrics_text(m, chance)
-    for want in ("paired cosine 0.123", "image→text 0.250", "text→image 0.200", "chance 0.02", "MLP 1.000",
-                 "linear 0.510", "chance 0.5", "separable"):
+    for want in (
+        "paired cosine 0.123",
+        "image→text 0.250",
+        "text→image 0.200",
+        "chance 0.02",
+        "MLP 1.000",
+        "linear 0.510",
+        "chance 0.5",
+        "separable",
+    ):
         assert want in text, want
     assert "not separable" in _metrics_text({**m, "probe_mlp": 0.52}, chance)
     plain = save_tsne_figure(pts(), pts(), tmp_path / "a")
@@ -323,8 +407,8 @@ def test_card_grid_labels_its_rows_and_upscales(tmp_path):
     assert face == margin + pad  # the faces start right after the margin, 2x wide
     for r in range(3):
         y0 = pad + r * (tile + pad)
-        assert (g[y0: y0 + tile, :margin].min(-1) < 128).sum() > 30  # a label per row
-        assert (g[y0: y0 + tile, margin + pad: margin + pad + tile] == g[y0 + 1, margin + pad + 1]).all()
+        assert (g[y0 : y0 + tile, :margin].min(-1) < 128).sum() > 30  # a label per row
+        assert (g[y0 : y0 + tile, margin + pad : margin + pad + tile] == g[y0 + 1, margin + pad + 1]).all()
     p = save_comparison_grid(_FakeWorld(32), tmp_path / "card.png", n=2)
     a = np.asarray(Image.open(p).convert("RGB"))
     assert a.shape[0] == pad + 3 * (tile + pad)  # 32 px faces: 4x

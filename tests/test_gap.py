@@ -1,4 +1,5 @@
 """``deltabench gap``: the gap numbers on constructed data with known answers, and one run."""
+
 from __future__ import annotations
 
 import argparse
@@ -100,7 +101,7 @@ def test_probe_sees_separable_deltas_that_a_linear_probe_misses():
     n, d = 400, 16
     x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
     x[:, : d // 2] *= 0.1
-    y[:, d // 2:] *= 0.1
+    y[:, d // 2 :] *= 0.1
     assert modality_probe(x, y, seed=0, sign_invariant=True) > 0.95
     assert 0.35 < linear_probe(x, y, seed=0) < 0.65
 
@@ -172,8 +173,20 @@ def test_run_on_micro_world_writes_files(micro_world, micro_root, tmp_path, monk
     monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["gap", "--world", "synthfaces-micro", "--pairs", "60", "--out", str(tmp_path / "cli"),
-                              "--tsne-iter", "250", "--no-figure"])
+    args = parser.parse_args(
+        [
+            "gap",
+            "--world",
+            "synthfaces-micro",
+            "--pairs",
+            "60",
+            "--out",
+            str(tmp_path / "cli"),
+            "--tsne-iter",
+            "250",
+            "--no-figure",
+        ]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "centroid distance" in out and str(tmp_path / "cli") in out

@@ -5,6 +5,7 @@ own stylegan2-ada-pytorch and stylegan3 code built and pickled as their training
 NVIDIA's own images for fixed z at truncation 1.0 and 0.7 (noise_mode='const', fp32). deltabench's
 converted generator must give the same images (max abs difference <= 1e-4).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -68,8 +69,9 @@ def test_full_snapshot_and_generic_loader(tmp_path):
     assert data["G_ema"].class_name == "Generator" and data["D"].class_name == "Discriminator"
     G, latent_avg, info = load_stylegan2(FIX / "ada-32.pkl")
     assert info["format"] == "nvidia" and latent_avg.shape == (8,)
-    assert torch.equal(latent_avg, read_network_pickle(FIX / "ada-32.pkl")["G_ema"].child("mapping")
-                       .state["_buffers"]["w_avg"])
+    assert torch.equal(
+        latent_avg, read_network_pickle(FIX / "ada-32.pkl")["G_ema"].child("mapping").state["_buffers"]["w_avg"]
+    )
     # 'G' (the training generator) converts too
     G_train, _, _ = load_nvidia_generator(FIX / "ada-32.pkl", key="G")
     assert G_train.size == 32
@@ -88,11 +90,14 @@ def test_full_snapshot_and_generic_loader(tmp_path):
         assert torch.equal(G2(z), R(z))
 
 
-@pytest.mark.parametrize("name, message", [
-    ("conditional", r"conditional.pkl: a conditional generator \(c_dim=3"),
-    ("stylegan3-t", r"stylegan3-t.pkl: a StyleGAN3 \(alias-free\) generator"),
-    ("orig-architecture", r"synthesis architecture 'orig'"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("conditional", r"conditional.pkl: a conditional generator \(c_dim=3"),
+        ("stylegan3-t", r"stylegan3-t.pkl: a StyleGAN3 \(alias-free\) generator"),
+        ("orig-architecture", r"synthesis architecture 'orig'"),
+    ],
+)
 def test_generators_deltabench_cannot_represent_are_refused(name, message):
     with pytest.raises(CheckpointError, match=message) as e:
         load_nvidia_generator(FIX / f"{name}.pkl")
@@ -100,6 +105,7 @@ def test_generators_deltabench_cannot_represent_are_refused(name, message):
 
 
 # -- nothing in a pickle runs --------------------------------------------------------------------
+
 
 class _Evil:
     """Unpickling it calls ``fn(*args)``, which would create the marker file."""
@@ -134,8 +140,12 @@ def test_malicious_pickle_is_refused_and_leaves_no_trace(tmp_path, kind):
     with pytest.raises(CheckpointError) as e:
         load_stylegan2(path)
     msg = str(e.value)
-    asked = {"os.system": ("posix.system", "nt.system"), "builtins.open": ("io.open", "builtins.open"),
-             "builtins.eval": ("builtins.eval",), "builtins.exec": ("builtins.exec",)}[kind]
+    asked = {
+        "os.system": ("posix.system", "nt.system"),
+        "builtins.open": ("io.open", "builtins.open"),
+        "builtins.eval": ("builtins.eval",),
+        "builtins.exec": ("builtins.exec",),
+    }[kind]
     assert "refused: the pickle asks for" in msg and any(a in msg for a in asked) and "\n" not in msg
     assert "nothing from the file was run" in msg
     assert not marker.exists()
@@ -158,9 +168,13 @@ def test_embedded_module_source_is_never_executed(tmp_path, monkeypatch):
 
     class Net:
         def __reduce__(self):
-            meta = dict(type="class", version=6, class_name="Generator",
-                        module_src=f"open({str(marker)!r}, 'w')\nclass Generator: pass\n",
-                        state={"c_dim": 0, "_modules": {}, "_parameters": {}, "_buffers": {}})
+            meta = dict(
+                type="class",
+                version=6,
+                class_name="Generator",
+                module_src=f"open({str(marker)!r}, 'w')\nclass Generator: pass\n",
+                state={"c_dim": 0, "_modules": {}, "_parameters": {}, "_buffers": {}},
+            )
             return (_reconstruct_persistent_obj, (meta,))
 
     path = tmp_path / "evil-src.pkl"

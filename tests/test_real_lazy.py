@@ -7,6 +7,7 @@ TorchScript CLIP archive) loads, passes the up-front file check for DeltaEdit wi
 official ``scripts/inference_real.py`` computes, without an identity or Inception file; asking
 for a network whose file is missing is then an error naming that file and how to get it.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_official_checkpoints import OfficialDeltaMapper
+from test_official_defaults import CHANNELS, RES, _fs3_around, _get_dt, _official_inference
+from test_real_domains import TINY_CLIP, _OpenAIStyleHolder, _register_tiny_clip
 
 from deltabench.checkpoints import CheckpointError
 from deltabench.models.e4e import E4EConfig, Encoder4Editing, save_e4e_checkpoint
@@ -23,9 +27,6 @@ from deltabench.models.irse import IRSEConfig
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, save_rosinality_checkpoint
 from deltabench.real import loaders
 from deltabench.real.domain import RealDomain, load_domain_config, load_real_domain
-from test_official_checkpoints import OfficialDeltaMapper
-from test_official_defaults import CHANNELS, RES, _fs3_around, _get_dt, _official_inference
-from test_real_domains import TINY_CLIP, _OpenAIStyleHolder, _register_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
@@ -44,10 +45,16 @@ def files(tmp_path_factory):
     save_rosinality_checkpoint(d / "g.pt", G, G.mean_latent(500))
     torch.manual_seed(1)
     # input_size 256 = 16 * 2 ** 4: the released e4e's input (GradualStyleBlock depths 4, 5, 6)
-    enc = Encoder4Editing(E4EConfig(backbone=E4E_BODY, n_styles=G.n_latent, style_dim=32, input_size=256,
-                                    convs=(4, 5, 6))).eval()
-    save_e4e_checkpoint(d / "e4e.pt", enc, G.state_dict(), G.mean_latent(500).reshape(-1),
-                        {"stylegan_size": RES, "encoder_type": "Encoder4Editing", "start_from_latent_avg": True})
+    enc = Encoder4Editing(
+        E4EConfig(backbone=E4E_BODY, n_styles=G.n_latent, style_dim=32, input_size=256, convs=(4, 5, 6))
+    ).eval()
+    save_e4e_checkpoint(
+        d / "e4e.pt",
+        enc,
+        G.state_dict(),
+        G.mean_latent(500).reshape(-1),
+        {"stylegan_size": RES, "encoder_type": "Encoder4Editing", "start_from_latent_avg": True},
+    )
     _register_tiny_clip(d)
     torch.manual_seed(2)
     clip = open_clip.create_model(TINY_CLIP, pretrained=None).eval()
@@ -62,9 +69,17 @@ def files(tmp_path_factory):
 
 
 def _json(tmp_path, files, **entries):
-    cfg = {"name": "ffhq-lazy", "resolution": RES, "generator": "g.pt", "encoder": "e4e.pt", "clip": "ViT-B-32.pt",
-           "clip_model": TINY_CLIP, "neutral": "face", "prompts": [{"source": PROMPT[0], "target": PROMPT[1]}],
-           **entries}
+    cfg = {
+        "name": "ffhq-lazy",
+        "resolution": RES,
+        "generator": "g.pt",
+        "encoder": "e4e.pt",
+        "clip": "ViT-B-32.pt",
+        "clip_model": TINY_CLIP,
+        "neutral": "face",
+        "prompts": [{"source": PROMPT[0], "target": PROMPT[1]}],
+        **entries,
+    }
     p = tmp_path / f"{cfg['name']}.json"
     p.write_text(json.dumps(cfg))
     return p
@@ -93,13 +108,18 @@ def test_generator_e4e_clip_json_edits_with_released_deltaedit(files, tmp_path, 
     np.save(tmp_path / "anywhere" / "fs3.npy", fs3)
 
     x = domain.photo_input(d / "photo.png")  # PIL Resize(256), ToTensor, Normalize(0.5)
-    official = transforms.Compose([transforms.Resize(256), transforms.ToTensor(),
-                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    official = transforms.Compose(
+        [transforms.Resize(256), transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    )
     assert torch.equal(x[0], official(Image.open(d / "photo.png").convert("RGB")))
     w = domain.invert(x)
     assert torch.allclose(w, files["enc"](x) + domain.encoder.encoder.latent_avg, atol=1e-5)
-    m = DeltaEdit(domain, tmp_path / "work", checkpoint=str(d / "net_face.pth"),
-                  relevance_file=str(tmp_path / "anywhere" / "fs3.npy"))
+    m = DeltaEdit(
+        domain,
+        tmp_path / "work",
+        checkpoint=str(d / "net_face.pth"),
+        relevance_file=str(tmp_path / "anywhere" / "fs3.npy"),
+    )
     info = m.fit()
     assert info["relevance"]["path"] == str(tmp_path / "anywhere" / "fs3.npy")
     styles = m.edit(w, *PROMPT, images=x)
@@ -115,22 +135,33 @@ def test_generator_e4e_clip_json_edits_with_released_deltaedit(files, tmp_path, 
 def test_missing_files_are_errors_when_needed_and_before_work(files, tmp_path):
     d = files["dir"]
     # the ffhq entries for IDS, the StyleCLIP identity loss and FID, none of them on disk
-    p = _json(tmp_path, files, identity="w600k_r50.onnx", identity_loss="model_ir_se50.pth",
-              fid="pt_inception-2015-12-05-6726825d.pth")
+    p = _json(
+        tmp_path,
+        files,
+        identity="w600k_r50.onnx",
+        identity_loss="model_ir_se50.pth",
+        fid="pt_inception-2015-12-05-6726825d.pth",
+    )
     domain = load_real_domain(p, weights=d)
     assert domain.has("identity") and domain.loaded == ()
     domain.check_files({"deltaedit": {"checkpoint": str(d / "net_face.pth")}}, invert=True)  # edit: fine
     domain.check_files({"styleclip-op": {}, "styleclip-gd": {}})  # OP's official id_lambda is 0 here
     with pytest.raises(CheckpointError, match=r"w600k_r50\.onnx not found.*deltabench weights fetch buffalo_l\.zip"):
         domain.identity
-    with pytest.raises(CheckpointError, match=r"IR-SE50 identity loss.*model_ir_se50\.pth not found.*"
-                                              r"deltabench weights fetch model_ir_se50\.pth"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"IR-SE50 identity loss.*model_ir_se50\.pth not found.*"
+        r"deltabench weights fetch model_ir_se50\.pth",
+    ):
         domain.check_files({"styleclip-lm": {}}, purpose="styleclip-lm")  # LM's identity loss (id_lambda 0.1)
     with pytest.raises(CheckpointError) as e:  # a run: every missing file in one message, before any work
         domain.check_files({"deltaedit": {}}, metrics=True, test_images=True, purpose="run")
     msg = str(e.value)
-    assert msg.startswith("run: 2 files are missing") and "pt_inception-2015-12-05-6726825d.pth" in msg \
+    assert (
+        msg.startswith("run: 2 files are missing")
+        and "pt_inception-2015-12-05-6726825d.pth" in msg
         and "w600k_r50.onnx" in msg
+    )
     with pytest.raises(CheckpointError, match=r"pt_inception-2015-12-05-6726825d\.pth"):
         domain.fid_features(torch.zeros(1, 3, RES, RES))
     assert domain.loaded == ()
@@ -172,12 +203,16 @@ def test_fs3_entry_takes_a_path_anywhere(files, tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         RealDomain(load_domain_config(_json(tmp_path, files, fs3=str(tmp_path / "nope.npy"))), weights=d).released_fs3
     # a registry name not fetched yet: none (the filter then uses the domain's own fs3)
-    assert RealDomain(load_domain_config(_json(tmp_path, files, fs3="styleclip-fs3-ffhq.npy")),
-                      weights=d).released_fs3 is None
+    assert (
+        RealDomain(load_domain_config(_json(tmp_path, files, fs3="styleclip-fs3-ffhq.npy")), weights=d).released_fs3
+        is None
+    )
     (d / "styleclip-fs3-ffhq.npy").write_bytes(f.read_bytes())
     try:
-        assert RealDomain(load_domain_config(_json(tmp_path, files, fs3="styleclip-fs3-ffhq.npy")),
-                          weights=d).released_fs3 == d / "styleclip-fs3-ffhq.npy"
+        assert (
+            RealDomain(load_domain_config(_json(tmp_path, files, fs3="styleclip-fs3-ffhq.npy")), weights=d).released_fs3
+            == d / "styleclip-fs3-ffhq.npy"
+        )
     finally:
         (d / "styleclip-fs3-ffhq.npy").unlink()
     assert load_domain_config("ffhq").fs3 == "styleclip-fs3-ffhq.npy"
@@ -192,8 +227,9 @@ def test_photo_input_is_torchvision_resize_totensor_normalize(side):
     from deltabench.utils import uint8_to_float
 
     a = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    official = transforms.Compose([transforms.Resize(256), transforms.ToTensor(),
-                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])(Image.fromarray(a))
+    official = transforms.Compose(
+        [transforms.Resize(256), transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    )(Image.fromarray(a))
     ours = official_photo_input(a)
     assert ours.shape == (1, 3, 256, 256) and torch.equal(ours[0], official)
     # e4e (and DeltaEdit's i1) given the photo as float [-1, 1] at the generator's size: the same
@@ -207,12 +243,16 @@ def test_non_square_photo_is_centre_cropped_and_says_so(tmp_path):
 
     a = np.random.default_rng(0).integers(0, 256, (200, 320, 3), dtype=np.uint8)  # 320 wide, 200 high
     Image.fromarray(a).save(tmp_path / "wide.png")
-    with pytest.warns(UserWarning, match=r"320x200, not square: centre-cropped to its middle 200x200 square "
-                                         r"\(columns 60-259, rows 0-199\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"320x200, not square: centre-cropped to its middle 200x200 square "
+        r"\(columns 60-259, rows 0-199\)",
+    ):
         x = official_photo_input(tmp_path / "wide.png")
     crop = a[:, 60:260]
-    official = transforms.Compose([transforms.Resize(256), transforms.ToTensor(),
-                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])(Image.fromarray(crop))
+    official = transforms.Compose(
+        [transforms.Resize(256), transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    )(Image.fromarray(crop))
     assert torch.equal(x[0], official)
     with pytest.warns(UserWarning, match="centre-cropped"):
         y = load_image(tmp_path / "wide.png", 200)  # never squashed

@@ -1,4 +1,5 @@
 """Defaults of ``deltabench run``: the domain's benchmark prompts and per-method budget options."""
+
 from __future__ import annotations
 
 from deltabench.domainbase import DomainBase
@@ -22,8 +23,11 @@ def test_default_prompts_are_one_edit_per_attribute_and_all_means_all(micro_worl
 
 def test_user_options_override_domain_defaults_key_by_key():
     d = _Domain()
-    assert with_domain_defaults({}, d, ["deltaedit", "styleclip-op"]) == {"styleclip-op": {"config": {"steps": 100, "lr": 0.1}}}
-    got = with_domain_defaults({"styleclip-op": {"config": {"steps": 300}}, "deltaedit": {"beta": 0.1}}, d,
-                               ["deltaedit", "styleclip-op"])
+    assert with_domain_defaults({}, d, ["deltaedit", "styleclip-op"]) == {
+        "styleclip-op": {"config": {"steps": 100, "lr": 0.1}}
+    }
+    got = with_domain_defaults(
+        {"styleclip-op": {"config": {"steps": 300}}, "deltaedit": {"beta": 0.1}}, d, ["deltaedit", "styleclip-op"]
+    )
     assert got == {"styleclip-op": {"config": {"steps": 300, "lr": 0.1}}, "deltaedit": {"beta": 0.1}}
     assert with_domain_defaults({}, DomainBase(), ["styleclip-op"]) == {}  # the contract's default: none

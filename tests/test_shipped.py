@@ -1,4 +1,5 @@
 """Fitted methods shipped with a world: packed with checksums, copied into the cache verified."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def test_pack_then_seed_copies_verified_files_and_keeps_the_users(tmp_path):
     assert sorted(manifest["files"]) == sorted(rels) and not (dst / "deltaedit-pools").exists()
     assert seed_method_cache("w-1", user, root=root) == sorted(rels)
     # The copy is a cache entry like a trained one: its checksum record verifies.
-    assert torch.equal(integrity.load_tensors(user / "deltaedit" / "abc" / "mapper.safetensors")["w"],
-                       torch.arange(6.0))
+    assert torch.equal(
+        integrity.load_tensors(user / "deltaedit" / "abc" / "mapper.safetensors")["w"], torch.arange(6.0)
+    )
     assert seed_method_cache("w-1", user, root=root) == []  # nothing missing: nothing copied
     (user / "deltaedit" / "abc" / "train.json").write_text('{"mine": 1}')
     (user / "deltaedit" / "abc" / "mapper.safetensors").unlink()

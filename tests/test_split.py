@@ -6,6 +6,7 @@ latents), a training file with a test file's bytes is refused, and both folders'
 hashes enter ``config_hash`` (the run's ``world_hash``). Synthfaces keeps its numbers.
 On the toy ``ffhq`` of ``test_real_domains.py`` (random weights, CPU).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_real_domains import _config, images_dir, weights  # noqa: F401 - `images_dir`, `weights` are fixtures
 
 from baselines.lm import StyleCLIPMapper
 from deltabench.domain import SynthfacesDomain
 from deltabench.real.domain import RealDomain
 from deltaedit import data as de_data
-from test_real_domains import _config, images_dir, weights  # noqa: F401 - `images_dir`, `weights` are fixtures
 
 
 def _write_images(d, seed: int, n: int, size: int = 48) -> list:
@@ -43,8 +44,12 @@ def train_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dom(weights, images_dir, train_dir):  # noqa: F811
-    return RealDomain(_config(train_images_env="DELTABENCH_TOY_TRAIN_IMAGES"), weights=weights,
-                      images=images_dir, train_images=train_dir)
+    return RealDomain(
+        _config(train_images_env="DELTABENCH_TOY_TRAIN_IMAGES"),
+        weights=weights,
+        images=images_dir,
+        train_images=train_dir,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +90,7 @@ class _Spy:
 
 # --- the folders ---------------------------------------------------------------------------
 
+
 def test_overlapping_training_folder_is_refused(folders, images_dir, tmp_path):  # noqa: F811
     dom = folders
     train = tmp_path / "train"
@@ -92,9 +98,12 @@ def test_overlapping_training_folder_is_refused(folders, images_dir, tmp_path): 
     shutil.copyfile(images_dir / "00002.png", train / "renamed_copy.png")  # same bytes, another name
     dom.train_dir = train
     for touch in (lambda: dom.config_hash, lambda: dom.describe(), lambda: dom.train_images(1, seed=0)):
-        with pytest.raises(ValueError, match=r"training image .*renamed_copy\.png has the same bytes \(sha256\) as "
-                                             r"test image .*00002\.png.*must not share images.*Remove the shared "
-                                             r"files from the training folder.*DELTABENCH_TOY_TRAIN_IMAGES"):
+        with pytest.raises(
+            ValueError,
+            match=r"training image .*renamed_copy\.png has the same bytes \(sha256\) as "
+            r"test image .*00002\.png.*must not share images.*Remove the shared "
+            r"files from the training folder.*DELTABENCH_TOY_TRAIN_IMAGES",
+        ):
             touch()
     dom.train_dir = images_dir
     with pytest.raises(ValueError, match=r"the training folder and the test folder are both"):
@@ -106,7 +115,9 @@ def test_content_hashes_follow_the_bytes(folders, images_dir, train_dir, tmp_pat
     before = dom.describe()
     assert before["train"]["source"] == before["test"]["source"] == "folder"
     assert before["train"]["n_images"] == 5 and before["test"]["n_images"] == 4
-    assert before["train"]["folder"] == str(train_dir.resolve()) and before["test"]["folder"] == str(images_dir.resolve())
+    assert before["train"]["folder"] == str(train_dir.resolve()) and before["test"]["folder"] == str(
+        images_dir.resolve()
+    )
     assert before["config_hash"] == dom.config_hash and json.loads(json.dumps(before)) == before
     h0, k0 = dom.config_hash, dom.key
     train, test = tmp_path / "train", tmp_path / "test"
@@ -163,8 +174,10 @@ def test_folder_domain_without_training_folder_never_trains_on_test_images(folde
     dom = folders
     dom.train_dir = None
     assert dom.describe()["train"] == {"source": "none"}
-    msg = (r"domain 'ffhq-toy' has no training images, and methods never train on the test images: pass "
-           r"train_images=DIR or set \$DELTABENCH_TOY_TRAIN_IMAGES.*n_inverted\": 0")
+    msg = (
+        r"domain 'ffhq-toy' has no training images, and methods never train on the test images: pass "
+        r"train_images=DIR or set \$DELTABENCH_TOY_TRAIN_IMAGES.*n_inverted\": 0"
+    )
     with pytest.raises(ValueError, match=msg):
         dom.train_images(2, seed=0)
     with pytest.raises(ValueError, match=msg):  # before any generated code is made
@@ -196,9 +209,20 @@ def test_training_draws_from_the_train_folder_only(dom, monkeypatch, tmp_path):
 
 
 def test_generated_domain_trains_on_samples_of_other_seeds(weights):  # noqa: F811
-    d = RealDomain(_config(name="lsun-toy", encoder=None, identity=None, identity_loss=None, face_crop="none",
-                           neutral="cat", prompts=[{"source": "cat", "target": "black cat"}], images_env=None,
-                           test_source="generated"), weights=weights)
+    d = RealDomain(
+        _config(
+            name="lsun-toy",
+            encoder=None,
+            identity=None,
+            identity_loss=None,
+            face_crop="none",
+            neutral="cat",
+            prompts=[{"source": "cat", "target": "black cat"}],
+            images_env=None,
+            test_source="generated",
+        ),
+        weights=weights,
+    )
     src = d.describe()
     assert src["train"]["source"] == src["test"]["source"] == "generated"
     for seed in (0, 1, 7):
@@ -212,6 +236,7 @@ def test_generated_domain_trains_on_samples_of_other_seeds(weights):  # noqa: F8
 
 
 # --- synthfaces: the same numbers as before the split -----------------------------------
+
 
 @pytest.fixture(scope="module")
 def synth(micro_world):

@@ -1,4 +1,5 @@
 """Bootstrap intervals on data whose true interval is known: coverage, width, seeds, pairing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,9 @@ def test_statistic_interval_resamples_clusters():
     assert iv.value == pytest.approx(np.std(x)) and iv.lo < iv.value < iv.hi
     # sd of the sample sd of 50 normals ~ 1/sqrt(100) = 0.1: the interval is about +-0.2.
     assert 0.25 < iv.hi - iv.lo < 0.55
-    t = stats.paired_statistic_test(lambda ix: float(np.mean(x[ix] + 1)), lambda ix: float(np.mean(x[ix])),
-                                    50, 50, n_boot=200, seed=0)
+    t = stats.paired_statistic_test(
+        lambda ix: float(np.mean(x[ix] + 1)), lambda ix: float(np.mean(x[ix])), 50, 50, n_boot=200, seed=0
+    )
     assert t.diff == pytest.approx(1.0) and t.lo == pytest.approx(1.0) and t.p == 0.0
 
 

@@ -18,6 +18,7 @@ What the micro run shows (4 faces x 4 prompts, the settings below; numbers in th
   CLIP move *along* the text direction, (ΔE_image · Δt̂) = clip_direction x |ΔE_image|,
   measured here from the run's saved edits.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,12 @@ def test_op_divides_its_l2_weight_by_the_multiplier(micro_world, tmp_path):
 
 def test_the_other_methods_scale_their_knob(micro_world, tmp_path):
     domain = SynthfacesDomain(micro_world)
-    for m, default in ((DeltaEdit(domain, tmp_path), 1.0), (StyleCLIPMapper(domain, tmp_path), 0.1),
-                       (StyleCLIPGlobal(domain, tmp_path), 4.1), (StyleCLIPGlobal(domain, tmp_path, alpha=2.0), 2.0)):
+    for m, default in (
+        (DeltaEdit(domain, tmp_path), 1.0),
+        (StyleCLIPMapper(domain, tmp_path), 0.1),
+        (StyleCLIPGlobal(domain, tmp_path), 4.1),
+        (StyleCLIPGlobal(domain, tmp_path, alpha=2.0), 2.0),
+    ):
         assert m.default_strength == default
         assert [m.strength_for(k) for k in SWEEP] == [default * k for k in SWEEP], m.name
 
@@ -79,9 +84,19 @@ def sweep_run(micro_root, tmp_path_factory):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("strength")
     try:
-        df = deltabench.run(methods=list(METHODS), world="synthfaces-micro", images=4, limit=4, sweep=SWEEP,
-                            options=OPTIONS, out=tmp / "run", work_dir=tmp / "work", batch=4,
-                            references="none", save_edits=True)
+        df = deltabench.run(
+            methods=list(METHODS),
+            world="synthfaces-micro",
+            images=4,
+            limit=4,
+            sweep=SWEEP,
+            options=OPTIONS,
+            out=tmp / "run",
+            work_dir=tmp / "work",
+            batch=4,
+            references="none",
+            save_edits=True,
+        )
     finally:
         torch.set_num_threads(n)
         mp.undo()
@@ -102,8 +117,12 @@ def test_results_record_the_multiplier_and_each_methods_value(sweep_run):
     assert set(r["method"]) == set(METHODS) and sorted(set(r["strength_scale"])) == list(SWEEP)
     got = r.groupby(["method", "strength_scale"])["strength"].agg(["min", "max"])
     assert (got["min"] == got["max"]).all()  # one value per unit
-    want = {"deltaedit": [0.5, 1.0, 2.0], "styleclip-lm": [0.05, 0.1, 0.2], "styleclip-gd": [2.05, 4.1, 8.2],
-            "styleclip-op": [0.0002, 0.0001, 0.00005]}  # OP: the micro world's l2_lambda 0.0001 / k
+    want = {
+        "deltaedit": [0.5, 1.0, 2.0],
+        "styleclip-lm": [0.05, 0.1, 0.2],
+        "styleclip-gd": [2.05, 4.1, 8.2],
+        "styleclip-op": [0.0002, 0.0001, 0.00005],
+    }  # OP: the micro world's l2_lambda 0.0001 / k
     for m, values in want.items():
         assert [got.loc[(m, k), "min"] for k in SWEEP] == pytest.approx(values, rel=1e-12), m
 

@@ -16,6 +16,7 @@ from deltabench.models.stylegan2 import (
     load_rosinality_checkpoint,
     save_rosinality_checkpoint,
 )
+from deltabench.world.attributes import encoding_dim, sample_params
 from deltabench.world.train_generator import (
     DistillConfig,
     detail_weights,
@@ -25,7 +26,7 @@ from deltabench.world.train_generator import (
     sample,
     train_generator,
 )
-from deltabench.world.attributes import encoding_dim, sample_params
+
 
 @pytest.fixture(autouse=True)
 def single_thread():
@@ -48,8 +49,7 @@ def micro_generator(seed=0, size=32):
 # -- rosinality config-f layout, derived by hand from model.py ---------------------------------
 def rosinality_expected_shapes(size=1024, style_dim=512, n_mlp=8, cm=2):
     """Key -> shape of rosinality's Generator state dict, written out from model.py."""
-    ch = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm,
-          512: 32 * cm, 1024: 16 * cm}
+    ch = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
     exp = {}
     for i in range(1, n_mlp + 1):
         exp[f"style.{i}.weight"] = (style_dim, style_dim)
@@ -81,7 +81,7 @@ def rosinality_expected_shapes(size=1024, style_dim=512, n_mlp=8, cm=2):
         exp[f"noises.noise_{layer_idx}"] = (1, 1, r, r)
     cin = ch[4]
     for j, i in enumerate(range(3, log_size + 1)):
-        cout = ch[2 ** i]
+        cout = ch[2**i]
         styled(f"convs.{2 * j}", cin, cout, True)
         styled(f"convs.{2 * j + 1}", cout, cout, False)
         torgb(f"to_rgbs.{j}", cout, True)
@@ -100,8 +100,7 @@ def test_config_f_1024_layout_matches_rosinality():
     assert got["to_rgbs.6.conv.weight"] == (1, 3, 64, 1, 1)
     assert got["to_rgbs.7.conv.weight"] == (1, 3, 32, 1, 1)
     n_params = sum(p.numel() for p in G.parameters())
-    n_expected = sum(int(np.prod(s)) for k, s in exp.items()
-                     if not (k.startswith("noises.") or k.endswith(".kernel")))
+    n_expected = sum(int(np.prod(s)) for k, s in exp.items() if not (k.startswith("noises.") or k.endswith(".kernel")))
     assert n_params == n_expected == 30_370_060
     lay = G.slayout
     assert G.n_latent == lay.n_latent == 18
@@ -219,8 +218,14 @@ def test_rosinality_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(G.synthesis(w), G2.synthesis(w))
     # a train.py checkpoint: g, d, optimiser states and an argparse.Namespace
-    train_ckpt = {"g": raw["g_ema"], "d": {"convs.0.0.weight": torch.zeros(1)}, "g_ema": raw["g_ema"],
-                  "g_optim": {}, "d_optim": {}, "args": argparse.Namespace(size=32, latent=32)}
+    train_ckpt = {
+        "g": raw["g_ema"],
+        "d": {"convs.0.0.weight": torch.zeros(1)},
+        "g_ema": raw["g_ema"],
+        "g_optim": {},
+        "d_optim": {},
+        "args": argparse.Namespace(size=32, latent=32),
+    }
     torch.save(train_ckpt, tmp_path / "train.pt")
     G3, la3 = load_rosinality_checkpoint(tmp_path / "train.pt")
     assert la3.shape == (32,)
@@ -247,7 +252,9 @@ def test_checkpoint_errors_are_clear(tmp_path):
 
 
 def test_config_dict_round_trip_and_unknown_keys():
-    cfg = GeneratorConfig.from_dict({"style_dim": 64, "channels": {"4": 16, "8": 8, "16": 8}, "blur_kernel": [1, 3, 3, 1]})
+    cfg = GeneratorConfig.from_dict(
+        {"style_dim": 64, "channels": {"4": 16, "8": 8, "16": 8}, "blur_kernel": [1, 3, 3, 1]}
+    )
     assert cfg.channels == {4: 16, 8: 8, 16: 8}
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown keys.*'widths'"):

@@ -1,4 +1,5 @@
 """Numbers you can trust: no silent wrong result, no lost file, one clear line for bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,20 @@ from deltabench.world.renderer import render
 
 W = ["--world", "synthfaces-micro"]
 TINY = {"deltaedit": {"config": {"n_generated": 48, "n_inverted": 8, "steps": 10, "batch": 8}}}
-RUN = ["run", "--methods", "deltaedit", *W, "--images", "3", "--sweep", "1", "--batch", "3",
-       "--options", json.dumps(TINY)]
+RUN = [
+    "run",
+    "--methods",
+    "deltaedit",
+    *W,
+    "--images",
+    "3",
+    "--sweep",
+    "1",
+    "--batch",
+    "3",
+    "--options",
+    json.dumps(TINY),
+]
 GLASSES = "source,target,attribute,value\nface,face with glasses,glasses,glasses\n"
 RED = "source,target,attribute,value\nface,face with red hair,hair_color,red\n"
 
@@ -76,9 +89,11 @@ def _csv(tmp_path, text, name="prompts.csv"):
 @pytest.mark.parametrize("change", ["prompts", "seed", "images"])
 def test_resume_recomputes_units_whose_config_changed(cache, tmp_path, capsys, change):
     first = [*RUN, "--prompts", _csv(tmp_path, GLASSES)]
-    second = {"prompts": [*RUN, "--prompts", _csv(tmp_path, RED, "red.csv")],
-              "seed": [*first, "--seed", "5"],
-              "images": [a if a != "3" else "2" for a in first]}[change]
+    second = {
+        "prompts": [*RUN, "--prompts", _csv(tmp_path, RED, "red.csv")],
+        "seed": [*first, "--seed", "5"],
+        "images": [a if a != "3" else "2" for a in first],
+    }[change]
     out, fresh = tmp_path / "out", tmp_path / "fresh"
     assert main([*first, "--out", str(out)]) == 0
     old = _rows(out / "results.csv")
@@ -102,12 +117,28 @@ def _flip(path, at=None):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("method,pattern", [("deltaedit", "mapper.safetensors"), ("deltaedit", "pool-*.safetensors"),
-                                            ("styleclip-gd", "fs3.safetensors")])
+@pytest.mark.parametrize(
+    "method,pattern",
+    [("deltaedit", "mapper.safetensors"), ("deltaedit", "pool-*.safetensors"), ("styleclip-gd", "fs3.safetensors")],
+)
 def test_a_corrupted_method_cache_is_an_error_naming_the_file(cache, tmp_path, capsys, method, pattern):
     work = tmp_path / "work"
-    argv = ["run", "--methods", method, *W, "--images", "2", "--limit", "1", "--sweep", "1",
-            "--options", json.dumps(TINY if method == "deltaedit" else {}), "--work-dir", work]
+    argv = [
+        "run",
+        "--methods",
+        method,
+        *W,
+        "--images",
+        "2",
+        "--limit",
+        "1",
+        "--sweep",
+        "1",
+        "--options",
+        json.dumps(TINY if method == "deltaedit" else {}),
+        "--work-dir",
+        work,
+    ]
     assert main([*map(str, argv), "--out", str(tmp_path / "a")]) == 0
     (f,) = list(work.rglob(pattern))
     _flip(f)
@@ -142,9 +173,9 @@ def test_a_corrupted_lm_mapper_is_an_error(cache, tmp_path, capsys):
 
 # 4 ----------------------------------------------------------------------------------------
 def test_a_corrupted_world_stage_is_never_blessed_into_a_world(micro_root, tmp_path):
-    from deltabench.world.catalog import load_world_config
     from deltabench.integrity import CacheIntegrityError
     from deltabench.world.build import build_world
+    from deltabench.world.catalog import load_world_config
 
     cfg = load_world_config("synthfaces-micro")
     root = tmp_path / "worlds"
@@ -169,10 +200,15 @@ def test_non_finite_strengths_are_refused_before_any_work(cache, tmp_path, capsy
 
 
 # 6 ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("options,word", [({"deltaedit": {"confg": {"steps": 5}}}, "confg"),
-                                          ({"nosuch": {}}, "nosuch"),
-                                          ({"deltaedit": {"config": {"stpes": 5}}}, "stpes"),
-                                          ({"deltaedit": {"config": {"steps": "5"}}}, "steps")])
+@pytest.mark.parametrize(
+    "options,word",
+    [
+        ({"deltaedit": {"confg": {"steps": 5}}}, "confg"),
+        ({"nosuch": {}}, "nosuch"),
+        ({"deltaedit": {"config": {"stpes": 5}}}, "stpes"),
+        ({"deltaedit": {"config": {"steps": "5"}}}, "steps"),
+    ],
+)
 def test_misspelt_options_are_errors(cache, tmp_path, capsys, options, word):
     rc, err = _call([*RUN[:-2], "--options", json.dumps(options), "--out", tmp_path / "r"], capsys)
     assert rc == 2 and word in err and not (tmp_path / "r").exists()
@@ -209,13 +245,16 @@ def test_16_bit_images_are_scaled_not_saturated(tmp_path):
 
 
 # 9 ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,text,word", [
-    ("attr.csv", "face,face with glasses,glasses_type,glasses\n", "unknown attribute 'glasses_type'"),
-    ("value.csv", "face,face with glasses,glasses,maybe\n", "has no value 'maybe'"),
-    ("missing.json", '[{"source": "face"}]', "no text for ['target']"),
-    ("object.json", '{"source": "face", "target": "smiling face"}', "holds a JSON dict"),
-    ("strings.json", '["face", "smiling face"]', "is not an object"),
-])
+@pytest.mark.parametrize(
+    "name,text,word",
+    [
+        ("attr.csv", "face,face with glasses,glasses_type,glasses\n", "unknown attribute 'glasses_type'"),
+        ("value.csv", "face,face with glasses,glasses,maybe\n", "has no value 'maybe'"),
+        ("missing.json", '[{"source": "face"}]', "no text for ['target']"),
+        ("object.json", '{"source": "face", "target": "smiling face"}', "holds a JSON dict"),
+        ("strings.json", '["face", "smiling face"]', "is not an object"),
+    ],
+)
 def test_prompt_files_give_clear_errors(cache, tmp_path, capsys, name, text, word):
     f = tmp_path / name
     f.write_text(text)
@@ -287,8 +326,10 @@ def _bad_inputs(d):
         "edit-unknown-words": (["edit", str(d / "face.png"), *W, "--target", "xxxxqqq 123"], "xxxxqqq"),
         "edit-same-prompts": (["edit", str(d / "face.png"), *W, "--source", "face", "--target", "Face"], "same"),
         "edit-train-flags-on-gd": ([*edit, "--method", "styleclip-gd", "--steps", "5"], "styleclip-gd"),
-        "weights-url-file": (["weights", "fetch", "ViT-B-32.pt", "--url", "file:///etc/passwd",
-                              "--dir", str(d / "w")], "--url"),
+        "weights-url-file": (
+            ["weights", "fetch", "ViT-B-32.pt", "--url", "file:///etc/passwd", "--dir", str(d / "w")],
+            "--url",
+        ),
         "weights-dir-is-file": (["weights", "list", "--dir", str(d / "file.txt")], "--dir"),
         "report-not-a-run": (["report", str(d / "norun")], "norun"),
         "report-missing": (["report", str(d / "nosuchrun")], "nosuchrun"),
@@ -380,9 +421,25 @@ def test_a_run_streams_its_test_images(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(TestImages, "batch", batch)
     real_invert = SynthfacesDomain.invert
     sizes = []
-    monkeypatch.setattr(SynthfacesDomain, "invert", lambda self, x, batch=128: sizes.append(len(x)) or real_invert(self, x))
-    argv = ["run", "--methods", "deltaedit", *W, "--images", "300", "--batch", "50", "--sweep", "1",
-            "--prompts", _csv(tmp_path, GLASSES), "--options", json.dumps(TINY)]
+    monkeypatch.setattr(
+        SynthfacesDomain, "invert", lambda self, x, batch=128: sizes.append(len(x)) or real_invert(self, x)
+    )
+    argv = [
+        "run",
+        "--methods",
+        "deltaedit",
+        *W,
+        "--images",
+        "300",
+        "--batch",
+        "50",
+        "--sweep",
+        "1",
+        "--prompts",
+        _csv(tmp_path, GLASSES),
+        "--options",
+        json.dumps(TINY),
+    ]
     assert main([*argv, "--out", str(tmp_path / "r")]) == 0
     assert max(seen) <= 128 and max(sizes) <= 128 and sum(s for s in sizes if s > 1) == 300
     assert not (tmp_path / "r" / ".work").exists()  # the on-disk batches go with the finished run
@@ -392,7 +449,7 @@ def test_streamed_batches_are_the_images(micro_world):
     from deltabench.domain import SynthfacesDomain
 
     test = SynthfacesDomain(micro_world).test_images(300, seed=3)
-    full = torch.cat([micro_world.render(test.params[i:i + 256]) for i in range(0, 300, 256)])
+    full = torch.cat([micro_world.render(test.params[i : i + 256]) for i in range(0, 300, 256)])
     parts = torch.cat([test.batch(a, min(a + 128, 300)) for a in range(0, 300, 128)])
     assert torch.equal(full, parts) and torch.equal(test.images, full)
 
@@ -424,8 +481,8 @@ def test_fit_seconds_accumulate_over_an_interrupted_fit(micro_world, tmp_path, m
 
 
 def test_a_damaged_cached_copy_of_a_shipped_world_says_which_to_delete(micro_root, tmp_path, monkeypatch):
-    from deltabench.world.catalog import load_world_config
     from deltabench.world import store
+    from deltabench.world.catalog import load_world_config
     from deltabench.world.world import load_world
 
     cfg = load_world_config("synthfaces-micro")

@@ -1,4 +1,5 @@
 """Trust, round two (issue 27): no lost file, no misleading number, no nonsense input."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,20 @@ from deltabench.cli import main
 
 W = ["--world", "synthfaces-micro"]
 TINY = {"deltaedit": {"config": {"n_generated": 48, "n_inverted": 8, "steps": 10, "batch": 8}}}
-RUN = ["run", "--methods", "deltaedit", *W, "--images", "3", "--sweep", "1", "--batch", "3",
-       "--options", json.dumps(TINY)]
+RUN = [
+    "run",
+    "--methods",
+    "deltaedit",
+    *W,
+    "--images",
+    "3",
+    "--sweep",
+    "1",
+    "--batch",
+    "3",
+    "--options",
+    json.dumps(TINY),
+]
 GLASSES = "source,target,attribute,value\nface,face with glasses,glasses,glasses\n"
 RED = "source,target,attribute,value\nface,face with red hair,hair_color,red\n"
 
@@ -96,16 +109,50 @@ def test_report_on_a_truncated_unit_keeps_the_old_report_and_names_the_recompute
 def test_the_report_page_and_the_paper_table(cache, tmp_path, capsys):
     r = tmp_path / "r"
     capsys.readouterr()
-    assert main([*RUN, "--prompts", _csv(tmp_path, GLASSES + "face,smiling face,smile,smiling\n"), "--out", str(r),
-                 "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                *RUN,
+                "--prompts",
+                _csv(tmp_path, GLASSES + "face,smiling face,smile,smiling\n"),
+                "--out",
+                str(r),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     # stdout: a short readable table and the run directory, not summary.csv.
     assert "method,reference" not in out and out.splitlines()[0].startswith("Method") and str(r) in out
     assert "deltaedit" in out and len(out.splitlines()) < 12
     dev = json.loads((r / "manifest.json").read_text())["device"]
     assert dev["torch_threads"] == 1 and dev["threads_from"] == "--threads"
-    assert main(["run", "--methods", "deltaedit", *W, "--images", "3", "--sweep", "1", "--batch", "3",
-                 "--options", json.dumps(TINY), "--prompts", str(tmp_path / "p.csv"), "--out", str(r), "--json"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                "deltaedit",
+                *W,
+                "--images",
+                "3",
+                "--sweep",
+                "1",
+                "--batch",
+                "3",
+                "--options",
+                json.dumps(TINY),
+                "--prompts",
+                str(tmp_path / "p.csv"),
+                "--out",
+                str(r),
+                "--json",
+            ]
+        )
+        == 0
+    )
     js = json.loads(capsys.readouterr().out)
     assert js["run_dir"] == str(r) and {row["method"] for row in js["summary"]} >= {"deltaedit", "inversion"}
     page = (r / "reports" / "index.html").read_text()
@@ -127,17 +174,48 @@ def test_the_report_page_and_the_paper_table(cache, tmp_path, capsys):
 def _summary():
     import pandas as pd
 
-    base = {"reference": False, "prompts": 9, "images": 32, "ms_per_edit": 5.0, "peak_mb": 1391.0,
-            "fit_seconds": 312.0}
+    base = {"reference": False, "prompts": 9, "images": 32, "ms_per_edit": 5.0, "peak_mb": 1391.0, "fit_seconds": 312.0}
     rows = [
-        {**base, "method": "deltaedit", "manipulation_accuracy": 0.006, "manipulation_accuracy_lo": 0.0,
-         "manipulation_accuracy_hi": 0.019, "manipulation_accuracy_n": 160, "manipulation_accuracy_p": 0.0,
-         "psnr": 20.0, "psnr_lo": 19.0, "psnr_hi": 21.0, "psnr_n": 288, "psnr_p": np.nan,
-         "kid": 29.0, "kid_lo": 20.0, "kid_hi": 38.0, "kid_n": 288, "kid_dim": 64, "kid_p": np.nan},
-        {**base, "method": "styleclip", "manipulation_accuracy": 1.0, "manipulation_accuracy_lo": 1.0,
-         "manipulation_accuracy_hi": 1.0, "manipulation_accuracy_n": 160, "manipulation_accuracy_p": np.nan,
-         "psnr": 18.0, "psnr_lo": 17.5, "psnr_hi": 18.5, "psnr_n": 288, "psnr_p": 0.0,
-         "kid": -0.5, "kid_lo": -3.0, "kid_hi": 2.0, "kid_n": 288, "kid_dim": 64, "kid_p": 0.0},
+        {
+            **base,
+            "method": "deltaedit",
+            "manipulation_accuracy": 0.006,
+            "manipulation_accuracy_lo": 0.0,
+            "manipulation_accuracy_hi": 0.019,
+            "manipulation_accuracy_n": 160,
+            "manipulation_accuracy_p": 0.0,
+            "psnr": 20.0,
+            "psnr_lo": 19.0,
+            "psnr_hi": 21.0,
+            "psnr_n": 288,
+            "psnr_p": np.nan,
+            "kid": 29.0,
+            "kid_lo": 20.0,
+            "kid_hi": 38.0,
+            "kid_n": 288,
+            "kid_dim": 64,
+            "kid_p": np.nan,
+        },
+        {
+            **base,
+            "method": "styleclip",
+            "manipulation_accuracy": 1.0,
+            "manipulation_accuracy_lo": 1.0,
+            "manipulation_accuracy_hi": 1.0,
+            "manipulation_accuracy_n": 160,
+            "manipulation_accuracy_p": np.nan,
+            "psnr": 18.0,
+            "psnr_lo": 17.5,
+            "psnr_hi": 18.5,
+            "psnr_n": 288,
+            "psnr_p": 0.0,
+            "kid": -0.5,
+            "kid_lo": -3.0,
+            "kid_hi": 2.0,
+            "kid_n": 288,
+            "kid_dim": 64,
+            "kid_p": 0.0,
+        },
     ]
     return pd.DataFrame(rows)
 
@@ -169,8 +247,14 @@ def test_intervals_p_values_kid_scale_n_and_cost_say_what_they_are():
 def test_this_runs_load_time_is_beside_the_fit_time(tmp_path):
     from deltabench import report
 
-    (tmp_path / "fits.json").write_text(json.dumps({"deltaedit": {"fit_seconds": 312.0, "loaded_seconds": 0.9},
-                                                    "styleclip": {"fit_seconds": 40.0, "loaded_seconds": 40.0}}))
+    (tmp_path / "fits.json").write_text(
+        json.dumps(
+            {
+                "deltaedit": {"fit_seconds": 312.0, "loaded_seconds": 0.9},
+                "styleclip": {"fit_seconds": 40.0, "loaded_seconds": 40.0},
+            }
+        )
+    )
     s = report.with_load_seconds(_summary(), tmp_path)
     t = report.table_cells(s)
     names = report._header_names(t)
@@ -251,15 +335,31 @@ def test_edit_with_a_negative_strength_says_it_reverses_the_edit(cache, tmp_path
 
     src = _face(tmp_path / "face.png")
     with pytest.warns(StrengthWarning, match="reverses the edit"):
-        assert main(["edit", str(src), "--target", "face with glasses", "--strength", "-5",
-                     "--out", str(tmp_path / "o.png"), *EDIT]) == 0
+        assert (
+            main(
+                [
+                    "edit",
+                    str(src),
+                    "--target",
+                    "face with glasses",
+                    "--strength",
+                    "-5",
+                    "--out",
+                    str(tmp_path / "o.png"),
+                    *EDIT,
+                ]
+            )
+            == 0
+        )
 
 
 # 5. Logs, threads, the CLI --------------------------------------------------------------------
 def test_dry_run_lists_the_units_and_an_eta_and_writes_nothing(cache, tmp_path, capsys):
     r = tmp_path / "r"
-    rc, err, out = _call([*RUN, "--prompts", _csv(tmp_path, GLASSES + "face,smiling face,smile,smiling\n"),
-                          "--out", r, "--dry-run"], capsys)
+    rc, err, out = _call(
+        [*RUN, "--prompts", _csv(tmp_path, GLASSES + "face,smiling face,smile,smiling\n"), "--out", r, "--dry-run"],
+        capsys,
+    )
     assert rc == 0 and not r.exists(), err
     assert "units" in out and "deltaedit" in out and "face with glasses" in out and "ETA" in out
     assert "nothing was run or written" in out
@@ -280,7 +380,9 @@ def test_threads_default_to_what_the_process_may_use(monkeypatch):
     assert utils.usable_cpus() == (3, "OMP_NUM_THREADS")
     n = torch.get_num_threads()
     try:
-        assert utils.set_threads(2) == 2 and torch.get_num_threads() == 2 and utils.THREADS["threads_from"] == "--threads"
+        assert (
+            utils.set_threads(2) == 2 and torch.get_num_threads() == 2 and utils.THREADS["threads_from"] == "--threads"
+        )
         assert utils.set_threads(None) == 3 and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(n)

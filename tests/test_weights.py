@@ -1,4 +1,5 @@
 """`deltabench weights`: the registry, fetch (against a real HTTP server on 127.0.0.1), verify."""
+
 from __future__ import annotations
 
 import hashlib
@@ -59,7 +60,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         k = srv.drop_after.pop(self.path, None)
         if k is not None:
             # promise the whole body, send K bytes, then cut the connection
-            self.wfile.write(body[start:start + k])
+            self.wfile.write(body[start : start + k])
             self.wfile.flush()
             self.close_connection = True
             return
@@ -84,8 +85,18 @@ def _registry(tmp_path: Path, server, **entries) -> Path:
     files = []
     for name, over in entries.items():
         name = name.replace("__", ".")
-        files.append({"name": name, "url": f"{server.url}/{name}", "page": "https://example.org/page",
-                      "source": "test", "format": "bytes", "licence": "none", "used_by": {"test": "x"}, **over})
+        files.append(
+            {
+                "name": name,
+                "url": f"{server.url}/{name}",
+                "page": "https://example.org/page",
+                "source": "test",
+                "format": "bytes",
+                "licence": "none",
+                "used_by": {"test": "x"},
+                **over,
+            }
+        )
     path = tmp_path / "registry.json"
     path.write_text(json.dumps({"format": 1, "files": files}))
     return path
@@ -229,8 +240,11 @@ def test_archive_members_are_extracted_and_resolved(tmp_path, server):
         z.writestr("buffalo_l/w600k_r50.onnx", b"onnx-bytes")
         z.writestr("buffalo_l/genderage.onnx", b"not wanted")
     server.files["/buffalo_l.zip"] = buf.getvalue()
-    reg = _registry(tmp_path, server, buffalo_l__zip={"members": ["w600k_r50.onnx"],
-                                                    "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
+    reg = _registry(
+        tmp_path,
+        server,
+        buffalo_l__zip={"members": ["w600k_r50.onnx"], "sha256": hashlib.sha256(buf.getvalue()).hexdigest()},
+    )
     with pytest.raises(W.MissingWeightsError, match="weights fetch buffalo_l.zip"):
         W.path_of("w600k_r50.onnx", tmp_path, reg)
     _fetch("buffalo_l.zip", tmp_path, reg)
@@ -289,25 +303,63 @@ def test_verify_and_list_cli_exit_codes(tmp_path, server, capsys):
 
 def test_registry_errors_are_clear(tmp_path):
     p = tmp_path / "r.json"
-    p.write_text(json.dumps({"format": 1, "files": [{"name": "x.pt", "url": None, "page": "p", "source": "s",
-                                                     "format": "f", "licence": "l", "colour": "red"}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "files": [
+                    {
+                        "name": "x.pt",
+                        "url": None,
+                        "page": "p",
+                        "source": "s",
+                        "format": "f",
+                        "licence": "l",
+                        "colour": "red",
+                    }
+                ],
+            }
+        )
+    )
     with pytest.raises(ValueError, match="unknown keys.*colour"):
         W.registry(p)
-    p.write_text(json.dumps({"format": 1, "files": [{"name": "x.pt", "url": None, "page": "p", "source": "s",
-                                                     "format": "f", "licence": "l"}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "files": [{"name": "x.pt", "url": None, "page": "p", "source": "s", "format": "f", "licence": "l"}],
+            }
+        )
+    )
     with pytest.raises(ValueError, match="'manual' must say"):
         W.registry(p)
-    p.write_text(json.dumps({"format": 1, "files": [{"name": "x.pt", "url": "http://h/x", "page": "p",
-                                                     "source": "s", "format": "f", "licence": "l",
-                                                     "sha256": "XYZ"}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "files": [
+                    {
+                        "name": "x.pt",
+                        "url": "http://h/x",
+                        "page": "p",
+                        "source": "s",
+                        "format": "f",
+                        "licence": "l",
+                        "sha256": "XYZ",
+                    }
+                ],
+            }
+        )
+    )
     with pytest.raises(ValueError, match="sha256 must be"):
         W.registry(p)
 
 
 def test_packaged_registry_covers_the_real_domains():
     reg = W.registry()
-    roles = {d: {role.split()[0] for f in reg.files for dd, role in f.used_by.items() if dd == d}
-             for d in reg.domains()}
+    roles = {
+        d: {role.split()[0] for f in reg.files for dd, role in f.used_by.items() if dd == d} for d in reg.domains()
+    }
     assert roles["ffhq"] == {"generator", "encoder", "clip", "identity", "identity_loss", "fid"}
     for d in ("lsun-cat", "lsun-church", "lsun-horse"):
         assert {"generator", "clip", "fid"} <= roles[d]

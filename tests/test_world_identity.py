@@ -1,4 +1,5 @@
 """The world CLIP's identity: the card's read-out, the identity term, and the identity-regression metric."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_identity_loss_is_zero_for_the_target_and_about_one_for_a_blind_embeddin
     target = 0.35 * ident / np.sqrt(2.0)
     rest = torch.randn(512, 32, generator=g)
     rest = rest - (rest @ basis) @ basis.T  # orthogonal to the identity subspace
-    rest = rest / rest.norm(dim=1, keepdim=True) * (1 - (target ** 2).sum(1, keepdim=True)).sqrt()
+    rest = rest / rest.norm(dim=1, keepdim=True) * (1 - (target**2).sum(1, keepdim=True)).sqrt()
     e = rest + target @ basis.T
     assert torch.allclose(e.norm(dim=1), torch.ones(512), atol=1e-5)
     assert identity_loss(e, ident, basis, 0.35) < 1e-8

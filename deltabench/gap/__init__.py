@@ -7,6 +7,7 @@ numbers (:mod:`deltabench.gap.metrics`) and draws the paper's t-SNE picture;
 :func:`run_gap_real` does the same on a real domain's CLIP and captioned images
 (MultiModal-CelebA-HQ, the paper's data).
 """
+
 from deltabench.gap.metrics import (
     centroid_distance,
     gap_metrics,
@@ -19,6 +20,17 @@ from deltabench.gap.metrics import (
 from deltabench.gap.run import GapConfig, add_parser, analyse, format_table, run_gap, run_gap_real
 
 __all__ = [
-    "GapConfig", "add_parser", "analyse", "centroid_distance", "format_table", "gap_metrics", "linear_probe",
-    "modality_probe", "paired_cosine", "retrieval_recall", "run_gap", "run_gap_real", "unpaired_cosine",
+    "GapConfig",
+    "add_parser",
+    "analyse",
+    "centroid_distance",
+    "format_table",
+    "gap_metrics",
+    "linear_probe",
+    "modality_probe",
+    "paired_cosine",
+    "retrieval_recall",
+    "run_gap",
+    "run_gap_real",
+    "unpaired_cosine",
 ]

@@ -1,4 +1,5 @@
 """Paired (image, caption) CLIP embeddings and random delta pairs for the gap analysis."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ def world_captions(params, seed: int, mode: str = "full", kind=None) -> list[str
 
     if mode not in CAPTION_MODES:
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {mode!r}")
-    texts, _ = get_kind(kind).captions_with_mentions(params, _rng(seed, 1), split="train",
-                                                     p_full=1.0 if mode == "full" else 0.5)
+    texts, _ = get_kind(kind).captions_with_mentions(
+        params, _rng(seed, 1), split="train", p_full=1.0 if mode == "full" else 0.5
+    )
     return texts
 
 
@@ -74,8 +76,10 @@ def deltas(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- real data: images with caption files (MultiModal-CelebA-HQ layout) ----------------------
 
-CAPTION_LAYOUT = ("DIR/image/N.jpg with DIR/text/N.txt, one caption per line (the MultiModal-CelebA-HQ layout); "
-                  "DIR may also be the image folder itself, its captions in ../text/ or beside the images")
+CAPTION_LAYOUT = (
+    "DIR/image/N.jpg with DIR/text/N.txt, one caption per line (the MultiModal-CelebA-HQ layout); "
+    "DIR may also be the image folder itself, its captions in ../text/ or beside the images"
+)
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,11 @@ def caption_folder(path) -> CaptionFolder:
                 break
     if not kept:
         where = ", ".join(str(d) for d in text_dirs)
-        raise ValueError(f"no captions for any of the {len(files)} images in {image_dir} (looked for N.txt in "
-                         f"{where}); the gap analysis pairs each image with a caption: give a folder in the layout "
-                         f"{CAPTION_LAYOUT}")
+        raise ValueError(
+            f"no captions for any of the {len(files)} images in {image_dir} (looked for N.txt in "
+            f"{where}); the gap analysis pairs each image with a caption: give a folder in the layout "
+            f"{CAPTION_LAYOUT}"
+        )
     return CaptionFolder(image_dir, found_in, kept, caps, len(files))
 
 
@@ -158,8 +164,14 @@ def read_images(files, resolution: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def folder_pairs(clip, folder: CaptionFolder, resolution: int, n: int, seed: int, batch: int = 32,
-                 ) -> tuple[PairedEmbeddings, list[Path]]:
+def folder_pairs(
+    clip,
+    folder: CaptionFolder,
+    resolution: int,
+    n: int,
+    seed: int,
+    batch: int = 32,
+) -> tuple[PairedEmbeddings, list[Path]]:
     """``n`` captioned images drawn without replacement with ``seed`` (all of them when ``n``
     is the folder's count), each paired with one of its captions drawn with ``seed``, and
     embedded by ``clip`` (images at ``resolution``). Returns the pairs and their image files."""
@@ -167,8 +179,9 @@ def folder_pairs(clip, folder: CaptionFolder, resolution: int, n: int, seed: int
     if n < 2:
         raise ValueError(f"--pairs must be >= 2, got {n}")
     if n > m:
-        raise ValueError(f"asked for {n} pairs but {folder.image_dir} holds {m} captioned images; pass --pairs {m} "
-                         f"or fewer")
+        raise ValueError(
+            f"asked for {n} pairs but {folder.image_dir} holds {m} captioned images; pass --pairs {m} or fewer"
+        )
     rng = _rng(seed, 3)
     idx = np.sort(rng.choice(m, n, replace=False)) if n < m else np.arange(m)
     files = [folder.files[i] for i in idx]

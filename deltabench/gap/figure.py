@@ -1,4 +1,5 @@
 """The t-SNE picture of the paper's Figure 2: raw embeddings beside delta embeddings."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,13 @@ RAW_COLORS = ("#D55E00", "#0072B2")
 DELTA_COLORS = ("#E69F00", "#009E73")
 
 
-def tsne_2d(x: np.ndarray, y: np.ndarray, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000,
-            ) -> tuple[np.ndarray, np.ndarray]:
+def tsne_2d(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
     """One joint t-SNE of both modalities: ``([N, 2], [N, 2])``.
 
     Euclidean distance on L2-normalised rows: ``|u - v|^2 = 2 - 2 cos``, the same neighbour
@@ -25,21 +31,28 @@ def tsne_2d(x: np.ndarray, y: np.ndarray, seed: int = 0, perplexity: float = 30.
 
     z = np.concatenate([unit_rows(x), unit_rows(y)]).astype(np.float32)  # [2N, D]
     perplexity = min(perplexity, (len(z) - 1) / 3)  # scikit-learn requires perplexity < n
-    e = TSNE(n_components=2, metric="euclidean", init="pca", perplexity=perplexity, max_iter=max_iter,
-             random_state=seed).fit_transform(z)
-    return e[: len(x)], e[len(x):]
+    e = TSNE(
+        n_components=2, metric="euclidean", init="pca", perplexity=perplexity, max_iter=max_iter, random_state=seed
+    ).fit_transform(z)
+    return e[: len(x)], e[len(x) :]
 
 
 def _metrics_text(m: dict, chance: dict) -> str:
     """The gap numbers of one panel's space, as the panel's caption."""
+
     def ch(k):
         return f" (chance {chance[k]:.3g})" if k in chance else ""
 
-    lines = [f"paired cosine {m['paired_cosine']:.3f} (unpaired {m['unpaired_cosine']:.3f})"
-             if "unpaired_cosine" in m else f"paired cosine {m['paired_cosine']:.3f}"]
+    lines = [
+        f"paired cosine {m['paired_cosine']:.3f} (unpaired {m['unpaired_cosine']:.3f})"
+        if "unpaired_cosine" in m
+        else f"paired cosine {m['paired_cosine']:.3f}"
+    ]
     if "recall_i2t@1" in m:
-        lines.append(f"top-1 retrieval: image→text {m['recall_i2t@1']:.3f}, text→image "
-                     f"{m.get('recall_t2i@1', float('nan')):.3f}{ch('recall_i2t@1')}")
+        lines.append(
+            f"top-1 retrieval: image→text {m['recall_i2t@1']:.3f}, text→image "
+            f"{m.get('recall_t2i@1', float('nan')):.3f}{ch('recall_i2t@1')}"
+        )
     probe = []
     if "probe_mlp" in m:
         probe.append(f"MLP {m['probe_mlp']:.3f}")
@@ -55,9 +68,15 @@ def _metrics_text(m: dict, chance: dict) -> str:
     return "\n".join(lines)
 
 
-def save_tsne_figure(raw: tuple[np.ndarray, np.ndarray], delta: tuple[np.ndarray, np.ndarray], out_dir: Path,
-                     title: str = "", stem: str = "tsne", metrics: dict | None = None,
-                     chance: dict | None = None) -> list[Path]:
+def save_tsne_figure(
+    raw: tuple[np.ndarray, np.ndarray],
+    delta: tuple[np.ndarray, np.ndarray],
+    out_dir: Path,
+    title: str = "",
+    stem: str = "tsne",
+    metrics: dict | None = None,
+    chance: dict | None = None,
+) -> list[Path]:
     """Two panels side by side, written as ``<stem>.png`` and ``<stem>.pdf`` in ``out_dir``.
 
     Images are circles, texts triangles. ``metrics`` (``{"raw": {...}, "delta": {...}}``, the
@@ -76,10 +95,8 @@ def save_tsne_figure(raw: tuple[np.ndarray, np.ndarray], delta: tuple[np.ndarray
         ("delta", delta, DELTA_COLORS, ("image delta", "text delta"), "(b) CLIP delta embeddings"),
     )
     for ax, (space, (e_img, e_txt), colors, labels, name) in zip(axes, panels):
-        ax.scatter(e_img[:, 0], e_img[:, 1], s=7, c=colors[0], marker="o", alpha=0.55, linewidths=0,
-                   label=labels[0])
-        ax.scatter(e_txt[:, 0], e_txt[:, 1], s=9, c=colors[1], marker="^", alpha=0.55, linewidths=0,
-                   label=labels[1])
+        ax.scatter(e_img[:, 0], e_img[:, 1], s=7, c=colors[0], marker="o", alpha=0.55, linewidths=0, label=labels[0])
+        ax.scatter(e_txt[:, 0], e_txt[:, 1], s=9, c=colors[1], marker="^", alpha=0.55, linewidths=0, label=labels[1])
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])

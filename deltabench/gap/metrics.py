@@ -4,6 +4,7 @@ Every function takes ``x`` (image side) and ``y`` (text side) with row ``i`` of 
 with row ``i`` of the other. They are used twice by ``deltabench gap``: on the raw CLIP
 embeddings (``x = i``, ``y = t``) and on delta pairs (``x = i_b - i_a``, ``y = t_b - t_a``).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -103,8 +104,15 @@ def _probe_data(x: np.ndarray, y: np.ndarray, idx: np.ndarray, sign_invariant: b
     return feats, labels
 
 
-def modality_probe(x, y, seed: int = 0, test_fraction: float = 0.5, hidden: tuple[int, ...] = (128,),
-                   max_iter: int = 200, sign_invariant: bool = False) -> float:
+def modality_probe(
+    x,
+    y,
+    seed: int = 0,
+    test_fraction: float = 0.5,
+    hidden: tuple[int, ...] = (128,),
+    max_iter: int = 200,
+    sign_invariant: bool = False,
+) -> float:
     """Held-out accuracy of an MLP that tells image rows from text rows.
 
     0.5 means the modalities are indistinguishable, 1.0 fully separable. Protocol:
@@ -137,8 +145,15 @@ def modality_probe(x, y, seed: int = 0, test_fraction: float = 0.5, hidden: tupl
     x_te, l_te = _probe_data(x, y, te, sign_invariant)
     # Early stopping on a 10 % validation cut of the train split: it ends the fit after ~10
     # epochs when there is nothing to learn (identical modalities) instead of running max_iter.
-    mlp = MLPClassifier(hidden_layer_sizes=tuple(hidden), alpha=1e-4, max_iter=max_iter, early_stopping=True,
-                        validation_fraction=0.1, n_iter_no_change=10, random_state=seed)
+    mlp = MLPClassifier(
+        hidden_layer_sizes=tuple(hidden),
+        alpha=1e-4,
+        max_iter=max_iter,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        random_state=seed,
+    )
     clf = make_pipeline(StandardScaler(), mlp)
     # One BLAS thread: the matrices are small, and a second spinning thread cost 5-15x the
     # CPU time on a busy 2-core machine (measured).
@@ -167,9 +182,16 @@ def linear_probe(x, y, seed: int = 0, test_fraction: float = 0.5) -> float:
     return float(clf.score(x_te, l_te))
 
 
-def gap_metrics(x, y, seed: int = 0, ks: tuple[int, ...] = (1, 5), probe_hidden: tuple[int, ...] = (128,),
-                probe_max_iter: int = 200, test_fraction: float = 0.5, sign_invariant: bool = False,
-                ) -> dict[str, float]:
+def gap_metrics(
+    x,
+    y,
+    seed: int = 0,
+    ks: tuple[int, ...] = (1, 5),
+    probe_hidden: tuple[int, ...] = (128,),
+    probe_max_iter: int = 200,
+    test_fraction: float = 0.5,
+    sign_invariant: bool = False,
+) -> dict[str, float]:
     """Every number of one space as a flat dict; ``sign_invariant=True`` for delta spaces."""
     x, y = _check_pair(x, y)
     out = {
@@ -178,7 +200,14 @@ def gap_metrics(x, y, seed: int = 0, ks: tuple[int, ...] = (1, 5), probe_hidden:
         "unpaired_cosine": unpaired_cosine(x, y),
     }
     out.update({f"recall_{k}": v for k, v in retrieval_recall(x, y, ks).items()})
-    out["probe_mlp"] = modality_probe(x, y, seed=seed, test_fraction=test_fraction, hidden=probe_hidden,
-                                      max_iter=probe_max_iter, sign_invariant=sign_invariant)
+    out["probe_mlp"] = modality_probe(
+        x,
+        y,
+        seed=seed,
+        test_fraction=test_fraction,
+        hidden=probe_hidden,
+        max_iter=probe_max_iter,
+        sign_invariant=sign_invariant,
+    )
     out["probe_linear"] = linear_probe(x, y, seed=seed, test_fraction=test_fraction)
     return out

@@ -12,6 +12,7 @@
   0; one that pulls every face towards the average face scores near 1. Images whose identity
   did not change at all (the inversion reference) are not counted.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,9 @@ class ManipulationAccuracy(Metric):
         self.add_state("correct", torch.tensor(0.0, dtype=torch.float64), "sum")
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), "sum")
 
-    def update(self, edited_attrs: torch.Tensor, attr_index: int, target_value: int,
-               needed: torch.Tensor | None = None) -> None:
+    def update(
+        self, edited_attrs: torch.Tensor, attr_index: int, target_value: int, needed: torch.Tensor | None = None
+    ) -> None:
         """``edited_attrs: int [N, A]`` oracle readings of the edits; ``needed: bool [N]``
         marks images whose source lacked the target value (others are not counted)."""
         hit = edited_attrs[:, attr_index] == target_value
@@ -113,8 +115,9 @@ class IdentityRegression(Metric):
         self.add_state("cos_sum", torch.tensor(0.0, dtype=torch.float64), "sum")
         self.add_state("count", torch.tensor(0.0, dtype=torch.float64), "sum")
 
-    def update(self, edited_ident: torch.Tensor, source_ident: torch.Tensor,
-               mean_ident: torch.Tensor | None = None) -> torch.Tensor:
+    def update(
+        self, edited_ident: torch.Tensor, source_ident: torch.Tensor, mean_ident: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[N, P]`` oracle identity parameters of edits and their starts; ``mean_ident [P]``
         the pool's mean identity (default 0, the prior's mean). Returns the per-image cosines
         (NaN where the identity did not change)."""

@@ -12,9 +12,10 @@ Text embeddings are passed in (``[D]``), so the caller chooses template averagin
 ``text_embedding`` averages over its templates, as StyleCLIP and DeltaEdit do).
 ``encode_image``: images ``[N, 3, H, W]`` in [-1, 1] -> ``[N, D]`` (``domain.clip_image``).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,9 @@ def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     return img @ txt
 
 
-def directional_clip_score(input_emb: torch.Tensor, edited_emb: torch.Tensor, source_text: torch.Tensor,
-                           target_text: torch.Tensor) -> torch.Tensor:
+def directional_clip_score(
+    input_emb: torch.Tensor, edited_emb: torch.Tensor, source_text: torch.Tensor, target_text: torch.Tensor
+) -> torch.Tensor:
     """Per-image cos(Δ image, Δ text): ``[N, D] x 2, [D] x 2 -> [N]``.
 
     Image embeddings are normalised before the difference (CLIP's space is the sphere);
@@ -50,8 +52,9 @@ def directional_clip_score(input_emb: torch.Tensor, edited_emb: torch.Tensor, so
     s, t = _unit(source_text, "source text embedding", 1), _unit(target_text, "target text embedding", 1)
     dt = t - s  # [D]
     if dt.norm() < 1e-8:
-        raise ValueError("directional CLIP score: source and target texts have the same embedding; "
-                         "give two different prompts")
+        raise ValueError(
+            "directional CLIP score: source and target texts have the same embedding; give two different prompts"
+        )
     di = b - a  # [N, D]
     return (F.normalize(di, dim=1) * F.normalize(dt, dim=0)).sum(1)
 
@@ -90,16 +93,24 @@ class DirectionalClipScore(_MeanOfScores):
         self.source_text = _unit(source_text, "source text embedding", 1)
         self.target_text = _unit(target_text, "target text embedding", 1)
         if (self.target_text - self.source_text).norm() < 1e-8:
-            raise ValueError("directional CLIP score: source and target texts have the same embedding; "
-                             "give two different prompts")
+            raise ValueError(
+                "directional CLIP score: source and target texts have the same embedding; give two different prompts"
+            )
 
     @torch.no_grad()
-    def update(self, inputs: torch.Tensor | None = None, edited: torch.Tensor | None = None,
-               input_emb: torch.Tensor | None = None, edited_emb: torch.Tensor | None = None) -> torch.Tensor:
+    def update(
+        self,
+        inputs: torch.Tensor | None = None,
+        edited: torch.Tensor | None = None,
+        input_emb: torch.Tensor | None = None,
+        edited_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Images or precomputed CLIP embeddings of inputs and edits; returns per-image scores ``[N]``."""
         if (inputs is None) == (input_emb is None) or (edited is None) == (edited_emb is None):
-            raise ValueError("DirectionalClipScore.update: give inputs= or input_emb=, and edited= or edited_emb= "
-                             "(exactly one of each)")
+            raise ValueError(
+                "DirectionalClipScore.update: give inputs= or input_emb=, and edited= or edited_emb= "
+                "(exactly one of each)"
+            )
         a = self.encode_image(inputs) if input_emb is None else input_emb
         b = self.encode_image(edited) if edited_emb is None else edited_emb
         return self._add(directional_clip_score(a, b, self.source_text, self.target_text))

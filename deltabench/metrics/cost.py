@@ -12,6 +12,7 @@
 ``EditLatency`` and ``PeakMemory`` are metric-shaped (mergeable across processes): total
 seconds over total edits, and the max of the peaks.
 """
+
 from __future__ import annotations
 
 import resource

@@ -4,9 +4,10 @@
 ``domain.identity.embed`` in ``synthfaces``; insightface ArcFace in ``ffhq``). Embeddings
 are L2-normalised here whether or not ``embed`` already does, so the score is a cosine.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +18,10 @@ from deltabench.metrics.image import _MeanOfScores
 def identity_similarity(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
     """Per-pair cosine of two embedding batches ``[N, D] x 2 -> [N]`` (float64)."""
     if emb_a.shape != emb_b.shape or emb_a.ndim != 2:
-        raise ValueError(f"IDS: expected two embedding batches [N, D] of one shape, "
-                         f"got {tuple(emb_a.shape)} and {tuple(emb_b.shape)}")
+        raise ValueError(
+            f"IDS: expected two embedding batches [N, D] of one shape, "
+            f"got {tuple(emb_a.shape)} and {tuple(emb_b.shape)}"
+        )
     a, b = emb_a.detach().to("cpu", torch.float64), emb_b.detach().to("cpu", torch.float64)
     return (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
 

@@ -6,10 +6,11 @@ several metrics read — CLIP embeddings, feature-network features, oracle readi
 batch. ``cache`` (a dict the caller may keep per input batch) carries the inputs' and starts'
 shares across the cells that edit the same batch.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

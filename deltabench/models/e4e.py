@@ -17,6 +17,7 @@ makes them from the photo file: the uint8 photo through PIL ``transforms.Resize(
 ``scripts/inference_real.py`` lines 52-56, :func:`deltabench.imageio.official_photo_input`).
 Images of another size are quantised to uint8 and resized so (:func:`deltabench.imageio.official_resize`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,9 @@ class Encoder4Editing(nn.Module):
         self.body, self.ends = make_body(bb)
         self.style_count = cfg.n_styles
         level = lambda i: 0 if i < COARSE_IND else 1 if i < MIDDLE_IND else 2
-        self.styles = nn.ModuleList(GradualStyleBlock(bb.widths[3], cfg.style_dim, cfg.convs[level(i)])
-                                    for i in range(cfg.n_styles))
+        self.styles = nn.ModuleList(
+            GradualStyleBlock(bb.widths[3], cfg.style_dim, cfg.convs[level(i)]) for i in range(cfg.n_styles)
+        )
         self.latlayer1 = nn.Conv2d(bb.widths[2], cfg.style_dim, 1)
         self.latlayer2 = nn.Conv2d(bb.widths[1], cfg.style_dim, 1)
 
@@ -159,30 +161,36 @@ def e4e_config_from_state_dict(enc: dict) -> E4EConfig:
     levels = [0, min(COARSE_IND, n - 1), min(MIDDLE_IND, n - 1)]
     convs = tuple(n_convs(i) for i in levels)
     style_dim = int(enc["styles.0.linear.weight"].shape[0])
-    return E4EConfig(backbone=bb, n_styles=n, style_dim=style_dim, input_size=16 * 2 ** convs[0],
-                     convs=convs)  # type: ignore[arg-type]
+    return E4EConfig(backbone=bb, n_styles=n, style_dim=style_dim, input_size=16 * 2 ** convs[0], convs=convs)  # type: ignore[arg-type]
 
 
-def load_e4e(path: str | Path, expect_resolution: int | None = None,
-             map_location: str | torch.device = "cpu") -> E4ECheckpoint:
+def load_e4e(
+    path: str | Path, expect_resolution: int | None = None, map_location: str | torch.device = "cpu"
+) -> E4ECheckpoint:
     """Load an official e4e checkpoint. ``expect_resolution``: the domain generator's size;
     an encoder made for another resolution is a clear error naming both."""
     path = Path(path)
     # opts is a plain dict in the official files; older pSp-style files hold the Namespace itself.
-    ckpt = safe_torch_load(path, "an e4e checkpoint (e4e_ffhq_encode.pt)", allow=[argparse.Namespace],
-                           map_location=map_location)
+    ckpt = safe_torch_load(
+        path, "an e4e checkpoint (e4e_ffhq_encode.pt)", allow=[argparse.Namespace], map_location=map_location
+    )
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         found = sorted(map(str, ckpt))[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        hint = (" (this looks like a StyleGAN2 generator checkpoint, not an e4e encoder)"
-                if isinstance(ckpt, dict) and "g_ema" in ckpt else "")
-        raise CheckpointError(f"{path}: not an e4e checkpoint: expected keys 'state_dict', 'latent_avg', "
-                              f"'opts'; found {found}{hint}")
+        hint = (
+            " (this looks like a StyleGAN2 generator checkpoint, not an e4e encoder)"
+            if isinstance(ckpt, dict) and "g_ema" in ckpt
+            else ""
+        )
+        raise CheckpointError(
+            f"{path}: not an e4e checkpoint: expected keys 'state_dict', 'latent_avg', 'opts'; found {found}{hint}"
+        )
     sd = ckpt["state_dict"]
-    enc = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-    dec = {k[len("decoder."):]: v for k, v in sd.items() if k.startswith("decoder.")}
+    enc = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
+    dec = {k[len("decoder.") :]: v for k, v in sd.items() if k.startswith("decoder.")}
     if not enc:
-        raise CheckpointError(f"{path}: 'state_dict' has no 'encoder.' keys (found {sorted(sd)[:6]}); "
-                              f"expected an e4e checkpoint")
+        raise CheckpointError(
+            f"{path}: 'state_dict' has no 'encoder.' keys (found {sorted(sd)[:6]}); expected an e4e checkpoint"
+        )
     try:
         cfg = e4e_config_from_state_dict(enc)
     except CheckpointError as e:
@@ -198,24 +206,35 @@ def load_e4e(path: str | Path, expect_resolution: int | None = None,
         n_rgb = sum(1 for k in dec if k.startswith("to_rgbs.") and k.endswith(".conv.weight"))
         resolution = 2 ** (n_rgb + 2)
         if resolution != enc_res:
-            raise CheckpointError(f"{path}: encoder predicts {cfg.n_styles} W+ entries (a {enc_res} px "
-                                  f"generator) but its decoder is {resolution} px")
+            raise CheckpointError(
+                f"{path}: encoder predicts {cfg.n_styles} W+ entries (a {enc_res} px "
+                f"generator) but its decoder is {resolution} px"
+            )
     size = opts.get("stylegan_size")
     if size is not None and int(size) != resolution:
-        raise CheckpointError(f"{path}: opts['stylegan_size']={size} but the weights are for a {resolution} px "
-                              f"generator ({cfg.n_styles} W+ entries)")
+        raise CheckpointError(
+            f"{path}: opts['stylegan_size']={size} but the weights are for a {resolution} px "
+            f"generator ({cfg.n_styles} W+ entries)"
+        )
     if expect_resolution is not None and resolution != expect_resolution:
-        raise CheckpointError(f"{path}: e4e encoder for a {resolution} px generator ({cfg.n_styles} W+ entries); "
-                              f"the domain's generator is {expect_resolution} px "
-                              f"({2 * int(math.log2(expect_resolution)) - 2} entries). Use the encoder "
-                              f"trained for this generator")
+        raise CheckpointError(
+            f"{path}: e4e encoder for a {resolution} px generator ({cfg.n_styles} W+ entries); "
+            f"the domain's generator is {expect_resolution} px "
+            f"({2 * int(math.log2(expect_resolution)) - 2} entries). Use the encoder "
+            f"trained for this generator"
+        )
     if "latent_avg" not in ckpt:
         raise CheckpointError(f"{path}: no 'latent_avg' (e4e starts from the generator's average latent)")
     latent_avg = torch.as_tensor(ckpt["latent_avg"]).float()
-    if latent_avg.shape[-1] != cfg.style_dim or latent_avg.ndim not in (1, 2) or (
-            latent_avg.ndim == 2 and latent_avg.shape[0] not in (1, cfg.n_styles)):
-        raise CheckpointError(f"{path}: latent_avg has shape {list(latent_avg.shape)}, expected "
-                              f"[{cfg.style_dim}] or [{cfg.n_styles}, {cfg.style_dim}]")
+    if (
+        latent_avg.shape[-1] != cfg.style_dim
+        or latent_avg.ndim not in (1, 2)
+        or (latent_avg.ndim == 2 and latent_avg.shape[0] not in (1, cfg.n_styles))
+    ):
+        raise CheckpointError(
+            f"{path}: latent_avg has shape {list(latent_avg.shape)}, expected "
+            f"[{cfg.style_dim}] or [{cfg.n_styles}, {cfg.style_dim}]"
+        )
     encoder = Encoder4Editing(cfg)
     try:
         encoder.load_state_dict(_fill_bn_counters(enc, encoder), strict=True)
@@ -225,8 +244,9 @@ def load_e4e(path: str | Path, expect_resolution: int | None = None,
     return E4ECheckpoint(inverter=inv, decoder_state_dict=dec, opts=opts, resolution=resolution)
 
 
-def save_e4e_checkpoint(path: str | Path, encoder: Encoder4Editing, decoder_sd: dict, latent_avg: torch.Tensor,
-                        opts: dict) -> None:
+def save_e4e_checkpoint(
+    path: str | Path, encoder: Encoder4Editing, decoder_sd: dict, latent_avg: torch.Tensor, opts: dict
+) -> None:
     """Write the official layout (tests make random-weight files with it)."""
     sd = {f"encoder.{k}": v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
     sd.update({f"decoder.{k}": v.detach().cpu().clone() for k, v in decoder_sd.items()})

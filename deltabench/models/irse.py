@@ -8,6 +8,7 @@ Written here from the architecture; parameter names match, so the official files
 ``strict=True``. Stage widths and depths are read from a state dict, so a tiny network in
 the same format (tests) loads through the same code.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -65,10 +66,16 @@ class BottleneckIR(nn.Module):
         if in_channel == depth:
             self.shortcut_layer = nn.MaxPool2d(1, stride)
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channel, depth, 1, stride, bias=False),
-                                                nn.BatchNorm2d(depth))
-        layers = [nn.BatchNorm2d(in_channel), nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
-                  nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth)]
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
+        layers = [
+            nn.BatchNorm2d(in_channel),
+            nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+        ]
         if se:
             layers.append(SEModule(depth, reduction))
         self.res_layer = nn.Sequential(*layers)
@@ -82,8 +89,7 @@ def make_body(cfg: IRSEConfig) -> tuple[nn.Sequential, tuple[int, ...]]:
     modules, ends, cin = [], [], cfg.stem_width
     for n, depth in zip(cfg.units, cfg.widths):
         for u in range(n):
-            modules.append(BottleneckIR(cin if u == 0 else depth, depth, 2 if u == 0 else 1, cfg.se,
-                                        cfg.se_reduction))
+            modules.append(BottleneckIR(cin if u == 0 else depth, depth, 2 if u == 0 else 1, cfg.se, cfg.se_reduction))
         cin = depth
         ends.append(len(modules) - 1)
     return nn.Sequential(*modules), tuple(ends)
@@ -97,16 +103,22 @@ class IRSEBackbone(nn.Module):
     """ArcFace ``Backbone(input_size=112, mode='ir_se')``: ``[N, 3, 112, 112]`` in [-1, 1] ->
     unit ``[N, embed_dim]``. The output layer is BN2d - Dropout - Flatten - Linear - BN1d."""
 
-    def __init__(self, cfg: IRSEConfig = IRSEConfig(), input_size: int = 112, embed_dim: int = 512,
-                 drop_ratio: float = 0.6):
+    def __init__(
+        self, cfg: IRSEConfig = IRSEConfig(), input_size: int = 112, embed_dim: int = 512, drop_ratio: float = 0.6
+    ):
         super().__init__()
         self.cfg, self.input_size = cfg, input_size
         side = input_size // 2 ** len(cfg.units)
         self.input_layer = stem(cfg.stem_width)
         self.body, _ = make_body(cfg)
         c = cfg.widths[-1]
-        self.output_layer = nn.Sequential(nn.BatchNorm2d(c), nn.Dropout(drop_ratio), nn.Flatten(),
-                                          nn.Linear(c * side * side, embed_dim), nn.BatchNorm1d(embed_dim))
+        self.output_layer = nn.Sequential(
+            nn.BatchNorm2d(c),
+            nn.Dropout(drop_ratio),
+            nn.Flatten(),
+            nn.Linear(c * side * side, embed_dim),
+            nn.BatchNorm1d(embed_dim),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, 3, 112, 112] -> [N, D]
@@ -117,8 +129,13 @@ def config_from_state_dict(sd: dict, prefix: str = "") -> IRSEConfig:
     """Stage units and widths of an IR(-SE) body from its keys (``{prefix}body.{i}.res_layer...``).
 
     A stage starts where a unit changes width (or at unit 0)."""
-    idx = sorted({int(k[len(prefix) + 5:].split(".")[0]) for k in sd
-                  if k.startswith(prefix + "body.") and ".res_layer.1.weight" in k})
+    idx = sorted(
+        {
+            int(k[len(prefix) + 5 :].split(".")[0])
+            for k in sd
+            if k.startswith(prefix + "body.") and ".res_layer.1.weight" in k
+        }
+    )
     if not idx or idx != list(range(len(idx))):
         raise CheckpointError(f"no IR-SE body found (expected keys '{prefix}body.<i>.res_layer.1.weight')")
     stem_w = sd[prefix + "input_layer.0.weight"].shape[0]
@@ -156,15 +173,17 @@ def load_irse50(path: str | Path, map_location: str | torch.device = "cpu") -> I
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or "input_layer.0.weight" not in sd or "output_layer.3.weight" not in sd:
         found = sorted(map(str, sd))[:8] if isinstance(sd, dict) else type(sd).__name__
-        raise CheckpointError(f"{path}: not an IR-SE ArcFace backbone state dict (expected keys "
-                              f"'input_layer.0.weight', 'output_layer.3.weight'; found {found})")
+        raise CheckpointError(
+            f"{path}: not an IR-SE ArcFace backbone state dict (expected keys "
+            f"'input_layer.0.weight', 'output_layer.3.weight'; found {found})"
+        )
     try:
         cfg = config_from_state_dict(sd)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     lin = sd["output_layer.3.weight"]  # [D, C * side * side]
     side2 = lin.shape[1] // cfg.widths[-1]
-    side = round(side2 ** 0.5)
+    side = round(side2**0.5)
     if side * side != side2:
         raise CheckpointError(f"{path}: output linear takes {lin.shape[1]} inputs, not widths[-1] x side^2")
     net = IRSEBackbone(cfg, input_size=side * 2 ** len(cfg.units), embed_dim=int(lin.shape[0]))

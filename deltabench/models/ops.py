@@ -4,10 +4,11 @@ Semantics follow rosinality/stylegan2-pytorch (``model.py``, ``op/upfirdn2d.py``
 ``upfirdn2d_native``, ``op/fused_act.py``), so official checkpoints load and give the same
 images. Equalised learning rate (Karras et al. 2018) scales weights at run time.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,9 @@ def make_kernel(k: Sequence[float] | torch.Tensor) -> torch.Tensor:
     return k / k.sum()
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """Upsample (zero insertion), pad, FIR filter, downsample: ``x [B, C, H, W]``.
 
     Same result as rosinality's ``upfirdn2d_native`` with equal x/y factors and pads;
@@ -39,7 +41,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     p0, p1 = pad
     out = F.pad(out, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
     if p0 < 0 or p1 < 0:
-        out = out[:, :, max(-p0, 0): out.shape[2] - max(-p1, 0), max(-p0, 0): out.shape[3] - max(-p1, 0)]
+        out = out[:, :, max(-p0, 0) : out.shape[2] - max(-p1, 0), max(-p0, 0) : out.shape[3] - max(-p1, 0)]
     # upfirdn2d is a true convolution: the kernel is flipped (F.conv2d correlates). A depthwise
     # conv is ~40x faster on CPU than rosinality's [B*C, 1, H, W] reshape (backward pass).
     weight = torch.flip(kernel, [0, 1]).to(out.dtype).expand(c, 1, kh, kw)
@@ -49,15 +51,16 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     return out
 
 
-def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
-                     scale: float = 2 ** 0.5) -> torch.Tensor:
+def fused_leaky_relu(
+    x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2, scale: float = 2**0.5
+) -> torch.Tensor:
     """``leaky_relu(x + bias) * sqrt(2)``, bias broadcast over channel dim 1."""
     shape = [1, -1] + [1] * (x.ndim - 2)
     return F.leaky_relu(x + bias.view(*shape).to(x.dtype), negative_slope) * scale
 
 
 class FusedLeakyReLU(nn.Module):
-    def __init__(self, channel: int, negative_slope: float = 0.2, scale: float = 2 ** 0.5):
+    def __init__(self, channel: int, negative_slope: float = 0.2, scale: float = 2**0.5):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel))
         self.negative_slope = negative_slope
@@ -69,7 +72,7 @@ class FusedLeakyReLU(nn.Module):
 
 class PixelNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+        return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
 
 
 class Blur(nn.Module):
@@ -78,7 +81,7 @@ class Blur(nn.Module):
         k = make_kernel(kernel)
         if upsample_factor > 1:
             # Zero insertion loses factor**2 energy; the kernel gives it back.
-            k = k * (upsample_factor ** 2)
+            k = k * (upsample_factor**2)
         self.register_buffer("kernel", k)
         self.pad = pad
 
@@ -90,7 +93,7 @@ class Upsample(nn.Module):
     def __init__(self, kernel: Sequence[float], factor: int = 2):
         super().__init__()
         self.factor = factor
-        k = make_kernel(kernel) * (factor ** 2)
+        k = make_kernel(kernel) * (factor**2)
         self.register_buffer("kernel", k)
         p = k.shape[0] - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
@@ -102,8 +105,15 @@ class Upsample(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer with equalised lr; ``lr_mul`` slows it (0.01 in the mapping network)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
-                 lr_mul: float = 1.0, activation: str | None = None):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: str | None = None,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.zeros(out_dim).fill_(bias_init)) if bias else None
@@ -127,15 +137,15 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Conv2d with equalised lr (rosinality ``EqualConv2d``)."""
 
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, bias: bool = True):
+    def __init__(
+        self, in_channel: int, out_channel: int, kernel_size: int, stride: int = 1, padding: int = 0, bias: bool = True
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
-        self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
+        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.stride = stride
         self.padding = padding
         self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride,
-                        padding=self.padding)
+        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)

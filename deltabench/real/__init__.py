@@ -1,6 +1,7 @@
 """Real domains from official pretrained weights: ``ffhq`` (1024 px) and LSUN cat / church /
 horse (256 px). Configs are data (``deltabench/configs/domains/*.json``); weights are local
 files fetched with ``deltabench weights fetch``. Nothing is downloaded at import time."""
+
 from deltabench.real.domain import (
     RealDomain,
     RealDomainConfig,

@@ -31,6 +31,7 @@ Needs the ``faces`` extra (``pip install "deltabench[faces]"``): ``dlib-bin`` an
 the weights directory (``deltabench weights fetch shape_predictor_68_face_landmarks.dat``) is
 used first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,13 +64,15 @@ class FacesExtraMissingError(AlignError, ImportError):
 
 # ------------------------------------------------------------------------------ landmarks
 
+
 def _dlib():
     try:
         import dlib
     except ImportError as e:
         raise FacesExtraMissingError(
             f"face alignment needs dlib ({e}); install the faces extra: {INSTALL_HINT} "
-            "(binary wheels: dlib-bin and face-recognition-models)") from None
+            "(binary wheels: dlib-bin and face-recognition-models)"
+        ) from None
     return dlib
 
 
@@ -98,7 +101,8 @@ def predictor_path(path: str | Path | None = None) -> Path:
             return p
     raise FacesExtraMissingError(
         f"the landmark model {PREDICTOR} was not found; install it with {INSTALL_HINT} "
-        f"(the face-recognition-models package ships it) or `deltabench weights fetch {PREDICTOR}`")
+        f"(the face-recognition-models package ships it) or `deltabench weights fetch {PREDICTOR}`"
+    )
 
 
 @lru_cache(maxsize=2)
@@ -135,8 +139,9 @@ def _rgb_array(image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def detect_faces(image, upsample: int = 1, max_side: int | None = DETECT_MAX_SIDE,
-                 predictor: str | Path | None = None) -> list[Face]:
+def detect_faces(
+    image, upsample: int = 1, max_side: int | None = DETECT_MAX_SIDE, predictor: str | Path | None = None
+) -> list[Face]:
     """Every face dlib's frontal detector finds (``upsample`` times upsampled, as e4e calls it),
     largest box first (ties: higher detector score first), each with its 68 landmarks.
 
@@ -150,14 +155,19 @@ def detect_faces(image, upsample: int = 1, max_side: int | None = DETECT_MAX_SID
     small = arr
     if max_side and max(h, w) > max_side:
         scale = max_side / max(h, w)
-        small = np.asarray(Image.fromarray(arr).resize(
-            (max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS))
+        small = np.asarray(
+            Image.fromarray(arr).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+        )
     boxes, scores, _ = _face_detector().run(small, upsample, 0.0)
     faces = []
     for rect, score in zip(boxes, scores):
         if scale != 1.0:
-            rect = dlib.rectangle(int(round(rect.left() / scale)), int(round(rect.top() / scale)),
-                                  int(round(rect.right() / scale)), int(round(rect.bottom() / scale)))
+            rect = dlib.rectangle(
+                int(round(rect.left() / scale)),
+                int(round(rect.top() / scale)),
+                int(round(rect.right() / scale)),
+                int(round(rect.bottom() / scale)),
+            )
         pts = shape(arr, rect)
         lm = np.array([(p.x, p.y) for p in pts.parts()], dtype=np.float64)
         faces.append(Face((rect.left(), rect.top(), rect.right(), rect.bottom()), float(score), lm))
@@ -166,6 +176,7 @@ def detect_faces(image, upsample: int = 1, max_side: int | None = DETECT_MAX_SID
 
 
 # ------------------------------------------------------------------------------ the recipe
+
 
 def ffhq_quad(landmarks) -> tuple[np.ndarray, float]:
     """FFHQ's oriented crop for 68 dlib landmarks: ``(quad [4, 2], side length)``; corners
@@ -259,22 +270,33 @@ class Aligned:
 
     def record(self, source: str = "") -> dict:
         """JSON-ready: everything :func:`paste_back` needs, and the landmarks."""
-        r = {"format": RECORD_FORMAT, "source": source, "photo_size": list(self.photo_size),
-             "size": self.size, "transform_size": self.transform_size,
-             "quad": self.quad.tolist(),
-             "quad_corners": "top-left, bottom-left, bottom-right, top-right; photo pixel coordinates "
-                             "(EXIF orientation applied); the aligned image's corners map to quad + 0.5",
-             "landmarks": self.landmarks.round(4).tolist(),
-             "landmarks_aligned": self.landmarks_aligned().round(3).tolist()}
+        r = {
+            "format": RECORD_FORMAT,
+            "source": source,
+            "photo_size": list(self.photo_size),
+            "size": self.size,
+            "transform_size": self.transform_size,
+            "quad": self.quad.tolist(),
+            "quad_corners": "top-left, bottom-left, bottom-right, top-right; photo pixel coordinates "
+            "(EXIF orientation applied); the aligned image's corners map to quad + 0.5",
+            "landmarks": self.landmarks.round(4).tolist(),
+            "landmarks_aligned": self.landmarks_aligned().round(3).tolist(),
+        }
         if self.face is not None:
-            r.update(face_box=list(self.face.box), detector_score=round(self.face.score, 4),
-                     faces_found=self.n_faces)
+            r.update(face_box=list(self.face.box), detector_score=round(self.face.score, 4), faces_found=self.n_faces)
         return r
 
 
-def align_face(image, size: int = 1024, *, landmarks=None, face: Face | None = None,
-               transform_size: int | None = None, upsample: int = 1,
-               predictor: str | Path | None = None) -> Aligned:
+def align_face(
+    image,
+    size: int = 1024,
+    *,
+    landmarks=None,
+    face: Face | None = None,
+    transform_size: int | None = None,
+    upsample: int = 1,
+    predictor: str | Path | None = None,
+) -> Aligned:
     """Align the largest face of ``image`` (PIL image or RGB uint8 array) the FFHQ way.
 
     ``landmarks`` ([68, 2], dlib's order) or ``face`` skip the detection. Raises
@@ -308,15 +330,25 @@ def align_face(image, size: int = 1024, *, landmarks=None, face: Face | None = N
     # Crop to the quad plus a border.
     border = max(int(np.rint(qsize * 0.1)), 3)
     lo, hi = np.floor((q - 0.5).min(axis=0)).astype(int), np.ceil((q - 0.5).max(axis=0)).astype(int)
-    box = (max(lo[0] - border, 0), max(lo[1] - border, 0),
-           min(hi[0] + border, img.size[0]), min(hi[1] + border, img.size[1]))
+    box = (
+        max(lo[0] - border, 0),
+        max(lo[1] - border, 0),
+        min(hi[0] + border, img.size[0]),
+        min(hi[1] + border, img.size[1]),
+    )
     if box[2] - box[0] < img.size[0] or box[3] - box[1] < img.size[1]:
         img = img.crop(box)
         q = q - box[:2]
     # Pad where the quad leaves the photo: reflect, blur toward the edge, fade to the median.
     lo, hi = np.floor((q - 0.5).min(axis=0)).astype(int), np.ceil((q - 0.5).max(axis=0)).astype(int)
-    pad = np.array([max(border - lo[0], 0), max(border - lo[1], 0),
-                    max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0)])
+    pad = np.array(
+        [
+            max(border - lo[0], 0),
+            max(border - lo[1], 0),
+            max(hi[0] - img.size[0] + border, 0),
+            max(hi[1] - img.size[1] + border, 0),
+        ]
+    )
     if pad.max() > border - 4:
         pad = np.maximum(pad, max(int(np.rint(qsize * 0.3)), 1))
         img = _pad_blend(np.asarray(img, dtype=np.float32), pad, qsize)
@@ -338,8 +370,9 @@ def _pad_blend(arr: np.ndarray, pad: np.ndarray, qsize: float) -> Image.Image:
     yy, xx = np.ogrid[:h, :w]
     xx, yy = xx.astype(np.float32)[..., None], yy.astype(np.float32)[..., None]
     # 0 inside the photo, rising to 1 at the outer edge of the padding
-    mask = np.maximum(1.0 - np.minimum(xx / left, (w - 1 - xx) / right),
-                      1.0 - np.minimum(yy / top, (h - 1 - yy) / bottom))
+    mask = np.maximum(
+        1.0 - np.minimum(xx / left, (w - 1 - xx) / right), 1.0 - np.minimum(yy / top, (h - 1 - yy) / bottom)
+    )
     sigma = qsize * 0.02
     arr += (gaussian_filter(arr, [sigma, sigma, 0]) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
     arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
@@ -347,6 +380,7 @@ def _pad_blend(arr: np.ndarray, pad: np.ndarray, qsize: float) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------ paste-back
+
 
 def face_mask(size, kind: str = "face", feather: float = 0.15) -> np.ndarray:
     """A soft mask ``[h, w]`` in [0, 1] over an aligned image of side ``size`` (or
@@ -398,7 +432,7 @@ def paste_back(original, aligned_edit, quad, mask="face", feather: float = 0.15)
     out = photo.copy()
     if x1 < x0 or y1 < y0:
         return Image.fromarray(out)
-    ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+    ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
     uv = to_aligned(np.stack([xs, ys], axis=-1), q, (ew, eh))
     coords = np.stack([uv[..., 1], uv[..., 0]])  # (row, col)
     weight = map_coordinates(m, coords, order=1, mode="constant", cval=0.0)
@@ -407,7 +441,7 @@ def paste_back(original, aligned_edit, quad, mask="face", feather: float = 0.15)
         return Image.fromarray(out)
     pts = coords[:, inside]
     src = np.stack([map_coordinates(edit[..., c], pts, order=1, mode="nearest") for c in range(3)], axis=-1)
-    region = out[y0:y1 + 1, x0:x1 + 1]
+    region = out[y0 : y1 + 1, x0 : x1 + 1]
     old = region[inside].astype(np.float32)
     region[inside] = np.uint8(np.clip(np.rint(old + weight[inside][:, None] * (src - old)), 0, 255))
     return Image.fromarray(out)
@@ -415,8 +449,11 @@ def paste_back(original, aligned_edit, quad, mask="face", feather: float = 0.15)
 
 def _record_json(record: dict) -> str:
     """One key a line, each value compact (68 landmark pairs stay readable)."""
-    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
-                                for k, v in record.items()) + "\n}\n"
+    return (
+        "{\n"
+        + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in record.items())
+        + "\n}\n"
+    )
 
 
 def load_record(path: str | Path) -> dict:
@@ -434,6 +471,7 @@ def load_record(path: str | Path) -> dict:
 
 # ------------------------------------------------------------------------------ CLI
 
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -446,8 +484,9 @@ def _positive_int(text: str) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``deltabench align IMAGES... --out DIR [--size N]`` on the CLI's subparsers."""
-    a = subparsers.add_parser("align", help="FFHQ alignment of real photos (dlib 68 landmarks), "
-                              "with the transform for pasting edits back")
+    a = subparsers.add_parser(
+        "align", help="FFHQ alignment of real photos (dlib 68 landmarks), with the transform for pasting edits back"
+    )
     a.add_argument("images", nargs="+", metavar="IMAGE", help="photos (PNG, JPEG, ...)")
     a.add_argument("--out", required=True, help="directory for <stem>.png and <stem>.json")
     a.add_argument("--size", type=_positive_int, default=1024, help="side of the aligned images (default 1024)")
@@ -462,8 +501,10 @@ def _cmd_align(args) -> int:
     stems: dict[str, Path] = {}
     for p in paths:
         if p.stem in stems and stems[p.stem] != p:
-            raise AlignError(f"{stems[p.stem]} and {p} would both be written as {out / p.stem}.png; "
-                             "rename one or align them into separate --out directories")
+            raise AlignError(
+                f"{stems[p.stem]} and {p} would both be written as {out / p.stem}.png; "
+                "rename one or align them into separate --out directories"
+            )
         stems[p.stem] = p
     _dlib()
     predictor = predictor_path()
@@ -472,12 +513,17 @@ def _cmd_align(args) -> int:
     for p in dict.fromkeys(paths):
         faces = detect_faces(load_photo(p), predictor=predictor)
         if not faces:
-            raise NoFaceError(f"{p}: no face found — dlib's frontal face detector needs a roughly "
-                              "frontal face at least about 40 px wide; nothing was written")
+            raise NoFaceError(
+                f"{p}: no face found — dlib's frontal face detector needs a roughly "
+                "frontal face at least about 40 px wide; nothing was written"
+            )
         if len(faces) > 1:
             l, t, r, b = faces[0].box
-            print(f"deltabench: {p}: {len(faces)} faces found; aligning the largest "
-                  f"({r - l + 1}x{b - t + 1} px at ({l}, {t}))", file=sys.stderr)
+            print(
+                f"deltabench: {p}: {len(faces)} faces found; aligning the largest "
+                f"({r - l + 1}x{b - t + 1} px at ({l}, {t}))",
+                file=sys.stderr,
+            )
         found.append((p, faces[0], len(faces)))
     out.mkdir(parents=True, exist_ok=True)
     for p, face, n in found:

@@ -49,6 +49,7 @@ StyleGAN3's own synthesis (``SynthesisInput`` and its layers), synthesis archite
 than ``'skip'``, non-RGB outputs, a mapping whose widths differ from ``w_dim``, and tensors
 the conversion would not use.
 """
+
 from __future__ import annotations
 
 import io
@@ -74,7 +75,7 @@ class _Persistent:
     def __init__(self, class_name: str, state: dict):
         self.class_name, self.state = class_name, state
 
-    def child(self, name: str) -> "_Persistent | None":
+    def child(self, name: str) -> _Persistent | None:
         return (self.state.get("_modules") or {}).get(name)
 
     def children(self) -> dict:
@@ -147,8 +148,11 @@ class _NumpyArray:
         if not isinstance(dtype, _NumpyDType) or not isinstance(raw, bytes):
             raise pickle.UnpicklingError("a numpy array that is not plain numbers")
         shape = tuple(int(x) for x in shape)
-        self.array = np.frombuffer(raw, dtype=dtype.dtype, count=int(np.prod(shape))).reshape(
-            shape, order="F" if fortran else "C").copy()
+        self.array = (
+            np.frombuffer(raw, dtype=dtype.dtype, count=int(np.prod(shape)))
+            .reshape(shape, order="F" if fortran else "C")
+            .copy()
+        )
 
 
 _NDARRAY = object()  # stands for numpy.ndarray: only _NumpyArray accepts it
@@ -189,8 +193,12 @@ def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
 def _record_persistent(meta):
     """Stands in for ``torch_utils.persistence._reconstruct_persistent_obj``: records the class
     name and state; ``module_src`` is dropped unread (never executed, never kept)."""
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str) \
-            or not isinstance(meta.get("state"), dict):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("type") != "class"
+        or not isinstance(meta.get("class_name"), str)
+        or not isinstance(meta.get("state"), dict)
+    ):
         raise pickle.UnpicklingError("a persistent object whose record is not NVIDIA's (type, class_name, state)")
     return _Persistent(meta["class_name"], dict(meta["state"]))
 
@@ -245,15 +253,29 @@ def read_network_pickle(path: str | Path):
             raise CheckpointError(
                 f"{path}: a TensorFlow StyleGAN/StyleGAN2 pickle (dnnlib.tflib.network.Network), not a PyTorch one; "
                 f"convert it with NVIDIA's stylegan2-ada-pytorch legacy.py (which runs code from it: do that only "
-                f"for a file you trust) and give the converted .pkl") from None
+                f"for a file you trust) and give the converted .pkl"
+            ) from None
         raise CheckpointError(
             f"{path}: refused: the pickle asks for {asked}, which is not among the tensors and plain values a "
             f"StyleGAN2 network pickle holds; nothing from the file was run. Loading it could run arbitrary code: "
-            f"use a snapshot written by NVIDIA's stylegan2-ada-pytorch / stylegan3 training loop") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, MemoryError, OverflowError) as e:
-        raise CheckpointError(f"{path}: cannot read it as {WHAT} ({type(e).__name__}: {e}); download it again "
-                              f"or check that it is such a file") from None
+            f"use a snapshot written by NVIDIA's stylegan2-ada-pytorch / stylegan3 training loop"
+        ) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        MemoryError,
+        OverflowError,
+    ) as e:
+        raise CheckpointError(
+            f"{path}: cannot read it as {WHAT} ({type(e).__name__}: {e}); download it again "
+            f"or check that it is such a file"
+        ) from None
 
 
 # -- conversion -------------------------------------------------------------------------------
@@ -268,8 +290,11 @@ def _taps(f: torch.Tensor, path, where: str) -> tuple[float, ...]:
     f = f.double()
     row = f if f.ndim == 1 else f.sum(0)
     if f.ndim == 2 and not torch.allclose(torch.outer(row, row) / row.sum() ** 2, f / f.sum(), atol=1e-6):
-        raise _refuse(path, f"{where}.resample_filter is not a separable filter; deltabench's generator "
-                            f"resamples with a separable FIR filter")
+        raise _refuse(
+            path,
+            f"{where}.resample_filter is not a separable filter; deltabench's generator "
+            f"resamples with a separable FIR filter",
+        )
     if f.ndim not in (1, 2) or not torch.allclose(row, row.flip(0)):
         raise _refuse(path, f"{where}.resample_filter is not a symmetric separable filter")
     return tuple(float(x) for x in (row / row.min()).tolist())
@@ -278,13 +303,17 @@ def _taps(f: torch.Tensor, path, where: str) -> tuple[float, ...]:
 def _check_class(obj, want: str, where: str, path) -> _Persistent:
     if not isinstance(obj, _Persistent) or obj.class_name != want:
         found = obj.class_name if isinstance(obj, _Persistent) else type(obj).__name__
-        raise _refuse(path, f"{where} is a {found}, expected StyleGAN2's {want} (training/networks.py of "
-                            f"stylegan2-ada-pytorch, networks_stylegan2.py of stylegan3); not a StyleGAN2 generator")
+        raise _refuse(
+            path,
+            f"{where} is a {found}, expected StyleGAN2's {want} (training/networks.py of "
+            f"stylegan2-ada-pytorch, networks_stylegan2.py of stylegan3); not a StyleGAN2 generator",
+        )
     return obj
 
 
-def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
-                          ) -> tuple[StyleGAN2, torch.Tensor | None, dict]:
+def generator_from_record(
+    rec: _Persistent, path: str | Path = "<pickle>"
+) -> tuple[StyleGAN2, torch.Tensor | None, dict]:
     """A recorded NVIDIA StyleGAN2 ``Generator`` -> ``(G.eval(), w_avg or None, info)``.
 
     Every parameter and buffer of the record is used (or checked, for the resampling filters);
@@ -293,18 +322,29 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
     if not isinstance(rec, _Persistent):
         raise _refuse(path, f"the generator entry is a {type(rec).__name__}, not an NVIDIA network")
     syn, mapping = rec.child("synthesis"), rec.child("mapping")
-    if rec.class_name == "Generator" and isinstance(syn, _Persistent) and (
-            syn.child("input") is not None or any(isinstance(m, _Persistent) and m.class_name == "SynthesisInput"
-                                                  for m in syn.children().values())):
-        raise _refuse(path, "a StyleGAN3 (alias-free) generator: its synthesis network (SynthesisInput and "
-                            "Fourier-feature layers) is not StyleGAN2's; deltabench reads StyleGAN2 generators only "
-                            "(stylegan3's --cfg=stylegan2 snapshots are read)")
+    if (
+        rec.class_name == "Generator"
+        and isinstance(syn, _Persistent)
+        and (
+            syn.child("input") is not None
+            or any(isinstance(m, _Persistent) and m.class_name == "SynthesisInput" for m in syn.children().values())
+        )
+    ):
+        raise _refuse(
+            path,
+            "a StyleGAN3 (alias-free) generator: its synthesis network (SynthesisInput and "
+            "Fourier-feature layers) is not StyleGAN2's; deltabench reads StyleGAN2 generators only "
+            "(stylegan3's --cfg=stylegan2 snapshots are read)",
+        )
     _check_class(rec, "Generator", "G_ema", path)
     c_dim = int(rec.attr("c_dim", 0) or 0)
     if c_dim > 0 or (isinstance(mapping, _Persistent) and mapping.child("embed") is not None):
-        raise _refuse(path, f"a conditional generator (c_dim={c_dim}: one class label per image); deltabench edits "
-                            f"unconditional generators (c_dim=0); train one without --cond, or export a generator "
-                            f"with the label folded in")
+        raise _refuse(
+            path,
+            f"a conditional generator (c_dim={c_dim}: one class label per image); deltabench edits "
+            f"unconditional generators (c_dim=0); train one without --cond, or export a generator "
+            f"with the label folded in",
+        )
     syn = _check_class(syn, "SynthesisNetwork", "G_ema.synthesis", path)
     mapping = _check_class(mapping, "MappingNetwork", "G_ema.mapping", path)
     img_channels = int(rec.attr("img_channels", syn.attr("img_channels", 3)))
@@ -315,8 +355,9 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
         raise _refuse(path, f"img_resolution {res} is not a power of two >= 4")
     z_dim, w_dim = int(rec.attr("z_dim", 0)), int(rec.attr("w_dim", 0))
     if z_dim != w_dim or w_dim < 1:
-        raise _refuse(path, f"z_dim={z_dim} differs from w_dim={w_dim}; deltabench's generator has one style_dim "
-                            f"for both")
+        raise _refuse(
+            path, f"z_dim={z_dim} differs from w_dim={w_dim}; deltabench's generator has one style_dim for both"
+        )
     used: set[str] = set()
     src = rec.tensors()
 
@@ -335,25 +376,33 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
     for i in range(n_mlp):
         fc = _check_class(mapping.child(f"fc{i}"), "FullyConnectedLayer", f"G_ema.mapping.fc{i}", path)
         if fc.attr("activation") != "lrelu":
-            raise _refuse(path, f"G_ema.mapping.fc{i} uses activation {fc.attr('activation')!r}; deltabench's mapping "
-                                f"is StyleGAN2's leaky ReLU ('lrelu')")
+            raise _refuse(
+                path,
+                f"G_ema.mapping.fc{i} uses activation {fc.attr('activation')!r}; deltabench's mapping "
+                f"is StyleGAN2's leaky ReLU ('lrelu')",
+            )
         w = take(f"mapping.fc{i}.weight")
         if tuple(w.shape) != (w_dim, w_dim):
-            raise _refuse(path, f"G_ema.mapping.fc{i} is {tuple(w.shape)}; deltabench's mapping layers are "
-                                f"w_dim x w_dim ({w_dim})")
+            raise _refuse(
+                path,
+                f"G_ema.mapping.fc{i} is {tuple(w.shape)}; deltabench's mapping layers are w_dim x w_dim ({w_dim})",
+            )
         lr = float(fc.attr("bias_gain", 1.0))
         gain = float(fc.attr("weight_gain", lr / math.sqrt(w_dim)))
         if lr_mlp is None:
             lr_mlp = lr
         if not math.isclose(lr, lr_mlp, rel_tol=1e-6) or not math.isclose(gain, lr / math.sqrt(w_dim), rel_tol=1e-6):
-            raise _refuse(path, f"G_ema.mapping.fc{i}: learning-rate multipliers differ between layers or from "
-                                f"weight_gain = lr/sqrt(fan_in); deltabench's mapping has one lr_mlp")
+            raise _refuse(
+                path,
+                f"G_ema.mapping.fc{i}: learning-rate multipliers differ between layers or from "
+                f"weight_gain = lr/sqrt(fan_in); deltabench's mapping has one lr_mlp",
+            )
         sd[f"style.{i + 1}.weight"] = w
         sd[f"style.{i + 1}.bias"] = take(f"mapping.fc{i}.bias")
     w_avg = take("mapping.w_avg") if "mapping.w_avg" in src else None
 
     # synthesis
-    resolutions = [2 ** i for i in range(2, int(math.log2(res)) + 1)]
+    resolutions = [2**i for i in range(2, int(math.log2(res)) + 1)]
     channels, clamps, taps = {}, set(), set()
     noise_i = 0
 
@@ -361,8 +410,11 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
         nonlocal noise_i
         _check_class(nv, "SynthesisLayer", where, path)
         if nv.attr("activation") != "lrelu" or int(nv.attr("up", 1)) != up:
-            raise _refuse(path, f"{where}: activation {nv.attr('activation')!r}, up={nv.attr('up')}; StyleGAN2 "
-                                f"synthesis layers are 'lrelu' with up={up} here")
+            raise _refuse(
+                path,
+                f"{where}: activation {nv.attr('activation')!r}, up={nv.attr('up')}; StyleGAN2 "
+                f"synthesis layers are 'lrelu' with up={up} here",
+            )
         w = take(f"{name}.weight")
         if w.shape[-1] != 3 or w.shape[-2] != 3:
             raise _refuse(path, f"{where}: a {tuple(w.shape[-2:])} kernel; deltabench's convs are 3x3")
@@ -402,9 +454,12 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
         b = _check_class(syn.child(f"b{r}"), "SynthesisBlock", where, path)
         arch = b.attr("architecture", "skip")
         if arch != "skip":
-            raise _refuse(path, f"synthesis architecture {arch!r} ({where}); deltabench's generator is StyleGAN2's "
-                                f"'skip' generator (the default of stylegan2-ada-pytorch and stylegan3); "
-                                f"retrain or export with architecture='skip'")
+            raise _refuse(
+                path,
+                f"synthesis architecture {arch!r} ({where}); deltabench's generator is StyleGAN2's "
+                f"'skip' generator (the default of stylegan2-ada-pytorch and stylegan3); "
+                f"retrain or export with architecture='skip'",
+            )
         pre = f"synthesis.b{r}"
         if f"{pre}.resample_filter" in src:
             used.add(f"{pre}.resample_filter")
@@ -422,19 +477,31 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
             torgb(b.child("torgb"), f"{pre}.torgb", f"to_rgbs.{i - 1}", f"{where}.torgb")
             channels[r] = int(sd[f"convs.{2 * i - 1}.activate.bias"].shape[0])
     if len(clamps) != 1:
-        raise _refuse(path, f"layers clamp at different values {sorted(map(str, clamps))}; deltabench's generator "
-                            f"has one conv_clamp")
+        raise _refuse(
+            path,
+            f"layers clamp at different values {sorted(map(str, clamps))}; deltabench's generator has one conv_clamp",
+        )
     if len(taps) > 1:
-        raise _refuse(path, f"layers resample with different filters {sorted(taps)}; deltabench's generator has "
-                            f"one blur kernel")
+        raise _refuse(
+            path, f"layers resample with different filters {sorted(taps)}; deltabench's generator has one blur kernel"
+        )
     unused = sorted(set(src) - used)
     if unused:
-        raise _refuse(path, f"G_ema holds tensors a StyleGAN2 'skip' generator has no use for ({unused[:5]}); "
-                            f"not a generator deltabench can convert exactly")
+        raise _refuse(
+            path,
+            f"G_ema holds tensors a StyleGAN2 'skip' generator has no use for ({unused[:5]}); "
+            f"not a generator deltabench can convert exactly",
+        )
     (clamp,) = clamps
-    cfg = GeneratorConfig(size=res, style_dim=w_dim, n_mlp=n_mlp, channels=channels, lr_mlp=float(lr_mlp),
-                          blur_kernel=next(iter(taps)) if taps else (1, 3, 3, 1),
-                          conv_clamp=None if clamp is None else float(clamp))
+    cfg = GeneratorConfig(
+        size=res,
+        style_dim=w_dim,
+        n_mlp=n_mlp,
+        channels=channels,
+        lr_mlp=float(lr_mlp),
+        blur_kernel=next(iter(taps)) if taps else (1, 3, 3, 1),
+        conv_clamp=None if clamp is None else float(clamp),
+    )
     G = StyleGAN2(cfg)
     own = G.state_dict()
     for k, v in own.items():  # the resampling kernels are built from the taps: check, keep ours
@@ -443,20 +510,29 @@ def generator_from_record(rec: _Persistent, path: str | Path = "<pickle>"
     try:
         G.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise _refuse(path, f"the converted tensors do not fit the generator {cfg.to_dict()}: "
-                            f"{' '.join(str(e).split())}") from None
+        raise _refuse(
+            path, f"the converted tensors do not fit the generator {cfg.to_dict()}: {' '.join(str(e).split())}"
+        ) from None
     syn_kwargs = rec.attr("_init_kwargs") or {}
     syn_kwargs = syn_kwargs.get("synthesis_kwargs", syn_kwargs) if isinstance(syn_kwargs, dict) else {}
-    info = {"format": "nvidia", "z_dim": z_dim, "w_dim": w_dim, "img_resolution": res, "mapping_layers": n_mlp,
-            "lr_multiplier": float(lr_mlp), "conv_clamp": cfg.conv_clamp,
-            "num_fp16_res": syn_kwargs.get("num_fp16_res") if isinstance(syn_kwargs, dict) else None,
-            "channels": {str(k): int(v) for k, v in sorted(channels.items())},
-            "w_avg": w_avg is not None}
+    info = {
+        "format": "nvidia",
+        "z_dim": z_dim,
+        "w_dim": w_dim,
+        "img_resolution": res,
+        "mapping_layers": n_mlp,
+        "lr_multiplier": float(lr_mlp),
+        "conv_clamp": cfg.conv_clamp,
+        "num_fp16_res": syn_kwargs.get("num_fp16_res") if isinstance(syn_kwargs, dict) else None,
+        "channels": {str(k): int(v) for k, v in sorted(channels.items())},
+        "w_avg": w_avg is not None,
+    }
     return G.eval(), w_avg, info
 
 
-def load_nvidia_generator(path: str | Path, key: str = "G_ema", map_location: str | torch.device = "cpu"
-                          ) -> tuple[StyleGAN2, torch.Tensor, dict]:
+def load_nvidia_generator(
+    path: str | Path, key: str = "G_ema", map_location: str | torch.device = "cpu"
+) -> tuple[StyleGAN2, torch.Tensor, dict]:
     """Read an NVIDIA network pickle safely -> ``(G.eval(), latent_avg [w_dim], info)``.
 
     ``latent_avg`` is NVIDIA's ``mapping.w_avg`` (its truncation centre); a pickle without one
@@ -489,7 +565,8 @@ def is_nvidia_pickle(path: str | Path) -> bool:
     except OSError:
         return False
     return head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") and (
-        b"torch_utils.persistence" in head or b"dnnlib" in head)
+        b"torch_utils.persistence" in head or b"dnnlib" in head
+    )
 
 
 def load_stylegan2(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[StyleGAN2, torch.Tensor, dict]:
@@ -505,5 +582,10 @@ def load_stylegan2(path: str | Path, map_location: str | torch.device = "cpu") -
     return G, latent_avg, {"format": "rosinality"}
 
 
-__all__ = ["generator_from_record", "is_nvidia_pickle", "load_nvidia_generator", "load_stylegan2",
-           "read_network_pickle"]
+__all__ = [
+    "generator_from_record",
+    "is_nvidia_pickle",
+    "load_nvidia_generator",
+    "load_stylegan2",
+    "read_network_pickle",
+]

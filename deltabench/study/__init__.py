@@ -8,6 +8,7 @@
 - :mod:`deltabench.study.analyze`: preference rates with participant-bootstrap intervals,
   Bradley–Terry ranking, attention-check exclusions, rater agreement, figure, tables and a page.
 """
+
 from __future__ import annotations
 
 FORMAT = "deltabench-study/1"

@@ -15,6 +15,7 @@
 - Bad response files (not JSON or truncated, another study's, a participant already seen,
   rounds missing, trials that do not match the study) are left out with one line each.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,6 +32,7 @@ N_BOOT = 2000
 
 
 # --- reading ------------------------------------------------------------------------------------
+
 
 def _files(paths) -> list[Path]:
     out = []
@@ -69,8 +71,14 @@ def check_response(r: dict, study: dict | None) -> str | None:
     trials = r.get("trials")
     if not isinstance(trials, list):
         return "no trials list: not a complete response file"
-    bad = [t for t in trials if not isinstance(t, dict) or t.get("kind") not in ("round", "check")
-           or t.get("accuracy") not in ("left", "right") or t.get("realism") not in ("left", "right")]
+    bad = [
+        t
+        for t in trials
+        if not isinstance(t, dict)
+        or t.get("kind") not in ("round", "check")
+        or t.get("accuracy") not in ("left", "right")
+        or t.get("realism") not in ("left", "right")
+    ]
     if bad:
         return f"{len(bad)} trials without both answers (left/right)"
     got = Counter(t["item"] for t in trials if t["kind"] == "round")
@@ -78,9 +86,15 @@ def check_response(r: dict, study: dict | None) -> str | None:
     dup = sorted(k for k, n in got.items() if n > 1)
     extra = sorted(set(got) - set(range(rounds)))
     if missing or dup or extra or rounds == 0:
-        what = "; ".join(s for s in (f"missing rounds {missing}" if missing else "",
-                                     f"rounds answered twice {dup}" if dup else "",
-                                     f"unknown rounds {extra}" if extra else "") if s)
+        what = "; ".join(
+            s
+            for s in (
+                f"missing rounds {missing}" if missing else "",
+                f"rounds answered twice {dup}" if dup else "",
+                f"unknown rounds {extra}" if extra else "",
+            )
+            if s
+        )
         return f"answered {len(set(got) & set(range(rounds)))} of {rounds} rounds ({what or 'no rounds'})"
     got_c = sorted(t["item"] for t in trials if t["kind"] == "check")
     if got_c != list(range(checks)):
@@ -90,8 +104,10 @@ def check_response(r: dict, study: dict | None) -> str | None:
             if t["kind"] == "round":
                 it = study["items"][t["item"]]
                 if sorted([t.get("left"), t.get("right")]) != sorted(it["methods"]):
-                    return (f"round {t['item']} records {t.get('left')}/{t.get('right')}, the study pairs "
-                            f"{'/'.join(it['methods'])} there: a page of another version")
+                    return (
+                        f"round {t['item']} records {t.get('left')}/{t.get('right')}, the study pairs "
+                        f"{'/'.join(it['methods'])} there: a page of another version"
+                    )
                 a = 0 if t["left"] == it["methods"][0] else 1
                 if t.get("left_image") != it["images"][a] or t.get("right_image") != it["images"][1 - a]:
                     return f"round {t['item']}: its images do not match the study's (a page of another version)"
@@ -113,11 +129,15 @@ def load_responses(paths, study: dict | None = None) -> tuple[list[dict], list[s
             problems.append(f"{f}: not a text file; left out")
             continue
         except ValueError as e:
-            problems.append(f"{f}: not valid JSON, truncated or damaged ({e.msg}, line {e.lineno} column {e.colno}); left out "
-                            f"(ask the participant for the file again)")
+            problems.append(
+                f"{f}: not valid JSON, truncated or damaged ({e.msg}, line {e.lineno} column {e.colno}); left out "
+                f"(ask the participant for the file again)"
+            )
             continue
         if not isinstance(r, dict) or r.get("format") != RESPONSES_FORMAT:
-            problems.append(f"{f}: not a deltabench study response file (format {r.get('format') if isinstance(r, dict) else None!r}); left out")
+            problems.append(
+                f"{f}: not a deltabench study response file (format {r.get('format') if isinstance(r, dict) else None!r}); left out"
+            )
             continue
         parsed.append((f, r))
     if study is not None:
@@ -130,8 +150,10 @@ def load_responses(paths, study: dict | None = None) -> tuple[list[dict], list[s
     good, seen = [], {}
     for f, r in parsed:
         if r.get("study_id") != sid:
-            problems.append(f"{f}: responses to study {r.get('study_id')!r}, not this study {sid!r}"
-                            f"{' (--study)' if study is not None else ''}; left out (analyse each study's files apart)")
+            problems.append(
+                f"{f}: responses to study {r.get('study_id')!r}, not this study {sid!r}"
+                f"{' (--study)' if study is not None else ''}; left out (analyse each study's files apart)"
+            )
             continue
         pid = str(r.get("participant") or "").strip()
         if not pid:
@@ -152,6 +174,7 @@ def load_responses(paths, study: dict | None = None) -> tuple[list[dict], list[s
 
 
 # --- statistics ---------------------------------------------------------------------------------
+
 
 def _cluster_rate(values: np.ndarray, clusters: np.ndarray, seed: int, n_boot: int = N_BOOT):
     from deltabench.stats import mean_interval
@@ -198,8 +221,9 @@ def fleiss_kappa(counts: np.ndarray) -> tuple[float, float]:
     return float(kappa), p_bar
 
 
-def analyze(responses: list[dict], study: dict | None, max_check_failures: int = 0, seed: int = 0,
-            n_boot: int = N_BOOT) -> dict:
+def analyze(
+    responses: list[dict], study: dict | None, max_check_failures: int = 0, seed: int = 0, n_boot: int = N_BOOT
+) -> dict:
     methods = list(study["methods"]) if study else list(responses[0]["methods"])
     checks_of = {}
     excluded, kept = [], []
@@ -208,14 +232,31 @@ def analyze(responses: list[dict], study: dict | None, max_check_failures: int =
         failed = sum(1 for t in ch if t.get(t["accuracy"]) != "edit")
         checks_of[r["participant"]] = (len(ch) - failed, len(ch))
         if failed > max_check_failures:
-            excluded.append({"participant": r["participant"], "file": r["file"], "checks_passed": len(ch) - failed,
-                             "checks": len(ch)})
+            excluded.append(
+                {
+                    "participant": r["participant"],
+                    "file": r["file"],
+                    "checks_passed": len(ch) - failed,
+                    "checks": len(ch),
+                }
+            )
         else:
             kept.append(r)
-    out = {"study_id": (study or responses[0])["study_id"], "methods": methods, "participants": len(responses),
-           "included": len(kept), "excluded": excluded, "max_check_failures": max_check_failures,
-           "attention": {p: {"passed": a, "of": b} for p, (a, b) in checks_of.items()}, "n_boot": n_boot,
-           "pairs": [], "methods_rates": [], "bradley_terry": [], "agreement": [], "per_item": []}
+    out = {
+        "study_id": (study or responses[0])["study_id"],
+        "methods": methods,
+        "participants": len(responses),
+        "included": len(kept),
+        "excluded": excluded,
+        "max_check_failures": max_check_failures,
+        "attention": {p: {"passed": a, "of": b} for p, (a, b) in checks_of.items()},
+        "n_boot": n_boot,
+        "pairs": [],
+        "methods_rates": [],
+        "bradley_terry": [],
+        "agreement": [],
+        "per_item": [],
+    }
     if not kept:
         return out
     pids = sorted({r["participant"] for r in kept})
@@ -230,24 +271,56 @@ def analyze(responses: list[dict], study: dict | None, max_check_failures: int =
                 rows.append((q, pidx[r["participant"]], int(t["item"]), pair[0], pair[1], t[t[q]]))
     for qi, q in enumerate(QUESTIONS):
         qrows = [x for x in rows if x[0] == q]
-        pairs = sorted({(a, b) for _, _, _, a, b, _ in qrows}, key=lambda ab: (methods.index(ab[0]), methods.index(ab[1])))
+        pairs = sorted(
+            {(a, b) for _, _, _, a, b, _ in qrows}, key=lambda ab: (methods.index(ab[0]), methods.index(ab[1]))
+        )
         for a, b in pairs:
             sel = [x for x in qrows if (x[3], x[4]) == (a, b)]
             v = np.array([x[5] == a for x in sel], dtype=np.float64)
             c = np.array([x[1] for x in sel])
             iv = _cluster_rate(v, c, seed, n_boot)
-            out["pairs"].append({"question": q, "method": a, "versus": b, "rate": iv.value, "lo": iv.lo, "hi": iv.hi,
-                                 "judgements": iv.n, "participants": iv.clusters})
-            out["pairs"].append({"question": q, "method": b, "versus": a, "rate": 1 - iv.value, "lo": 1 - iv.hi,
-                                 "hi": 1 - iv.lo, "judgements": iv.n, "participants": iv.clusters})
+            out["pairs"].append(
+                {
+                    "question": q,
+                    "method": a,
+                    "versus": b,
+                    "rate": iv.value,
+                    "lo": iv.lo,
+                    "hi": iv.hi,
+                    "judgements": iv.n,
+                    "participants": iv.clusters,
+                }
+            )
+            out["pairs"].append(
+                {
+                    "question": q,
+                    "method": b,
+                    "versus": a,
+                    "rate": 1 - iv.value,
+                    "lo": 1 - iv.hi,
+                    "hi": 1 - iv.lo,
+                    "judgements": iv.n,
+                    "participants": iv.clusters,
+                }
+            )
         for m in methods:
             sel = [x for x in qrows if m in (x[3], x[4])]
             if not sel:
                 continue
-            iv = _cluster_rate(np.array([x[5] == m for x in sel], dtype=np.float64), np.array([x[1] for x in sel]),
-                               seed, n_boot)
-            out["methods_rates"].append({"question": q, "method": m, "rate": iv.value, "lo": iv.lo, "hi": iv.hi,
-                                         "judgements": iv.n, "participants": iv.clusters})
+            iv = _cluster_rate(
+                np.array([x[5] == m for x in sel], dtype=np.float64), np.array([x[1] for x in sel]), seed, n_boot
+            )
+            out["methods_rates"].append(
+                {
+                    "question": q,
+                    "method": m,
+                    "rate": iv.value,
+                    "lo": iv.lo,
+                    "hi": iv.hi,
+                    "judgements": iv.n,
+                    "participants": iv.clusters,
+                }
+            )
         if len(methods) > 2:
             k = len(methods)
             per_p = np.zeros((len(pids), k, k))
@@ -257,21 +330,32 @@ def analyze(responses: list[dict], study: dict | None, max_check_failures: int =
             strength = bradley_terry(per_p.sum(0))
             from deltabench.stats import resample_indices
 
-            draws = np.array([bradley_terry(per_p[ix].sum(0))
-                              for ix in resample_indices(len(pids), min(n_boot, 500), seed)])
+            draws = np.array(
+                [bradley_terry(per_p[ix].sum(0)) for ix in resample_indices(len(pids), min(n_boot, 500), seed)]
+            )
             order = np.argsort(-strength)
             for rank, i in enumerate(order, 1):
                 lo, hi = np.quantile(draws[:, i], [0.025, 0.975])
-                out["bradley_terry"].append({"question": q, "rank": rank, "method": methods[i], "prior": BT_PRIOR,
-                                             "strength": float(strength[i]), "lo": float(lo), "hi": float(hi)})
+                out["bradley_terry"].append(
+                    {
+                        "question": q,
+                        "rank": rank,
+                        "method": methods[i],
+                        "prior": BT_PRIOR,
+                        "strength": float(strength[i]),
+                        "lo": float(lo),
+                        "hi": float(hi),
+                    }
+                )
         # agreement: items answered by two or more included participants
         by_item: dict[int, list] = {}
         for _, _, item, a, b, ch in qrows:
             by_item.setdefault(item, [a, b, 0, 0])
             by_item[item][2 if ch == a else 3] += 1
         for item, (a, b, na, nb) in sorted(by_item.items()):
-            out["per_item"].append({"question": q, "item": item, "first": a, "second": b, "first_chosen": na,
-                                    "second_chosen": nb})
+            out["per_item"].append(
+                {"question": q, "item": item, "first": a, "second": b, "first_chosen": na, "second_chosen": nb}
+            )
         counts = np.array([[na, nb] for a, b, na, nb in by_item.values() if na + nb >= 2], dtype=np.float64)
         if len(counts) >= 1 and len(pids) >= 2:
             kappa, agree = fleiss_kappa(counts)
@@ -283,14 +367,24 @@ def analyze(responses: list[dict], study: dict | None, max_check_failures: int =
                 ba.append(a_)
             bk, ba = np.array(bk), np.array(ba)
             kq = np.nanquantile(bk, [0.025, 0.975]) if np.isfinite(bk).any() else (np.nan, np.nan)
-            out["agreement"].append({"question": q, "items": len(counts), "raters_per_item": float(counts.sum(1).mean()),
-                                     "fleiss_kappa": kappa, "kappa_lo": float(kq[0]), "kappa_hi": float(kq[1]),
-                                     "percent_agreement": agree, "agreement_lo": float(np.quantile(ba, 0.025)),
-                                     "agreement_hi": float(np.quantile(ba, 0.975))})
+            out["agreement"].append(
+                {
+                    "question": q,
+                    "items": len(counts),
+                    "raters_per_item": float(counts.sum(1).mean()),
+                    "fleiss_kappa": kappa,
+                    "kappa_lo": float(kq[0]),
+                    "kappa_hi": float(kq[1]),
+                    "percent_agreement": agree,
+                    "agreement_lo": float(np.quantile(ba, 0.025)),
+                    "agreement_hi": float(np.quantile(ba, 0.975)),
+                }
+            )
     return out
 
 
 # --- writing ------------------------------------------------------------------------------------
+
 
 def _pct(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
@@ -300,9 +394,18 @@ def table_rows(res: dict) -> list[dict]:
     """One row per question and method: its preference rate (two methods: against the other;
     more: its win rate over all its comparisons)."""
     rows = res["methods_rates"]
-    return [{"question": QUESTION_TITLES[r["question"]], "method": r["method"], "preferred_pct": _pct(r["rate"]),
-             "ci95_lo_pct": _pct(r["lo"]), "ci95_hi_pct": _pct(r["hi"]), "judgements": r["judgements"],
-             "participants": r["participants"]} for r in rows]
+    return [
+        {
+            "question": QUESTION_TITLES[r["question"]],
+            "method": r["method"],
+            "preferred_pct": _pct(r["rate"]),
+            "ci95_lo_pct": _pct(r["lo"]),
+            "ci95_hi_pct": _pct(r["hi"]),
+            "judgements": r["judgements"],
+            "participants": r["participants"],
+        }
+        for r in rows
+    ]
 
 
 def _tex(s: str) -> str:
@@ -318,14 +421,23 @@ def write_tables(res: dict, out: Path) -> None:
         w.writeheader()
         w.writerows(rows)
     head = "| question | method | preferred (%) | 95% CI | judgements | participants |\n|---|---|---:|---|---:|---:|\n"
-    md = head + "".join(f"| {r['question']} | {r['method']} | {r['preferred_pct']} | "
-                        f"[{r['ci95_lo_pct']}, {r['ci95_hi_pct']}] | {r['judgements']} | {r['participants']} |\n"
-                        for r in rows)
+    md = head + "".join(
+        f"| {r['question']} | {r['method']} | {r['preferred_pct']} | "
+        f"[{r['ci95_lo_pct']}, {r['ci95_hi_pct']}] | {r['judgements']} | {r['participants']} |\n"
+        for r in rows
+    )
     (out / "table.md").write_text(md)
-    tex = ["\\begin{tabular}{llrcrr}", "\\toprule",
-           "Question & Method & Preferred (\\%) & 95\\% CI & Judgements & Participants \\\\", "\\midrule"]
-    tex += [f"{_tex(r['question'])} & {_tex(r['method'])} & {r['preferred_pct']} & "
-            f"[{r['ci95_lo_pct']}, {r['ci95_hi_pct']}] & {r['judgements']} & {r['participants']} \\\\" for r in rows]
+    tex = [
+        "\\begin{tabular}{llrcrr}",
+        "\\toprule",
+        "Question & Method & Preferred (\\%) & 95\\% CI & Judgements & Participants \\\\",
+        "\\midrule",
+    ]
+    tex += [
+        f"{_tex(r['question'])} & {_tex(r['method'])} & {r['preferred_pct']} & "
+        f"[{r['ci95_lo_pct']}, {r['ci95_hi_pct']}] & {r['judgements']} & {r['participants']} \\\\"
+        for r in rows
+    ]
     tex += ["\\bottomrule", "\\end{tabular}", ""]
     (out / "table.tex").write_text("\n".join(tex).replace("–", "--"))
 
@@ -351,10 +463,22 @@ def figure(res: dict, path: Path) -> Path | None:
         for y, q in enumerate(reversed(qs)):
             ra = rates[(q, a)]
             ax.barh(y, ra["rate"] * 100, color=OKABE_ITO[0], height=0.55, label=a if y == 0 else None)
-            ax.barh(y, (1 - ra["rate"]) * 100, left=ra["rate"] * 100, color=OKABE_ITO[1], height=0.55,
-                    label=b if y == 0 else None)
-            ax.errorbar(ra["rate"] * 100, y, xerr=[[100 * (ra["rate"] - ra["lo"])], [100 * (ra["hi"] - ra["rate"])]],
-                        color="black", capsize=5, lw=1.5)
+            ax.barh(
+                y,
+                (1 - ra["rate"]) * 100,
+                left=ra["rate"] * 100,
+                color=OKABE_ITO[1],
+                height=0.55,
+                label=b if y == 0 else None,
+            )
+            ax.errorbar(
+                ra["rate"] * 100,
+                y,
+                xerr=[[100 * (ra["rate"] - ra["lo"])], [100 * (ra["hi"] - ra["rate"])]],
+                color="black",
+                capsize=5,
+                lw=1.5,
+            )
             ax.text(2, y, f"{_pct(ra['rate'])}%", va="center", ha="left", color="white", fontweight="bold")
             ax.text(98, y, f"{_pct(1 - ra['rate'])}%", va="center", ha="right", color="black", fontweight="bold")
         ax.axvline(50, color="#555", ls=":", lw=1)
@@ -372,14 +496,23 @@ def figure(res: dict, path: Path) -> Path | None:
                     xs.append(100 * r["rate"])
                     lo.append(100 * (r["rate"] - r["lo"]))
                     hi.append(100 * (r["hi"] - r["rate"]))
-            ax.barh(ys, xs, height=h * 0.9, color=OKABE_ITO[k % len(OKABE_ITO)], label=m,
-                    xerr=[lo, hi], capsize=3, error_kw={"lw": 1})
+            ax.barh(
+                ys,
+                xs,
+                height=h * 0.9,
+                color=OKABE_ITO[k % len(OKABE_ITO)],
+                label=m,
+                xerr=[lo, hi],
+                capsize=3,
+                error_kw={"lw": 1},
+            )
         ax.axvline(50, color="#555", ls=":", lw=1)
         ax.set_yticks(range(len(qs)), [QUESTION_TITLES[q] for q in reversed(qs)])
         ax.set_xlim(0, 100)
         ax.set_xlabel(f"wins over all comparisons (%), 95% interval over participants (n = {res['included']})")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(methods) == 2 else -0.2), ncol=len(methods),
-              frameon=False)
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(methods) == 2 else -0.2), ncol=len(methods), frameon=False
+    )
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
@@ -398,36 +531,76 @@ def write_html(res: dict, out: Path, fig: Path | None) -> None:
     def fmt(rows, keys):
         return [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items() if k in keys} for r in rows]
 
-    parts = [f"<h1>User study {html.escape(res['study_id'])}</h1>",
-             f"<p>{res['participants']} participants' files read, {res['included']} included, "
-             f"{len(res['excluded'])} excluded by attention checks (more than {res['max_check_failures']} failed); "
-             f"{len(res['skipped'])} files left out. Intervals: 95% percentile, bootstrap over participants "
-             f"({res['n_boot']} resamples).</p>"]
+    parts = [
+        f"<h1>User study {html.escape(res['study_id'])}</h1>",
+        f"<p>{res['participants']} participants' files read, {res['included']} included, "
+        f"{len(res['excluded'])} excluded by attention checks (more than {res['max_check_failures']} failed); "
+        f"{len(res['skipped'])} files left out. Intervals: 95% percentile, bootstrap over participants "
+        f"({res['n_boot']} resamples).</p>",
+    ]
     if fig:
         parts.append(f'<img src="{fig.name}" alt="preference per question" style="max-width:100%">')
-    parts += ["<h2>Preference</h2>", _html_table(table_rows(res), ["question", "method", "preferred_pct", "ci95_lo_pct",
-                                                                    "ci95_hi_pct", "judgements", "participants"])]
+    parts += [
+        "<h2>Preference</h2>",
+        _html_table(
+            table_rows(res),
+            ["question", "method", "preferred_pct", "ci95_lo_pct", "ci95_hi_pct", "judgements", "participants"],
+        ),
+    ]
     if res["bradley_terry"]:
-        parts += ["<h2>Bradley–Terry ranking</h2>",
-                  _html_table(fmt(res["bradley_terry"], {"question", "rank", "method", "strength", "lo", "hi"}),
-                              ["question", "rank", "method", "strength", "lo", "hi"])]
+        parts += [
+            "<h2>Bradley–Terry ranking</h2>",
+            _html_table(
+                fmt(res["bradley_terry"], {"question", "rank", "method", "strength", "lo", "hi"}),
+                ["question", "rank", "method", "strength", "lo", "hi"],
+            ),
+        ]
     if res["agreement"]:
-        cols = ["question", "items", "raters_per_item", "fleiss_kappa", "kappa_lo", "kappa_hi", "percent_agreement",
-                "agreement_lo", "agreement_hi"]
+        cols = [
+            "question",
+            "items",
+            "raters_per_item",
+            "fleiss_kappa",
+            "kappa_lo",
+            "kappa_hi",
+            "percent_agreement",
+            "agreement_lo",
+            "agreement_hi",
+        ]
         parts += ["<h2>Agreement between raters</h2>", _html_table(fmt(res["agreement"], set(cols)), cols)]
-    parts += ["<h2>Exclusions</h2>", _html_table(res["excluded"], ["participant", "file", "checks_passed", "checks"])
-              if res["excluded"] else "<p>None.</p>"]
-    parts += ["<h2>Files left out</h2>", "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res["skipped"]) + "</ul>"
-              if res["skipped"] else "<p>None.</p>"]
-    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:1rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}")
-    (out / "index.html").write_text(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>User study "
-                                    f"{html.escape(res['study_id'])}</title><style>{style}</style></head><body>"
-                                    + "\n".join(parts) + "</body></html>\n")
+    parts += [
+        "<h2>Exclusions</h2>",
+        _html_table(res["excluded"], ["participant", "file", "checks_passed", "checks"])
+        if res["excluded"]
+        else "<p>None.</p>",
+    ]
+    parts += [
+        "<h2>Files left out</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res["skipped"]) + "</ul>"
+        if res["skipped"]
+        else "<p>None.</p>",
+    ]
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:960px;margin:1rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
+    )
+    (out / "index.html").write_text(
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>User study '
+        f"{html.escape(res['study_id'])}</title><style>{style}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
 
 
-def analyze_files(paths, out: str | Path, study: str | Path | None = None, max_check_failures: int = 0,
-                  seed: int = 0, log=print, warn=None) -> dict:
+def analyze_files(
+    paths,
+    out: str | Path,
+    study: str | Path | None = None,
+    max_check_failures: int = 0,
+    seed: int = 0,
+    log=print,
+    warn=None,
+) -> dict:
     """Read ``paths`` (response files or folders of them), analyse, write ``out``; return the analysis."""
     import sys
 
@@ -447,10 +620,14 @@ def analyze_files(paths, out: str | Path, study: str | Path | None = None, max_c
     write_html(res, out, fig)
     (out / "analysis.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
     for r in res["methods_rates"]:
-        log(f"{QUESTION_TITLES[r['question']]:<22} {r['method']:<20} {_pct(r['rate']):>5}% "
-            f"[{_pct(r['lo'])}, {_pct(r['hi'])}]  ({r['judgements']} judgements, {r['participants']} participants)")
+        log(
+            f"{QUESTION_TITLES[r['question']]:<22} {r['method']:<20} {_pct(r['rate']):>5}% "
+            f"[{_pct(r['lo'])}, {_pct(r['hi'])}]  ({r['judgements']} judgements, {r['participants']} participants)"
+        )
     for x in res["excluded"]:
         log(f"excluded {x['participant']}: passed {x['checks_passed']} of {x['checks']} attention checks")
-    log(f"{res['included']} of {res['participants']} participants analysed; {len(skipped)} files left out; "
-        f"{out / 'index.html'}")
+    log(
+        f"{res['included']} of {res['participants']} participants analysed; {len(skipped)} files left out; "
+        f"{out / 'index.html'}"
+    )
     return res

@@ -8,6 +8,7 @@ Balance per participant: the rounds of each method pair put its first method on 
 half of them (one more on a random side when odd), and the attention checks put the clear edit
 on the left in half of them; the rounds come in a random order, with the checks spread evenly.
 """
+
 from __future__ import annotations
 
 M32 = 0xFFFFFFFF

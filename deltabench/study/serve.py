@@ -6,6 +6,7 @@ participant gets a numbered name, which the analysis then reports as a duplicate
 only unless ``--host`` says otherwise. Everything else is a plain static file server of the
 study folder (GET/HEAD only).
 """
+
 from __future__ import annotations
 
 import functools
@@ -95,8 +96,9 @@ class _Server(http.server.ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def make_server(study: str | Path, port: int = 8000, host: str = "127.0.0.1", responses: str | Path | None = None,
-                log=print) -> http.server.ThreadingHTTPServer:
+def make_server(
+    study: str | Path, port: int = 8000, host: str = "127.0.0.1", responses: str | Path | None = None, log=print
+) -> http.server.ThreadingHTTPServer:
     study = Path(study)
     meta = _study(study)
     where = Path(responses) if responses else study / "responses"
@@ -106,16 +108,22 @@ def make_server(study: str | Path, port: int = 8000, host: str = "127.0.0.1", re
         hidden = ()
     if hidden == () and where.resolve() == study.resolve():
         raise ValueError(f"--responses {where}: give a folder other than the study folder itself")
-    handler = type("StudyHandler", (_Handler,), {"study_id": meta["study_id"], "responses_dir": where,
-                                                   "hidden": hidden, "on_saved": staticmethod(log)})
+    handler = type(
+        "StudyHandler",
+        (_Handler,),
+        {"study_id": meta["study_id"], "responses_dir": where, "hidden": hidden, "on_saved": staticmethod(log)},
+    )
     try:
         return _Server((host, port), functools.partial(handler, directory=str(study)))
     except OSError as e:
-        raise ValueError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); give another --port") from None
+        raise ValueError(
+            f"--host {host} --port {port}: cannot listen there ({e.strerror}); give another --port"
+        ) from None
 
 
-def serve(study: str | Path, port: int = 8000, host: str = "127.0.0.1", responses: str | Path | None = None,
-          log=print) -> None:
+def serve(
+    study: str | Path, port: int = 8000, host: str = "127.0.0.1", responses: str | Path | None = None, log=print
+) -> None:
     server = make_server(study, port, host, responses, log)
     h, p = server.server_address[:2]
     where = Path(responses) if responses else Path(study) / "responses"

@@ -1,5 +1,6 @@
 """Compatibility name of :mod:`deltabench.world.faces.attributes` (face-only; generic code uses
 :func:`deltabench.world.kind.get_kind`). The same module object, private names included."""
+
 import sys
 
 from deltabench.world.faces import attributes as _module

@@ -1,5 +1,6 @@
 """Where world configs live and how one is loaded: built-in names or JSON files, each section
 parsed by the component that owns it (so the hash covers every default)."""
+
 from __future__ import annotations
 
 import json

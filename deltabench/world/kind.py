@@ -12,6 +12,7 @@ per :attr:`WorldKind.attributes` entry, a value index) and continuous parameters
 names them, so they are what an edit must keep (faces: who the person is; the disentanglement
 metrics' identity-parameter error and regression read them).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -207,8 +208,9 @@ class WorldKind:
         """``uint8 [N, size, size, 3]``, deterministic per scene."""
         raise NotImplementedError
 
-    def captions_with_mentions(self, params: Params, rng: np.random.Generator, split: str = "train",
-                               p_full: float = 0.5, max_short: int = 3) -> tuple[list[str], np.ndarray]:
+    def captions_with_mentions(
+        self, params: Params, rng: np.random.Generator, split: str = "train", p_full: float = 0.5, max_short: int = 3
+    ) -> tuple[list[str], np.ndarray]:
         """Captions and which attributes each names: ``(texts [N], mentioned bool [N, A])``."""
         raise NotImplementedError
 
@@ -218,8 +220,9 @@ class WorldKind:
     def vocabulary(self) -> list[str]:
         raise NotImplementedError
 
-    def attribute_prompts(self, attr_name: str, style: str = "full", n: int = 24,
-                          seed: int = 0) -> dict[str, list[str]]:
+    def attribute_prompts(
+        self, attr_name: str, style: str = "full", n: int = 24, seed: int = 0
+    ) -> dict[str, list[str]]:
         """Zero-shot prompts per value of one attribute: ``{value: [text, ...]}``."""
         raise NotImplementedError
 
@@ -232,8 +235,7 @@ class WorldKind:
         for m in ("name", "noun", "domain_kind", "params_cls", "fine_attrs"):
             if not hasattr(self, m):
                 raise TypeError(f"world kind {type(self).__name__} does not declare {m!r}")
-        for m in ("render", "captions_with_mentions", "templates", "vocabulary", "attribute_prompts",
-                  "edit_prompts"):
+        for m in ("render", "captions_with_mentions", "templates", "vocabulary", "attribute_prompts", "edit_prompts"):
             if getattr(type(self), m) is getattr(WorldKind, m):
                 raise TypeError(f"world kind {self.name!r} does not implement {m!r}")
         bad = [a for a in self.fine_attrs if a not in self.attribute_names]

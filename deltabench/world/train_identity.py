@@ -10,11 +10,12 @@ each rendered with several random attribute sets; evaluation uses fresh identiti
 Also home of the robustness augmentation shared with the oracle (generator images are slightly
 blurry, noisy and colour-shifted versions of renderer images).
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -50,8 +51,9 @@ def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tenso
     return y.reshape(n, c, h, w)
 
 
-def robust_augment(img: torch.Tensor, gen: torch.Generator, blur_max: float, noise: float,
-                   jitter: float) -> torch.Tensor:
+def robust_augment(
+    img: torch.Tensor, gen: torch.Generator, blur_max: float, noise: float, jitter: float
+) -> torch.Tensor:
     """Random colour jitter, Gaussian blur (sigma ~ U[0, blur_max] px at 64 px, scaled with the
     image size) and Gaussian noise (std ~ U[0, noise]), per image; ``[N, 3, H, W]`` in [-1, 1]."""
     n, _, h, _ = img.shape
@@ -68,8 +70,14 @@ def robust_augment(img: torch.Tensor, gen: torch.Generator, blur_max: float, noi
     return img.clamp(-1, 1)
 
 
-def render_pool(params: Params, resolution: int, render_fn: RenderFn | None = None,
-                chunk: int = 1000, desc: str = "render", kind: WorldKind | str | None = None) -> torch.Tensor:
+def render_pool(
+    params: Params,
+    resolution: int,
+    render_fn: RenderFn | None = None,
+    chunk: int = 1000,
+    desc: str = "render",
+    kind: WorldKind | str | None = None,
+) -> torch.Tensor:
     """Render once into ``uint8 [N, 3, H, W]`` (4x smaller than float; converted per batch) with
     ``render_fn``, else the renderer of ``kind``."""
     render_fn = render_fn or get_kind(kind).render
@@ -97,8 +105,9 @@ def lr_at(step: int, steps: int, lr: float, warmup_frac: float = 0.05) -> float:
 # evaluation
 
 
-def verification_pairs(n_pairs: int, seed: int,
-                       kind: WorldKind | str | None = None) -> tuple[Params, Params, np.ndarray]:
+def verification_pairs(
+    n_pairs: int, seed: int, kind: WorldKind | str | None = None
+) -> tuple[Params, Params, np.ndarray]:
     """``n_pairs`` genuine pairs (same ``ident``, independent random attributes) then ``n_pairs``
     impostor pairs (independent identities); returns ``(a, b, same: bool [2 n_pairs])``."""
     kind = get_kind(kind)
@@ -123,8 +132,15 @@ def embed_images(net: IdentityNet, images: torch.Tensor, batch: int = 256) -> to
 
 
 @torch.no_grad()
-def identity_auc(net: IdentityNet, n_pairs: int, seed: int, resolution: int, blur_sigma: float = 0.0,
-                 render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> float:
+def identity_auc(
+    net: IdentityNet,
+    n_pairs: int,
+    seed: int,
+    resolution: int,
+    blur_sigma: float = 0.0,
+    render_fn: RenderFn | None = None,
+    kind: WorldKind | str | None = None,
+) -> float:
     """Verification ROC AUC on fresh identities: ``n_pairs`` genuine vs ``n_pairs`` impostor pairs.
 
     ``blur_sigma`` (pixels at ``resolution``) blurs both images, as a stand-in for the generator.
@@ -146,8 +162,13 @@ def identity_auc(net: IdentityNet, n_pairs: int, seed: int, resolution: int, blu
 # training
 
 
-def train_identity(cfg: IdentityConfig, resolution: int, seed: int,
-                   render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> tuple[IdentityNet, dict]:
+def train_identity(
+    cfg: IdentityConfig,
+    resolution: int,
+    seed: int,
+    render_fn: RenderFn | None = None,
+    kind: WorldKind | str | None = None,
+) -> tuple[IdentityNet, dict]:
     """Train the identity net with ArcFace on ``cfg.n_identities`` rendered identities.
 
     Returns ``(net.eval(), stats)``; the same ``seed`` gives the same weights.
@@ -165,8 +186,7 @@ def train_identity(cfg: IdentityConfig, resolution: int, seed: int,
 
     net = build_identity(cfg, resolution).train()
     head = ArcFaceHead(cfg.embed_dim, k)
-    opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses, accs = [], []
     bar = progress(range(cfg.steps), desc="identity")
     for step in bar:

@@ -4,6 +4,7 @@ attribute of the kind's schema and a regression of its continuous parameters.
 Trained with the same robustness augmentation as the identity net (blur, noise, colour jitter),
 because its main job is reading attributes off *generated* images, which are slightly blurry.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,15 +52,21 @@ def ident_error(oracle: Oracle, images: torch.Tensor, params: Params) -> dict[st
     return {name: float(e) for name, e in zip(params.CONTINUOUS, err)}
 
 
-def oracle_loss(out, attrs: torch.Tensor, ident: torch.Tensor, ident_weight: float,
-                kind: WorldKind | str | None = None) -> torch.Tensor:
+def oracle_loss(
+    out, attrs: torch.Tensor, ident: torch.Tensor, ident_weight: float, kind: WorldKind | str | None = None
+) -> torch.Tensor:
     """Sum of per-attribute cross-entropies + ``ident_weight`` x L1 on the continuous parameters."""
     ce = sum(F.cross_entropy(out.logits[a.name], attrs[:, j]) for j, a in enumerate(get_kind(kind).attributes))
     return ce + ident_weight * F.l1_loss(out.ident, ident)
 
 
-def train_oracle(cfg: OracleConfig, resolution: int, seed: int,
-                 render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> tuple[Oracle, dict]:
+def train_oracle(
+    cfg: OracleConfig,
+    resolution: int,
+    seed: int,
+    render_fn: RenderFn | None = None,
+    kind: WorldKind | str | None = None,
+) -> tuple[Oracle, dict]:
     """Train the oracle on a pool of ``cfg.pool_size`` random rendered faces.
 
     Returns ``(oracle.eval(), stats)``; the same ``seed`` gives the same weights.

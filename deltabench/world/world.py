@@ -1,5 +1,6 @@
 """A loaded synthetic world: its kind (renderer, schema, captions) and its trained models
 (generator, encoder, CLIP, oracle, and an identity net where the kind has one)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,9 @@ import numpy as np
 import torch
 
 from deltabench.config import WorldConfig
-from deltabench.world.catalog import load_world_config
 from deltabench.utils import uint8_to_float
 from deltabench.world import store
+from deltabench.world.catalog import load_world_config
 from deltabench.world.components import COMPONENT_SPECS
 from deltabench.world.kind import Params, get_kind
 
@@ -37,7 +38,7 @@ class World:
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
-    def to(self, device) -> "World":
+    def to(self, device) -> World:
         for m in (self.generator, self.encoder, self.clip, self.identity, self.oracle):
             if m is not None:
                 m.to(device)
@@ -66,8 +67,7 @@ class World:
         return self.generator.synthesis(self.w_plus(params))
 
 
-def load_world(world: str | WorldConfig, device: str | torch.device = "cpu",
-               roots: list[Path] | None = None) -> World:
+def load_world(world: str | WorldConfig, device: str | torch.device = "cpu", roots: list[Path] | None = None) -> World:
     """Find, verify and load a built world (by name, JSON path or config)."""
     cfg = world if isinstance(world, WorldConfig) else load_world_config(world)
     d = store.find_world(cfg, roots)

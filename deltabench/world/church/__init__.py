@@ -1,5 +1,6 @@
 """The church world kind (``"kind": "church"``): an LSUN-church analogue, a procedural building
 scene with nine caption-nameable attributes and no identity model (:mod:`.attributes`)."""
+
 from __future__ import annotations
 
 from deltabench.world.church import attributes as _attributes

@@ -5,6 +5,7 @@ tower, walls, windows, door), and five continuous parameters no caption names (b
 position and height, tower height, horizon): they play the part identity plays for faces in the
 disentanglement metrics (an edit should keep them). There is no identity model (LSUN has none).
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

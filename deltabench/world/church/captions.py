@@ -9,6 +9,7 @@ sunset"), so the editing prompts are in distribution; distinct words per value (
 Held-out split: new sentence structures over known words (the full caption in reverse order, the
 attributes before the noun, other templates), never produced by the training split.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,12 @@ NOUN = "church"
 
 # Compact words per (attribute, value), in the full caption's fixed order; synonyms at random.
 _COMPACT = {
-    "sky": {"clear": ("clear sky",), "cloudy": ("cloudy sky", "overcast sky"), "sunset": ("sunset sky",),
-            "night": ("night sky", "starry sky")},
+    "sky": {
+        "clear": ("clear sky",),
+        "cloudy": ("cloudy sky", "overcast sky"),
+        "sunset": ("sunset sky",),
+        "night": ("night sky", "starry sky"),
+    },
     "season": {"summer": ("summer",), "autumn": ("autumn", "fall"), "winter": ("winter", "snowy")},
     "light": {"day": ("day", "daylight"), "dusk": ("dusk", "evening")},
     "roof_color": {"red": ("red",), "blue": ("blue",), "green": ("green",), "black": ("black",)},
@@ -36,21 +41,38 @@ _COMPACT = {
 }
 # Short phrases: ("with", noun phrase) joins the "with ... and ..." list; ("at", phrase) follows it.
 _SHORT = {
-    "sky": {"clear": (("at", "under a clear sky"),), "cloudy": (("at", "under a cloudy sky"),),
-            "sunset": (("at", "at sunset"),), "night": (("at", "at night"),)},
-    "season": {"summer": (("at", "in summer"),), "autumn": (("at", "in autumn"), ("at", "in fall")),
-               "winter": (("with", "snow"), ("at", "in winter"))},
+    "sky": {
+        "clear": (("at", "under a clear sky"),),
+        "cloudy": (("at", "under a cloudy sky"),),
+        "sunset": (("at", "at sunset"),),
+        "night": (("at", "at night"),),
+    },
+    "season": {
+        "summer": (("at", "in summer"),),
+        "autumn": (("at", "in autumn"), ("at", "in fall")),
+        "winter": (("with", "snow"), ("at", "in winter")),
+    },
     "light": {"day": (("at", "in daylight"),), "dusk": (("at", "at dusk"), ("at", "in the evening"))},
     "roof_color": {v: (("with", f"a {v} roof"),) for v in ("red", "blue", "green", "black")},
     "roof_shape": {"pointed": (("with", "a pointed roof"),), "dome": (("with", "a dome"), ("with", "a dome roof"))},
     "tower": {"none": (("with", "no tower"),), "tower": (("with", "a tower"), ("with", "a steeple"))},
-    "walls": {"white": (("with", "white walls"),), "yellow": (("with", "yellow walls"),),
-              "brick": (("with", "brick walls"),)},
+    "walls": {
+        "white": (("with", "white walls"),),
+        "yellow": (("with", "yellow walls"),),
+        "brick": (("with", "brick walls"),),
+    },
     "windows": {"two": (("with", "two windows"),), "four": (("with", "four windows"),)},
     "door": {"brown": (("with", "a brown door"), ("with", "a wooden door")), "blue": (("with", "a blue door"),)},
 }
-_TRAIN_TEMPLATES = ("{}", "a {}", "a photo of a {}", "a picture of the {}", "a drawing of a {}",
-                    "an image of a {}", "a rendering of the {}")
+_TRAIN_TEMPLATES = (
+    "{}",
+    "a {}",
+    "a photo of a {}",
+    "a picture of the {}",
+    "a drawing of a {}",
+    "an image of a {}",
+    "a rendering of the {}",
+)
 _HELDOUT_TEMPLATES = ("the {}", "a photo of the {}", "a drawing of the {}", "an image of the {}", "a picture of a {}")
 
 
@@ -102,8 +124,9 @@ def _values(params: ChurchParams, i: int) -> dict[str, str]:
     return {a.name: a.values[int(params.attrs[i, j])] for j, a in enumerate(ATTRIBUTES)}
 
 
-def captions_with_mentions(params: ChurchParams, rng: np.random.Generator, split: str = "train",
-                           p_full: float = 0.5, max_short: int = 3) -> tuple[list[str], np.ndarray]:
+def captions_with_mentions(
+    params: ChurchParams, rng: np.random.Generator, split: str = "train", p_full: float = 0.5, max_short: int = 3
+) -> tuple[list[str], np.ndarray]:
     """Captions and which attributes each names: ``(texts [N], mentioned bool [N, A])``; with
     probability ``p_full`` the full compact caption, else 0..``max_short`` attributes."""
     _check_split(split)
@@ -139,12 +162,16 @@ def attribute_prompts(attr_name: str, style: str = "full", n: int = 24, seed: in
         for vi, v in enumerate(att.values):
             attrs = sample_attrs(ATTRIBUTES, n, rng)
             attrs[:, j] = vi
-            out[v] = [_full_compact({a.name: a.values[int(attrs[i, k])] for k, a in enumerate(ATTRIBUTES)}, rng)
-                      for i in range(n)]
+            out[v] = [
+                _full_compact({a.name: a.values[int(attrs[i, k])] for k, a in enumerate(ATTRIBUTES)}, rng)
+                for i in range(n)
+            ]
     elif style == "short":
         for v in att.values:
-            out[v] = sorted({_short_train({attr_name: v}, None)} | {
-                _short_train({attr_name: v}, np.random.default_rng(seed + r)) for r in range(16)})
+            out[v] = sorted(
+                {_short_train({attr_name: v}, None)}
+                | {_short_train({attr_name: v}, np.random.default_rng(seed + r)) for r in range(16)}
+            )
     else:
         raise ValueError(f"style must be 'full' or 'short', got {style!r}")
     return out

@@ -8,6 +8,7 @@ sky colour with clouds, a sun or a moon; ground and tree colour per season; dusk
 scene and lights the windows; a red/blue/green/black roof, pointed or a dome; a tower with a spire
 or none; white, yellow or brick walls; two or four windows; a brown or blue door.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,15 +25,23 @@ def _rgb(*c) -> np.ndarray:
 
 # Value -> colour, in the schema's value order (checked at import below).
 PALETTES = {
-    "sky": {"clear": (_rgb(80, 150, 235), _rgb(165, 210, 250)),  # (top, horizon)
-            "cloudy": (_rgb(120, 126, 138), _rgb(170, 174, 182)),
-            "sunset": (_rgb(150, 60, 130), _rgb(255, 150, 50)),
-            "night": (_rgb(20, 28, 75), _rgb(45, 58, 120))},
-    "season": {"summer": (_rgb(70, 165, 55), _rgb(25, 105, 35)),  # (ground, tree crown)
-               "autumn": (_rgb(160, 105, 40), _rgb(235, 120, 20)),
-               "winter": (_rgb(245, 248, 252), _rgb(225, 232, 240))},
-    "roof_color": {"red": _rgb(200, 35, 30), "blue": _rgb(35, 70, 190), "green": _rgb(30, 140, 60),
-                   "black": _rgb(30, 30, 34)},
+    "sky": {
+        "clear": (_rgb(80, 150, 235), _rgb(165, 210, 250)),  # (top, horizon)
+        "cloudy": (_rgb(120, 126, 138), _rgb(170, 174, 182)),
+        "sunset": (_rgb(150, 60, 130), _rgb(255, 150, 50)),
+        "night": (_rgb(20, 28, 75), _rgb(45, 58, 120)),
+    },
+    "season": {
+        "summer": (_rgb(70, 165, 55), _rgb(25, 105, 35)),  # (ground, tree crown)
+        "autumn": (_rgb(160, 105, 40), _rgb(235, 120, 20)),
+        "winter": (_rgb(245, 248, 252), _rgb(225, 232, 240)),
+    },
+    "roof_color": {
+        "red": _rgb(200, 35, 30),
+        "blue": _rgb(35, 70, 190),
+        "green": _rgb(30, 140, 60),
+        "black": _rgb(30, 30, 34),
+    },
     "walls": {"white": _rgb(240, 238, 230), "yellow": _rgb(235, 195, 70), "brick": _rgb(150, 65, 45)},
     "door": {"brown": _rgb(95, 55, 20), "blue": _rgb(40, 90, 220)},
 }
@@ -47,8 +56,10 @@ DUSK = _rgb(0.55, 0.5, 0.6)  # colour multiplier of everything lit by daylight a
 _COL = {a.name: j for j, a in enumerate(ATTRIBUTES)}
 for _name, _pal in PALETTES.items():
     if tuple(_pal) != ATTRIBUTES[_COL[_name]].values:
-        raise RuntimeError(f"church palette for {_name!r} is out of date: schema "
-                           f"{ATTRIBUTES[_COL[_name]].values}, renderer {tuple(_pal)}")
+        raise RuntimeError(
+            f"church palette for {_name!r} is out of date: schema "
+            f"{ATTRIBUTES[_COL[_name]].values}, renderer {tuple(_pal)}"
+        )
 
 
 def _stack(name: str, part: int | None = None) -> np.ndarray:
@@ -65,8 +76,7 @@ def _ellipse(x, y, cx, cy, rx, ry):
 
 
 # Label ids, painted in this order (later over earlier); 0 is the sky's own gradient.
-(SKY, CLOUDS, SUNDISK, MOONDISK, GROUND, TRUNKS, CROWN, WALLS, ROOF, BELFRY, WIN_DARK, WIN_LIT,
- DOOR) = range(13)
+(SKY, CLOUDS, SUNDISK, MOONDISK, GROUND, TRUNKS, CROWN, WALLS, ROOF, BELFRY, WIN_DARK, WIN_LIT, DOOR) = range(13)
 _N_LABELS = 13
 _LIT = np.array([False, False, False, False, True, True, True, True, True, True, True, False, True])
 
@@ -93,20 +103,29 @@ def _labels(params: ChurchParams, s: int) -> np.ndarray:
     top = g - wh  # top of the walls
 
     # Sky features: clouds (cloudy), a low sun (sunset), a crescent moon (night).
-    clouds = (_ellipse(x, y, -0.55, -0.62, 0.34, 0.12) | _ellipse(x, y, -0.30, -0.70, 0.22, 0.13)
-              | _ellipse(x, y, 0.45, -0.45, 0.36, 0.12) | _ellipse(x, y, 0.68, -0.52, 0.22, 0.12))
+    clouds = (
+        _ellipse(x, y, -0.55, -0.62, 0.34, 0.12)
+        | _ellipse(x, y, -0.30, -0.70, 0.22, 0.13)
+        | _ellipse(x, y, 0.45, -0.45, 0.36, 0.12)
+        | _ellipse(x, y, 0.68, -0.52, 0.22, 0.12)
+    )
     paint(clouds & (per("sky") == 1), CLOUDS)
     paint(_ellipse(x, y, -0.62, g - 0.16, 0.17, 0.17) & (per("sky") == 2), SUNDISK)
-    paint(_ellipse(x, y, -0.62, -0.62, 0.14, 0.14) & ~_ellipse(x, y, -0.55, -0.67, 0.12, 0.12)
-          & (per("sky") == 3), MOONDISK)
+    paint(
+        _ellipse(x, y, -0.62, -0.62, 0.14, 0.14) & ~_ellipse(x, y, -0.55, -0.67, 0.12, 0.12) & (per("sky") == 3),
+        MOONDISK,
+    )
     paint(y >= g, GROUND)
     # A tree on the right, behind the church: its crown shows the season (bare branches in winter).
     winter = per("season") == 2
     paint((np.abs(x - 0.84) <= 0.035) & (y <= g) & (y >= g - 0.42), TRUNKS)
     paint(_ellipse(x, y, 0.84, g - 0.45, 0.15, 0.20) & ~winter, CROWN)
     u = g - 0.30 - y
-    branches = ((np.abs((x - 0.84) - 0.5 * u) <= 0.025) | (np.abs((x - 0.84) + 0.5 * u) <= 0.025)) \
-        & (y <= g - 0.30) & (y >= g - 0.55)
+    branches = (
+        ((np.abs((x - 0.84) - 0.5 * u) <= 0.025) | (np.abs((x - 0.84) + 0.5 * u) <= 0.025))
+        & (y <= g - 0.30)
+        & (y >= g - 0.55)
+    )
     paint(branches & winter, TRUNKS)
 
     # Nave: walls, then the roof: a tall, steep gable vs a low, wide dome (their outlines differ at

@@ -3,6 +3,7 @@
 Face-only code lives in this package (schema :mod:`.attributes`, :mod:`.renderer`,
 :mod:`.captions`); generic code reaches it through :func:`deltabench.world.kind.get_kind`.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ parameters ``ident: float32 [N, P]`` in [-1, 1] (one column per :data:`IDENTITY_
 Identity (who the person is) is the continuous part only: the same person can smile,
 wear glasses, grow a beard or dye their hair.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -13,7 +14,6 @@ from typing import ClassVar
 import numpy as np
 
 from deltabench.world.kind import Attribute, Params
-
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("hair_color", ("black", "brown", "blond", "red")),

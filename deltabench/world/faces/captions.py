@@ -25,14 +25,15 @@ a smiling face", "face grinning"), and wrapper templates in combinations trainin
 uses ("the {}", "a photo of the {}"). No held-out caption can be produced by the training
 split (tested), and every word of both splits is in :func:`vocabulary` (tested).
 """
+
 from __future__ import annotations
 
 import re
 
 import numpy as np
 
-from deltabench.world.kind import EditPrompt, positive_matrix  # noqa: F401 - part of this module's API
 from deltabench.world.faces.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, FaceParams, attribute, sample_params
+from deltabench.world.kind import EditPrompt, positive_matrix  # noqa: F401 - part of this module's API
 
 SPLITS = ("train", "heldout")
 
@@ -97,6 +98,7 @@ def _pick(rng: np.random.Generator | None, options: tuple[str, ...]) -> str:
 
 # --- phrase builders: one value -> words -------------------------------------------------
 
+
 def _compact(name: str, v: str, rng) -> str:
     if name == "hair_color":
         return _pick(rng, _HAIR_COLOR[v])
@@ -139,7 +141,9 @@ def _full_compact(vals: dict[str, str], rng, reverse: bool) -> str:
 
 
 def _full_natural(vals: dict[str, str], rng) -> str:
-    adjs = " ".join(_pick(rng, d[vals[n]]) for n, d in (("smile", _SMILE), ("beard", _BEARD_ADJ), ("face_width", _WIDTH)))
+    adjs = " ".join(
+        _pick(rng, d[vals[n]]) for n, d in (("smile", _SMILE), ("beard", _BEARD_ADJ), ("face_width", _WIDTH))
+    )
     hair = f"{_pick(rng, _HAIR_LENGTH[vals['hair_length']])} {_pick(rng, _HAIR_COLOR[vals['hair_color']])} hair"
     glasses = _pick(rng, _GLASSES_ON if vals["glasses"] == "glasses" else _GLASSES_OFF_COMPACT)
     skin = f"{_pick(rng, _SKIN[vals['skin']])} skin"
@@ -249,9 +253,7 @@ def caption(params: FaceParams, rng: np.random.Generator, split: str = "train") 
     return captions_with_mentions(params, rng, split)[0]
 
 
-def attribute_prompts(
-    attr_name: str, style: str = "full", n: int = 24, seed: int = 0
-) -> dict[str, list[str]]:
+def attribute_prompts(attr_name: str, style: str = "full", n: int = 24, seed: int = 0) -> dict[str, list[str]]:
     """Zero-shot prompts per value of one attribute: ``{value: [text, ...]}``.
 
     ``style='full'``: ``n`` full captions (both training forms) with that value and random

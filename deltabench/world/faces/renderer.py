@@ -9,6 +9,7 @@ colours, and a 2x2 box filter antialiases. Geometry is in normalised image coord
 Attributes are drawn bold on purpose: a throwaway prototype measured that a tiny CLIP or
 generator never learns thin details (see ``shared/PROTOTYPE.md``).
 """
+
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -29,23 +30,29 @@ _N_LABELS = 14
 
 # Colours are RGB uint8. Hair and background palettes are kept apart from each other and from
 # the skin tones so that each attribute is readable from colour alone.
-HAIR_RGB = MappingProxyType({
-    "black": (16, 18, 30),
-    "brown": (104, 54, 18),
-    "blond": (238, 200, 90),
-    "red": (204, 62, 30),
-})
-BACKGROUND_RGB = MappingProxyType({
-    "blue": (70, 120, 230),
-    "green": (60, 175, 85),
-    "purple": (150, 80, 190),
-    "yellow": (248, 228, 36),
-})
-SKIN_RGB = MappingProxyType({
-    "light": (252, 222, 196),
-    "medium": (206, 150, 104),
-    "dark": (128, 84, 60),
-})
+HAIR_RGB = MappingProxyType(
+    {
+        "black": (16, 18, 30),
+        "brown": (104, 54, 18),
+        "blond": (238, 200, 90),
+        "red": (204, 62, 30),
+    }
+)
+BACKGROUND_RGB = MappingProxyType(
+    {
+        "blue": (70, 120, 230),
+        "green": (60, 175, 85),
+        "purple": (150, 80, 190),
+        "yellow": (248, 228, 36),
+    }
+)
+SKIN_RGB = MappingProxyType(
+    {
+        "light": (252, 222, 196),
+        "medium": (206, 150, 104),
+        "dark": (128, 84, 60),
+    }
+)
 SHIRT_RGB = (205, 205, 210)
 EYE_RGB = (255, 255, 255)
 PUPIL_RGB = (30, 34, 70)
@@ -63,8 +70,7 @@ def _column(name: str, values: tuple[str, ...]) -> int:
         if a.name == name:
             if a.values != values:
                 raise RuntimeError(
-                    f"renderer palette for {name!r} is out of date: "
-                    f"schema {a.values}, renderer {values}"
+                    f"renderer palette for {name!r} is out of date: schema {a.values}, renderer {values}"
                 )
             return j
     raise RuntimeError(f"renderer expects attribute {name!r}, the schema has none")
@@ -142,9 +148,9 @@ def _labels(params: FaceParams, s: int, windowed: bool = True) -> np.ndarray:
     w, x, y = window(0.74, 1.0)
     paint(w, _ellipse(x, y, 0.0, 1.32, 0.95, 0.55), SHIRT)
     w, x, y = window(-1.0, 0.93)
-    hair_back = (
-        _ellipse(x, y, 0.0, fcy, fa + 0.17, fb + 0.15) & (y <= fcy)
-    ) | ((np.abs(x) <= fa + 0.20) & (y > fcy) & (y <= 0.92))
+    hair_back = (_ellipse(x, y, 0.0, fcy, fa + 0.17, fb + 0.15) & (y <= fcy)) | (
+        (np.abs(x) <= fa + 0.20) & (y > fcy) & (y <= 0.92)
+    )
     paint(w, hair_back & long_hair, HAIR)
     w, x, y = window(0.28, 1.0, -0.22, 0.22)
     paint(w, (np.abs(x) <= 0.20) & (y > fcy + 0.3), NECK)
