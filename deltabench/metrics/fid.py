@@ -7,10 +7,11 @@ pool3 (2048-d). ``name`` says which, for the table header ("FID (oracle)").
 FID keeps sufficient statistics (count, sum, sum of outer products) in float64, so two shards
 merge by addition and memory is O(F^2) whatever N. KID needs the features themselves.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -18,6 +19,28 @@ import torch
 from deltabench.metrics.base import Metric
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# The resize before a feature network that takes a fixed size (Inception's 299 px), pinned and
+# recorded (run manifests' "fid_resize"). clean-fid (Parmar et al. 2022) found that non-antialiased
+# resizes (pytorch-fid's bilinear F.interpolate, TensorFlow's) move FID by 6 or more on FFHQ; its
+# "clean" mode resizes each channel as a float32 PIL image with PIL's (antialiased) bicubic filter
+# and clips to [0, 255] (cleanfid/resize.py make_resizer("PIL", False, "bicubic", (299, 299))).
+CLEAN_RESIZE = "clean-fid 'clean': PIL bicubic per channel on float32 [0, 255], clipped"
+
+
+def clean_resize(x255: torch.Tensor, size: int) -> torch.Tensor:
+    """clean-fid's resize: ``x255 [N, 3, H, W]`` float in [0, 255] -> ``[N, 3, size, size]`` float32,
+    each channel resized as a PIL ``'F'`` image with ``Image.BICUBIC`` and clipped to [0, 255]."""
+    from PIL import Image
+
+    arr = x255.detach().to("cpu", torch.float32).numpy()
+    out = np.empty((arr.shape[0], arr.shape[1], size, size), dtype=np.float32)
+    for i in range(arr.shape[0]):
+        for c in range(arr.shape[1]):
+            im = Image.fromarray(arr[i, c], mode="F").resize((size, size), resample=Image.BICUBIC)
+            out[i, c] = np.asarray(im, dtype=np.float32).clip(0, 255)
+    return torch.from_numpy(out)
 
 
 class SingularCovarianceWarning(UserWarning):
@@ -50,15 +73,18 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     w2 = np.linalg.eigvalsh(sigma2)
     for name, e in (("S1", w), ("S2", w2)):
         if e.min(initial=0.0) < -1e-6 * max(abs(e).max(initial=0.0), 1e-12):
-            raise ValueError(f"Fréchet distance: covariance {name} is not positive semi-definite (eigenvalue "
-                             f"{e.min():.3g}); check the statistics (a covariance of features never is)")
+            raise ValueError(
+                f"Fréchet distance: covariance {name} is not positive semi-definite (eigenvalue "
+                f"{e.min():.3g}); check the statistics (a covariance of features never is)"
+            )
     root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S1^(1/2)
     m = root @ sigma2 @ root
     return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """d^2 = ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), in float64.
 
     The formula of pytorch-fid ``fid_score.calculate_frechet_distance``; the trace of the matrix
@@ -68,16 +94,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"Fréchet distance: mismatched statistics mu {mu1.shape} vs {mu2.shape}, "
-                         f"sigma {sigma1.shape} vs {sigma2.shape}; both sets need the same feature network")
+        raise ValueError(
+            f"Fréchet distance: mismatched statistics mu {mu1.shape} vs {mu2.shape}, "
+            f"sigma {sigma1.shape} vs {sigma2.shape}; both sets need the same feature network"
+        )
     if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
         raise ValueError("Fréchet distance: the statistics hold NaN or inf; check the features")
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
-def frechet_distance_features(x: np.ndarray, y: np.ndarray, wx: np.ndarray | None = None,
-                              wy: np.ndarray | None = None) -> float:
+def frechet_distance_features(
+    x: np.ndarray, y: np.ndarray, wx: np.ndarray | None = None, wy: np.ndarray | None = None
+) -> float:
     """FID between feature sets ``x [n1, F]`` and ``y [n2, F]`` (unbiased covariances), exactly.
 
     With fewer samples than dimensions the covariances ``Xc^T Xc`` and ``Yc^T Yc`` (centred,
@@ -132,17 +161,28 @@ class FrechetDistance(Metric):
         """The batch's inputs are the reference set, its edits the test set (the paper's convention)."""
         self.update(real=batch.features_inputs(), fake=batch.features_edited())
 
-    def __init__(self, features: FeatureFn | None = None, name: str = "features",
-                 feature_dim: int | None = None, eps: float = 1e-6):
+    def __init__(
+        self,
+        features: FeatureFn | None = None,
+        name: str = "features",
+        feature_dim: int | None = None,
+        eps: float = 1e-6,
+    ):
         super().__init__()
         self.features, self.name, self.feature_dim, self.eps = features, name, feature_dim, eps
         f = feature_dim
         for side in ("real", "fake"):
             self.add_state(f"{side}_n", torch.tensor(0.0, dtype=torch.float64), "sum")
-            self.add_state(f"{side}_sum", torch.zeros(f, dtype=torch.float64) if f else
-                           torch.tensor(0.0, dtype=torch.float64), "sum")  # [F]
-            self.add_state(f"{side}_outer", torch.zeros(f, f, dtype=torch.float64) if f else
-                           torch.tensor(0.0, dtype=torch.float64), "sum")  # [F, F]
+            self.add_state(
+                f"{side}_sum",
+                torch.zeros(f, dtype=torch.float64) if f else torch.tensor(0.0, dtype=torch.float64),
+                "sum",
+            )  # [F]
+            self.add_state(
+                f"{side}_outer",
+                torch.zeros(f, f, dtype=torch.float64) if f else torch.tensor(0.0, dtype=torch.float64),
+                "sum",
+            )  # [F, F]
 
     @property
     def label(self) -> str:
@@ -153,8 +193,9 @@ class FrechetDistance(Metric):
         have = getattr(self, f"{side}_sum")
         known = self.feature_dim or next((t.shape[0] for t in (self.real_sum, self.fake_sum) if t.ndim), None)
         if known is not None and feats.shape[1] != known:
-            raise ValueError(f"{self.label}: got {feats.shape[1]}-d features after {known}-d ones; "
-                             f"one metric, one feature network")
+            raise ValueError(
+                f"{self.label}: got {feats.shape[1]}-d features after {known}-d ones; one metric, one feature network"
+            )
         setattr(self, f"{side}_n", getattr(self, f"{side}_n") + feats.shape[0])
         setattr(self, f"{side}_sum", have + feats.sum(0))
         setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + feats.T @ feats)
@@ -174,16 +215,6 @@ class FrechetDistance(Metric):
     def update_fake(self, fake) -> None:
         self._add("fake", fake)
 
-    def set_real_statistics(self, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:
-        """Use precomputed reference statistics (e.g. a pytorch-fid ``.npz``: ``mu``, ``sigma``)."""
-        mu = torch.as_tensor(np.asarray(mu), dtype=torch.float64)
-        sigma = torch.as_tensor(np.asarray(sigma), dtype=torch.float64)
-        if n < 2:
-            raise ValueError(f"{self.label}: reference statistics need n >= 2 samples, got {n}")
-        self.real_n = torch.tensor(float(n), dtype=torch.float64)
-        self.real_sum = mu * n
-        self.real_outer = sigma * (n - 1) + n * torch.outer(mu, mu)
-
     def statistics(self, side: str) -> tuple[np.ndarray, np.ndarray, int]:
         """``(mu [F], sigma [F, F], n)`` of ``"real"`` or ``"fake"``."""
         n = int(getattr(self, f"{side}_n"))
@@ -199,15 +230,19 @@ class FrechetDistance(Metric):
         (mu1, s1, n1), (mu2, s2, n2) = self.statistics("real"), self.statistics("fake")
         f = mu1.shape[0]
         if min(n1, n2) <= f:
-            warnings.warn(f"{self.label}: {min(n1, n2)} samples for {f}-d features (real {n1}, fake {n2}); "
-                          f"the covariance is singular (rank <= n - 1) and FID is biased and unstable. "
-                          f"Use more than {f} images, or read KID, which is sane at small n.",
-                          SingularCovarianceWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.label}: {min(n1, n2)} samples for {f}-d features (real {n1}, fake {n2}); "
+                f"the covariance is singular (rank <= n - 1) and FID is biased and unstable. "
+                f"Use more than {f} images, or read KID, which is sane at small n.",
+                SingularCovarianceWarning,
+                stacklevel=2,
+            )
         return frechet_distance(mu1, s1, mu2, s2, self.eps)
 
 
-def kernel_distance(x: torch.Tensor, y: torch.Tensor, subset_size: int = 1000, n_subsets: int = 100,
-                    seed: int = 0) -> tuple[float, float]:
+def kernel_distance(
+    x: torch.Tensor, y: torch.Tensor, subset_size: int = 1000, n_subsets: int = 100, seed: int = 0
+) -> tuple[float, float]:
     """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 over random subsets: ``(mean, std)``.
 
     Bińkowski et al. 2018. Subset size min(n_x, n_y, ``subset_size``) drawn without
@@ -238,8 +273,9 @@ def kernel_distance(x: torch.Tensor, y: torch.Tensor, subset_size: int = 1000, n
     return float(mmd.mean()), float(mmd.std(unbiased=False)) if n_subsets > 1 else 0.0
 
 
-def cluster_kernel_distance(x: torch.Tensor, y: torch.Tensor, cx: np.ndarray, cy: np.ndarray,
-                            block: int = 2048) -> float:
+def cluster_kernel_distance(
+    x: torch.Tensor, y: torch.Tensor, cx: np.ndarray, cy: np.ndarray, block: int = 2048
+) -> float:
     """KID's MMD^2 (same cubic kernel) for samples that come in clusters: ``x [n, d]`` reference
     features, ``y [m, d]`` test features, ``cx [n]``/``cy [m]`` the test image each row belongs to.
 
@@ -279,8 +315,14 @@ class KernelDistance(Metric):
     def update_from(self, batch) -> None:
         self.update(real=batch.features_inputs(), fake=batch.features_edited())
 
-    def __init__(self, features: FeatureFn | None = None, name: str = "features", subset_size: int = 1000,
-                 n_subsets: int = 100, seed: int = 0):
+    def __init__(
+        self,
+        features: FeatureFn | None = None,
+        name: str = "features",
+        subset_size: int = 1000,
+        n_subsets: int = 100,
+        seed: int = 0,
+    ):
         super().__init__()
         if subset_size < 2 or n_subsets < 1:
             raise ValueError(f"KID: subset_size must be >= 2 and n_subsets >= 1, got {subset_size}, {n_subsets}")
@@ -309,8 +351,10 @@ class KernelDistance(Metric):
 
     def compute_std(self) -> tuple[float, float]:
         if not self.real_feats or not self.fake_feats:
-            raise ValueError(f"{self.label}: both sets need samples before compute() "
-                             f"(real {len(self.real_feats)} batches, fake {len(self.fake_feats)})")
+            raise ValueError(
+                f"{self.label}: both sets need samples before compute() "
+                f"(real {len(self.real_feats)} batches, fake {len(self.fake_feats)})"
+            )
         x, y = torch.cat(self.real_feats), torch.cat(self.fake_feats)
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"{self.label}: real features are {x.shape[1]}-d, fake {y.shape[1]}-d")

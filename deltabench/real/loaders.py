@@ -12,6 +12,7 @@ Nothing here downloads: a missing file is a :class:`CheckpointError` that says w
 ``deltabench weights fetch`` command provides it. Every torch file goes through
 :func:`deltabench.checkpoints.safe_torch_load`.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,6 +34,7 @@ from deltabench.models.clip import ClipModel
 from deltabench.models.irse import ffhq_face_crop
 
 # --- CLIP -----------------------------------------------------------------------------------
+
 
 class OpenClipTokenizer:
     """open_clip's BPE tokenizer behind the interface of the world tokenizer."""
@@ -125,10 +127,21 @@ def _is_torchscript(path: Path) -> bool:
 # only callables it will call are tensor rebuilding and list building (below), and every other
 # global is refused. ``torch.jit.load`` is never called (it would compile the archive's code).
 
-_TS_DTYPES = {f"{n}Storage": d for n, d in (
-    ("Float", torch.float32), ("Double", torch.float64), ("Half", torch.float16), ("BFloat16", torch.bfloat16),
-    ("Long", torch.int64), ("Int", torch.int32), ("Short", torch.int16), ("Char", torch.int8),
-    ("Byte", torch.uint8), ("Bool", torch.bool))}
+_TS_DTYPES = {
+    f"{n}Storage": d
+    for n, d in (
+        ("Float", torch.float32),
+        ("Double", torch.float64),
+        ("Half", torch.float16),
+        ("BFloat16", torch.bfloat16),
+        ("Long", torch.int64),
+        ("Int", torch.int32),
+        ("Short", torch.int16),
+        ("Char", torch.int8),
+        ("Byte", torch.uint8),
+        ("Bool", torch.bool),
+    )
+}
 
 
 class _ScriptObject:
@@ -162,12 +175,16 @@ class _TorchScriptUnpickler(pickle.Unpickler):
                 try:
                     raw = self._z.read(f"{self._prefix}data/{ref.key}")
                 except KeyError:
-                    raise CheckpointError(f"{self._path}: TorchScript archive without the record data/{ref.key}") from None
+                    raise CheckpointError(
+                        f"{self._path}: TorchScript archive without the record data/{ref.key}"
+                    ) from None
                 itemsize = torch.empty((), dtype=ref.dtype).element_size()
                 if len(raw) < ref.numel * itemsize:
-                    raise CheckpointError(f"{self._path}: record data/{ref.key} holds {len(raw)} bytes, "
-                                          f"expected {ref.numel * itemsize} (a damaged archive)")
-                self._storages[ref.key] = torch.frombuffer(bytearray(raw[:ref.numel * itemsize]), dtype=ref.dtype)
+                    raise CheckpointError(
+                        f"{self._path}: record data/{ref.key} holds {len(raw)} bytes, "
+                        f"expected {ref.numel * itemsize} (a damaged archive)"
+                    )
+                self._storages[ref.key] = torch.frombuffer(bytearray(raw[: ref.numel * itemsize]), dtype=ref.dtype)
         return self._storages[ref.key]
 
     def _rebuild_tensor(self, ref, offset, size, stride, requires_grad=False, *rest):
@@ -198,15 +215,19 @@ class _TorchScriptUnpickler(pickle.Unpickler):
             "torch._utils._rebuild_tensor_v2": self._rebuild_tensor,
             "torch._utils._rebuild_parameter": lambda t, requires_grad=True, hooks=None: t,
             "collections.OrderedDict": lambda *a: dict(*a),
-            "torch.jit._pickle.build_intlist": list, "torch.jit._pickle.build_doublelist": list,
-            "torch.jit._pickle.build_boollist": list, "torch.jit._pickle.build_tensorlist": list,
+            "torch.jit._pickle.build_intlist": list,
+            "torch.jit._pickle.build_doublelist": list,
+            "torch.jit._pickle.build_boollist": list,
+            "torch.jit._pickle.build_tensorlist": list,
             "torch.jit._pickle.restore_type_tag": lambda value, _tag: value,
             "torch.device": str,
         }
         if full in allowed:
             return allowed[full]
-        raise CheckpointError(f"{self._path}: data.pkl of this TorchScript archive asks for {full!r}, which is "
-                              f"not a tensor or a module attribute; refused (only the weights are read)")
+        raise CheckpointError(
+            f"{self._path}: data.pkl of this TorchScript archive asks for {full!r}, which is "
+            f"not a tensor or a module attribute; refused (only the weights are read)"
+        )
 
 
 def torchscript_tensors(path: str | Path, meta: bool = False) -> dict[str, torch.Tensor]:
@@ -271,8 +292,9 @@ def _clip_state_dict(path: Path, meta: bool = False) -> dict:
         sd = torchscript_tensors(path, meta=meta)
         return {k: v for k, v in sd.items() if k not in _OPENAI_EXTRAS and not k.endswith("attn_mask")}
     # safetensors: an 8-byte little-endian header length, then the JSON header
-    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"
-                                         and 0 < int.from_bytes(head[:8], "little") < 1 << 28):
+    if path.suffix == ".safetensors" or (
+        len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 1 << 28
+    ):
         import safetensors.torch
 
         try:
@@ -288,7 +310,7 @@ def _clip_state_dict(path: Path, meta: bool = False) -> dict:
     if not isinstance(ckpt, dict) or not ckpt:
         raise CheckpointError(f"{path}: expected {what}, found a {type(ckpt).__name__}")
     if next(iter(ckpt)).startswith("module."):
-        ckpt = {k[len("module."):]: v for k, v in ckpt.items()}
+        ckpt = {k[len("module.") :]: v for k, v in ckpt.items()}
     return ckpt
 
 
@@ -314,13 +336,18 @@ def _clip_mismatch(path: Path, sd: dict, want: dict, model_name: str) -> str:
         sd["logit_scale"] = sd["logit_scale"].reshape(want["logit_scale"].shape)
     missing = sorted(set(want) - set(sd))
     unexpected = sorted(set(sd) - set(want))
-    shapes = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in want.items()
-              if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    shapes = [
+        (k, tuple(sd[k].shape), tuple(v.shape))
+        for k, v in want.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
     if not (missing or unexpected or shapes):
         return ""
-    return (f"{path}: not a state dict of open_clip {model_name!r}: {len(missing)} missing keys "
-            f"{missing[:4]}, {len(unexpected)} unexpected {unexpected[:4]}, shape mismatches "
-            f"(key, found, expected) {shapes[:3]}")
+    return (
+        f"{path}: not a state dict of open_clip {model_name!r}: {len(missing)} missing keys "
+        f"{missing[:4]}, {len(unexpected)} unexpected {unexpected[:4]}, shape mismatches "
+        f"(key, found, expected) {shapes[:3]}"
+    )
 
 
 def clip_content_mismatch(path: str | Path, model_name: str) -> str:
@@ -336,8 +363,9 @@ def clip_content_mismatch(path: str | Path, model_name: str) -> str:
     return _clip_mismatch(path, sd, _open_clip_model(model_name, "meta").state_dict(), model_name)
 
 
-def load_open_clip(path: str | Path, model_name: str = "ViT-B-32-quickgelu", device: str | torch.device = "cpu",
-                   normalize: bool = True) -> OpenClipModel:
+def load_open_clip(
+    path: str | Path, model_name: str = "ViT-B-32-quickgelu", device: str | torch.device = "cpu", normalize: bool = True
+) -> OpenClipModel:
     """open_clip ``model_name`` with weights from a local file (``.pt``/``.bin`` state dict,
     ``.safetensors``, or OpenAI's TorchScript ``ViT-B-32.pt``).
 
@@ -365,6 +393,7 @@ def load_open_clip(path: str | Path, model_name: str = "ViT-B-32-quickgelu", dev
 
 # --- insightface ArcFace (ONNX) -------------------------------------------------------------
 
+
 def find_recognition_onnx(path: str | Path) -> Path:
     """An ONNX file, or the recognition model inside an insightface model directory
     (``buffalo_l/``: ``w600k_r50.onnx`` beside the detector and attribute models)."""
@@ -372,9 +401,11 @@ def find_recognition_onnx(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such file or directory (expected insightface's recognition model "
-                              f"w600k_r50.onnx or its model directory buffalo_l/); run "
-                              f"`deltabench weights fetch w600k_r50.onnx`")
+        raise CheckpointError(
+            f"{path}: no such file or directory (expected insightface's recognition model "
+            f"w600k_r50.onnx or its model directory buffalo_l/); run "
+            f"`deltabench weights fetch w600k_r50.onnx`"
+        )
     named = path / "w600k_r50.onnx"
     if named.is_file():
         return named
@@ -389,8 +420,10 @@ def find_recognition_onnx(path: str | Path) -> Path:
 
 # insightface's ArcFace template (``insightface.utils.face_align.arcface_dst``): where
 # norm_crop puts the eye centres, the nose tip and the mouth corners in the 112 px crop.
-ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                        [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+ARCFACE_DST = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
 
 
 def ffhq_five_points(size: int) -> np.ndarray:
@@ -408,8 +441,9 @@ def _five_points(landmarks) -> np.ndarray:
     if lm.shape == (68, 2):  # the reduction of deltabench.real.align.five_points (align imports weights)
         return np.stack([lm[36:42].mean(axis=0), lm[42:48].mean(axis=0), lm[30], lm[48], lm[54]])
     if lm.shape != (5, 2):
-        raise ValueError(f"landmarks per image must be [5, 2] (insightface's order) or dlib's [68, 2], "
-                         f"got {list(lm.shape)}")
+        raise ValueError(
+            f"landmarks per image must be [5, 2] (insightface's order) or dlib's [68, 2], got {list(lm.shape)}"
+        )
     return lm
 
 
@@ -452,15 +486,18 @@ class InsightFaceArcFace:
             session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
             self.model = ArcFaceONNX(model_file=str(self.path), session=session)
         except Exception as e:  # noqa: BLE001 - onnx/onnxruntime raise their own exception types
-            raise CheckpointError(f"{self.path}: insightface cannot load it ({e}); expected an insightface "
-                                  f"recognition model (w600k_r50.onnx)") from None
+            raise CheckpointError(
+                f"{self.path}: insightface cannot load it ({e}); expected an insightface "
+                f"recognition model (w600k_r50.onnx)"
+            ) from None
         shape = list(self.model.input_shape)
         if len(shape) != 4 or shape[1] != 3 or not all(isinstance(v, int) for v in shape[2:]):
             raise CheckpointError(f"{self.path}: input has shape {shape}; an ArcFace model takes [N, 3, 112, 112]")
         self.input_size = (int(shape[2]), int(shape[3]))
         if crop == "ffhq" and self.input_size[0] % 112 and self.input_size[0] % 128:
-            raise CheckpointError(f"{self.path}: input {self.input_size}; norm_crop needs a side that is a "
-                                  f"multiple of 112 or 128")
+            raise CheckpointError(
+                f"{self.path}: input {self.input_size}; norm_crop needs a side that is a multiple of 112 or 128"
+            )
         self.input_mean, self.input_std = float(self.model.input_mean), float(self.model.input_std)
         out = self.model.output_shape
         self.embed_dim = out[-1] if isinstance(out[-1], int) else None
@@ -484,8 +521,12 @@ class InsightFaceArcFace:
             raise ValueError(f"identity: {len(landmarks)} landmark sets for {len(img)} images")
         h, w = self.input_size
         out = []
-        warnings.filterwarnings("ignore", message=r"`estimate` is deprecated", category=FutureWarning,
-                                module=r"insightface\.utils\.face_align")  # insightface 2.1 on scikit-image 0.26
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`estimate` is deprecated",
+            category=FutureWarning,
+            module=r"insightface\.utils\.face_align",
+        )  # insightface 2.1 on scikit-image 0.26
         for i, rgb in enumerate(float_to_uint8(img)):
             bgr = np.ascontiguousarray(rgb[..., ::-1])
             if landmarks is not None:
@@ -501,20 +542,25 @@ class InsightFaceArcFace:
         outs = []
         with self._lock:
             for i in range(0, len(crops), self.batch):
-                outs.append(self.model.get_feat(list(crops[i:i + self.batch])))
+                outs.append(self.model.get_feat(list(crops[i : i + self.batch])))
         return F.normalize(torch.from_numpy(np.concatenate(outs)).float(), dim=1)
 
     def embed(self, img: torch.Tensor, landmarks=None) -> torch.Tensor:
         if img.requires_grad:
-            raise RuntimeError("the ArcFace identity model is not differentiable (onnxruntime); use the "
-                               "domain's identity_loss model for losses")
+            raise RuntimeError(
+                "the ArcFace identity model is not differentiable (onnxruntime); use the "
+                "domain's identity_loss model for losses"
+            )
         return self.embed_crops(self.crops(img.detach().to("cpu", torch.float32), landmarks))
 
     __call__ = embed
 
     def info(self) -> dict:
-        return {"backend": f"insightface {self.version}", "model": self.path.name,
-                "crop": "norm_crop at the fixed FFHQ 5 points" if self.crop == "ffhq" else "resize"}
+        return {
+            "backend": f"insightface {self.version}",
+            "model": self.path.name,
+            "crop": "norm_crop at the fixed FFHQ 5 points" if self.crop == "ffhq" else "resize",
+        }
 
 
 def load_arcface(path: str | Path, crop: str = "ffhq", batch: int = 32):
@@ -522,8 +568,10 @@ def load_arcface(path: str | Path, crop: str = "ffhq", batch: int = 32):
     :class:`OnnxArcFace` with its ``warning`` set (and a ``UserWarning``)."""
     if insightface_version() is None:
         m = OnnxArcFace(path, batch=batch, crop=crop)
-        m.warning = ("insightface is not installed: IDS uses deltabench's re-implementation of its ArcFace "
-                     "preprocessing (fixed FFHQ crop, float pixels); pip install insightface for insightface's own")
+        m.warning = (
+            "insightface is not installed: IDS uses deltabench's re-implementation of its ArcFace "
+            "preprocessing (fixed FFHQ crop, float pixels); pip install insightface for insightface's own"
+        )
         warnings.warn(m.warning, stacklevel=2)
         return m
     return InsightFaceArcFace(path, batch=batch, crop=crop)
@@ -551,14 +599,17 @@ class OnnxArcFace:
         try:
             self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({e}); expected an insightface "
-                                  f"recognition model (w600k_r50.onnx)") from None
+            raise CheckpointError(
+                f"{self.path}: onnxruntime cannot load it ({e}); expected an insightface "
+                f"recognition model (w600k_r50.onnx)"
+            ) from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = list(inp.shape)
         if len(shape) != 4 or shape[1] != 3 or not all(isinstance(s, int) for s in shape[2:]):
-            raise CheckpointError(f"{self.path}: input {inp.name} has shape {shape}; an ArcFace model takes "
-                                  f"[N, 3, 112, 112]")
+            raise CheckpointError(
+                f"{self.path}: input {inp.name} has shape {shape}; an ArcFace model takes [N, 3, 112, 112]"
+            )
         self.input_size = (int(shape[2]), int(shape[3]))
         out = self.session.get_outputs()[0]
         self.embed_dim = out.shape[-1] if isinstance(out.shape[-1], int) else None
@@ -583,24 +634,33 @@ class OnnxArcFace:
 
     def embed(self, img: torch.Tensor) -> torch.Tensor:
         if img.requires_grad:
-            raise RuntimeError("OnnxArcFace is not differentiable (onnxruntime); use the domain's "
-                               "identity_loss model for losses")
+            raise RuntimeError(
+                "OnnxArcFace is not differentiable (onnxruntime); use the domain's identity_loss model for losses"
+            )
         x = img.detach().to("cpu", torch.float32)
         h, w = self.input_size
-        x = ffhq_face_crop(x, h) if self.crop == "ffhq" else F.interpolate(
-            x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = (
+            ffhq_face_crop(x, h)
+            if self.crop == "ffhq"
+            else F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        )
         x = ((x + 1) * 127.5 - self.input_mean) / self.input_std  # RGB
         outs = []
         with self._lock:
             for i in range(0, len(x), self.batch):
-                outs.append(self.session.run(None, {self.input_name: np.ascontiguousarray(x[i:i + self.batch].numpy())})[0])
+                outs.append(
+                    self.session.run(None, {self.input_name: np.ascontiguousarray(x[i : i + self.batch].numpy())})[0]
+                )
         return F.normalize(torch.from_numpy(np.concatenate(outs)).float(), dim=1)
 
     __call__ = embed
 
     def info(self) -> dict:
-        d = {"backend": "deltabench (insightface's ArcFaceONNX preprocessing re-implemented)",
-             "model": self.path.name, "crop": "fixed FFHQ crop" if self.crop == "ffhq" else "resize"}
+        d = {
+            "backend": "deltabench (insightface's ArcFaceONNX preprocessing re-implemented)",
+            "model": self.path.name,
+            "crop": "fixed FFHQ crop" if self.crop == "ffhq" else "resize",
+        }
         return {**d, "warning": self.warning} if self.warning else d
 
 
@@ -643,21 +703,42 @@ def build_fid_inception(state_dict: dict | None = None) -> nn.Module:
 
 
 class FidInception(nn.Module):
-    """``features(img [N, 3, H, W] in [-1, 1]) -> pool3 [N, 2048]`` as pytorch-fid computes them
-    from image files: pixels quantised to uint8 levels, [0, 1], bilinear resize to 299."""
+    """``features(img [N, 3, H, W] in [-1, 1]) -> pool3 [N, 2048]``: pixels quantised to uint8
+    levels (as read back from a PNG), resized to 299 by ``resize``, [0, 1], pytorch-fid's pool3.
+
+    ``resize="clean"`` (default): clean-fid's PIL bicubic per channel
+    (:func:`deltabench.metrics.fid.clean_resize`); pytorch-fid's own bilinear resize inside the
+    network is then a copy (299 to 299). ``resize="pytorch-fid"``: pytorch-fid's
+    ``F.interpolate(bilinear, align_corners=False)`` without antialiasing, as its CLI computes
+    FID from image files (clean-fid measured that aliasing to move FID by 6+ on FFHQ)."""
 
     feature_dim = 2048
     name = "Inception pool3"
+    RESIZES = ("clean", "pytorch-fid")
 
-    def __init__(self, net: nn.Module, batch: int = 50):
+    def __init__(self, net: nn.Module, batch: int = 50, resize: str = "clean"):
         super().__init__()
-        self.net, self.batch = net.eval(), batch
+        if resize not in self.RESIZES:
+            raise ValueError(f"FID resize {resize!r}: give one of {', '.join(self.RESIZES)}")
+        self.net, self.batch, self.resize = net.eval(), batch, resize
+
+    @property
+    def resize_filter(self) -> str:
+        """The resize as recorded in a run's manifest (``fid_resize``)."""
+        from deltabench.metrics.fid import CLEAN_RESIZE
+
+        return CLEAN_RESIZE if self.resize == "clean" else "pytorch-fid: F.interpolate bilinear, no antialias"
 
     @torch.no_grad()
     def features(self, img: torch.Tensor) -> torch.Tensor:
         dev = next(self.net.parameters()).device
-        x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round() / 255.0  # as read back from a PNG
-        out = [self.net(x[i:i + self.batch].to(dev))[0].flatten(1) for i in range(0, len(x), self.batch)]
+        x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round()  # uint8 levels, as read back from a PNG
+        if self.resize == "clean" and x.shape[-2:] != (299, 299):
+            from deltabench.metrics.fid import clean_resize
+
+            x = clean_resize(x, 299)
+        x = x / 255.0
+        out = [self.net(x[i : i + self.batch].to(dev))[0].flatten(1) for i in range(0, len(x), self.batch)]
         return torch.cat(out).cpu()  # [N, 2048]
 
     forward = features
@@ -668,8 +749,9 @@ def load_fid_inception(path: str | Path, device: str | torch.device = "cpu") -> 
     sd = safe_torch_load(path, "pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth)")
     if not isinstance(sd, dict) or "Mixed_7c.branch_pool.conv.weight" not in sd:
         found = sorted(map(str, sd))[:6] if isinstance(sd, dict) else type(sd).__name__
-        raise CheckpointError(f"{path}: not pytorch-fid's FID Inception state dict (no "
-                              f"'Mixed_7c.branch_pool.conv.weight'; found {found})")
+        raise CheckpointError(
+            f"{path}: not pytorch-fid's FID Inception state dict (no 'Mixed_7c.branch_pool.conv.weight'; found {found})"
+        )
     try:
         net = build_fid_inception(sd)
     except RuntimeError as e:
