@@ -15,6 +15,7 @@ Edit (official ``MapTS.GetDt`` / ``GetBoundary`` / ``manipulate.py``): Δt = nor
 t_neutral) over templates, r = fs3·Δt, r[|r| < β] = 0, r /= max|r|, Δs = r·σ, s' = s + α·Δs.
 Defaults α = 4.1 and β = 0.15 from the official ``StyleCLIP_global.ipynb`` sliders.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,23 @@ from pathlib import Path
 import torch
 
 from baselines.common import as_dict, check_latents, check_prompts, config_from_dict, normalize
+from deltabench import confighash, integrity, sspace
 from deltabench import distributed as dist
-from deltabench import integrity
-from deltabench import sspace
+from deltabench.confighash import Schema, either, versioned
 from deltabench.methods import EditMethod
 from deltabench.utils import progress
 
+# What an fs3 cache is keyed by (deltabench.confighash): torgb, the released file and the
+# protocol came in that order (off, none, per-image before); max_batch never changes fs3.
+FS3_SCHEMA = Schema(
+    "styleclip-gd.fs3",
+    first=("n_images", "sigma", "n_std", "seed", "precision"),
+    added=[{"torgb": either(False, None)}, {"official_fs3": None}, {"protocol": "per-image"}],
+    not_hashed=("max_batch",),
+)
 
+
+@versioned(FS3_SCHEMA)
 @dataclass(frozen=True)
 class FS3Config:
     """fs3 precompute settings. Official: ±5σ (``M.alpha=[-5, 5]``), 100 images, σ from 100k
@@ -87,8 +98,10 @@ class FS3Config:
                 raise ValueError(f"FS3Config.official_fs3 must be a path to an fs3.npy, got {self.official_fs3!r}")
             object.__setattr__(self, "official_fs3", str(self.official_fs3))
             if self.torgb:
-                raise ValueError("FS3Config.official_fs3: the official fs3 covers the non-toRGB channels only; "
-                                 "torgb must be false (or unset)")
+                raise ValueError(
+                    "FS3Config.official_fs3: the official fs3 covers the non-toRGB channels only; "
+                    "torgb must be false (or unset)"
+                )
         for k in ("n_images", "n_std", "max_batch"):
             if getattr(self, k) < 1:
                 raise ValueError(f"FS3Config.{k} must be >= 1, got {getattr(self, k)}")
@@ -96,21 +109,13 @@ class FS3Config:
             raise ValueError(f"FS3Config.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
 
     @staticmethod
-    def from_dict(d: dict) -> "FS3Config":
+    def from_dict(d: dict) -> FS3Config:
         return config_from_dict(FS3Config, d, "styleclip-gd fs3 config")
 
     def to_dict(self) -> dict:
-        d = as_dict(self)
-        d.pop("max_batch")  # does not change the result
-        if not d["torgb"]:  # absent when off, so fs3 computed before the option stays valid
-            d.pop("torgb")
-        if d["official_fs3"] is None:  # likewise
-            d.pop("official_fs3")
-        if d["protocol"] == "per-image":  # likewise: synthfaces' fs3 caches stay valid
-            d.pop("protocol")
-        return d
+        return confighash.to_dict(self)
 
-    def resolve(self, domain) -> "FS3Config":
+    def resolve(self, domain) -> FS3Config:
         """``torgb=None`` replaced by the domain's choice (the resolved value is what is cached)."""
         if self.torgb is not None:
             return self
@@ -160,8 +165,9 @@ def _torgb_module(G, l: int):
     return G.to_rgb1 if l == 1 else G.to_rgbs[(l - 2) // 3]
 
 
-def _torgb_images(G, l: int, x: torch.Tensor, s_l: torch.Tensor, base_style: torch.Tensor,
-                  base_img: torch.Tensor) -> torch.Tensor:
+def _torgb_images(
+    G, l: int, x: torch.Tensor, s_l: torch.Tensor, base_style: torch.Tensor, base_img: torch.Tensor
+) -> torch.Tensor:
     """Final images when only toRGB layer ``l``'s style changes, without re-running the convs.
 
     ``x [N, C, r, r]`` is that layer's input (unchanged by its style), ``s_l [M*N, C]`` the
@@ -209,8 +215,7 @@ def channel_stats(domain, cfg: FS3Config) -> tuple[torch.Tensor | None, torch.Te
     G, cfg = domain.generator, cfg.resolve(domain)
     if cfg.protocol != "official":
         w = domain.sample_w_plus(cfg.n_std, cfg.seed + 1)
-        s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, cfg.torgb)
-                       for i in range(0, len(w), 1024)])
+        s = torch.cat([sspace.gather(G.styles(w[i : i + 1024]), G.slayout, cfg.torgb) for i in range(0, len(w), 1024)])
         return None, s.std(0)
     s1 = s2 = None
     for i in range(0, cfg.n_std, 1024):  # streamed: 100k x 6048 codes would be 2.4 GB at once
@@ -234,8 +239,9 @@ def official_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None,
-                channels=None, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def compute_fs3(
+    domain, cfg: FS3Config, std: torch.Tensor | None = None, log=None, channels=None, mean: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The relevance matrix ``fs3: [S_edit, D]`` (unit rows, ``sspace.gather`` order), the
     channel σ ``[S_edit]`` and timing. ``cfg.torgb=None`` is the domain's choice.
 
@@ -266,8 +272,10 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
         o += sl.widths[l]
     sel = _select_channels(channels, o)
     # the layer's channels to compute (local indices): all of them, or the selected ones
-    local = {l: range(sl.widths[l]) if sel is None else [c - offsets[l] for c in sel if 0 <= c - offsets[l] < sl.widths[l]]
-             for l in edit_layers}
+    local = {
+        l: range(sl.widths[l]) if sel is None else [c - offsets[l] for c in sel if 0 <= c - offsets[l] < sl.widths[l]]
+        for l in edit_layers
+    }
     rows: dict[tuple[int, int], torch.Tensor] = {}  # (layer, chunk start in local[l]) -> [k, D]
     k_max = max(1, cfg.max_batch // (2 * N))
     n_chan = o if sel is None else len(sel)
@@ -302,7 +310,9 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
                         rest[l] = s_l.reshape(2 * k * N, C)
                         st = (_rep(state[0], 2 * k), _rep(state[1], 2 * k))
                         img = synthesize_from(G, l, st, rest, noise)  # [2kN, 3, H, W]
-                    e = normalize(clip.encode_image(official_uint8(img) if official else img).float()).reshape(k, 2, N, -1)
+                    e = normalize(clip.encode_image(official_uint8(img) if official else img).float()).reshape(
+                        k, 2, N, -1
+                    )
                     d = normalize(e[:, 1] - e[:, 0])  # +5σ minus -5σ, [k, N, D]
                     rows[l, c0] = normalize(d.mean(1))
                     bar.update(k)
@@ -317,9 +327,16 @@ def compute_fs3(domain, cfg: FS3Config, std: torch.Tensor | None = None, log=Non
     secs = time.perf_counter() - t0
     # CPU seconds of all threads: on a shared machine, cpu_seconds / threads is the wall time
     # the same work takes on that many dedicated cores.
-    info = {"seconds": secs, "cpu_seconds": time.process_time() - c0_cpu, "threads": torch.get_num_threads(),
-            "ranks": dist.world_size(), "channels": n_chan, "channels_per_second": n_chan / secs, "n_images": N,
-            "device": str(dev)}
+    info = {
+        "seconds": secs,
+        "cpu_seconds": time.process_time() - c0_cpu,
+        "threads": torch.get_num_threads(),
+        "ranks": dist.world_size(),
+        "channels": n_chan,
+        "channels_per_second": n_chan / secs,
+        "n_images": N,
+        "device": str(dev),
+    }
     if log:
         log(f"fs3: {n_chan} channels x {N} images in {secs:.1f} s ({n_chan / secs:.1f} channels/s)")
     return fs3.float(), std.float(), info
@@ -331,14 +348,17 @@ def _select_channels(channels, n: int) -> list[int] | None:
         return None
     sel = sorted({int(c) for c in channels})
     if not sel or sel[0] < 0 or sel[-1] >= n:
-        raise ValueError(f"fs3 channels must be a non-empty set of S indices in [0, {n}), got "
-                         f"{len(sel)} from {sel[:1]} to {sel[-1:]}")
+        raise ValueError(
+            f"fs3 channels must be a non-empty set of S indices in [0, {n}), got "
+            f"{len(sel)} from {sel[:1]} to {sel[-1:]}"
+        )
     return sel
 
 
 @torch.no_grad()
-def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor, channels=None,
-                      mean: torch.Tensor | None = None) -> torch.Tensor:
+def compute_fs3_naive(
+    domain, cfg: FS3Config, std: torch.Tensor, channels=None, mean: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reference: one channel at a time, full synthesis (the official loop). For tests and
     ``benchmarks/bench_official.py``; ``channels`` as in ``compute_fs3``."""
     G, clip, cfg = domain.generator, domain.clip, cfg.resolve(domain)
@@ -366,8 +386,13 @@ def compute_fs3_naive(domain, cfg: FS3Config, std: torch.Tensor, channels=None,
 
 
 def slayout_dict(sl) -> dict:
-    return {"names": list(sl.names), "widths": list(sl.widths), "is_torgb": list(sl.is_torgb),
-            "wplus_index": list(sl.wplus_index), "resolution": list(sl.resolution)}
+    return {
+        "names": list(sl.names),
+        "widths": list(sl.widths),
+        "is_torgb": list(sl.is_torgb),
+        "wplus_index": list(sl.wplus_index),
+        "resolution": list(sl.resolution),
+    }
 
 
 def load_fs3(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -385,12 +410,17 @@ def load_fs3(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     hint = "`deltabench fit styleclip-gd --force` (with the run's --world and fs3 settings)"
     t = integrity.load_tensors(p, hint)
     if set(t) != {"fs3", "std"}:
-        raise integrity.CacheIntegrityError(f"{p} holds {sorted(t)}, expected the tensors fs3 and std; "
-                                            f"{integrity.fix_hint(p, hint)}")
-    return t["fs3"], t["std"], integrity.read_json(meta_f, "the fs3 record", hint)
+        raise integrity.CacheIntegrityError(
+            f"{p} holds {sorted(t)}, expected the tensors fs3 and std; {integrity.fix_hint(p, hint)}"
+        )
+    meta = integrity.read_json(meta_f, "the fs3 record", hint)
+    confighash.check_record(meta, str(meta_f))
+    return t["fs3"], t["std"], confighash.unstamped(meta)  # the versions live in the file only
 
 
-def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def fit_fs3(
+    domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=None
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Load ``<work_dir>/fs3.safetensors`` if it was made with ``cfg`` for this layout, else compute and save it."""
     work_dir, cfg = Path(work_dir), cfg.resolve(domain)
     if cfg.official_fs3:  # the released file instead of computing (nothing is cached)
@@ -408,13 +438,15 @@ def fit_fs3(domain, work_dir: Path, cfg: FS3Config, force: bool = False, log=Non
 
     def save() -> None:
         integrity.save_tensors({"fs3": fs3, "std": std}, f)
-        integrity.atomic_write_text(meta_f, json.dumps(meta, indent=1))
+        integrity.atomic_write_text(meta_f, json.dumps(confighash.stamp(meta, FS3_SCHEMA.name), indent=1))
 
     dist.on_rank0(save)
     return fs3, std, {**meta, "cached": False}
 
 
-def gd_delta_s(fs3: torch.Tensor, std: torch.Tensor, dt: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gd_delta_s(
+    fs3: torch.Tensor, std: torch.Tensor, dt: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Official ``GetBoundary`` (if_std=True): ``dt: [P, D]`` unit -> ``(Δs [P, S_edit], n_channels [P])``.
 
     Channels with |fs3·Δt| < β are zeroed; the rest are divided by the largest |r| and scaled
@@ -439,8 +471,16 @@ class StyleCLIPGlobal(EditMethod):
     strength_name = "alpha"
     default_strength = 4.1
 
-    def __init__(self, domain, work_dir, seed: int = 0, config: FS3Config | dict | None = None,
-                 beta: float = 0.15, alpha: float | None = None, **options):
+    def __init__(
+        self,
+        domain,
+        work_dir,
+        seed: int = 0,
+        config: FS3Config | dict | None = None,
+        beta: float = 0.15,
+        alpha: float | None = None,
+        **options,
+    ):
         super().__init__(domain, work_dir, seed, **options)
         cfg = config if isinstance(config, FS3Config) else FS3Config.from_dict(dict(config or {}))
         self.cfg = cfg.resolve(domain)
@@ -477,8 +517,9 @@ class StyleCLIPGlobal(EditMethod):
         return ds
 
     @torch.no_grad()
-    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
-                   strength: float | None = None) -> list[list[torch.Tensor]]:
+    def edit_batch(
+        self, w_plus: torch.Tensor, prompts: list[tuple[str, str]], strength: float | None = None
+    ) -> list[list[torch.Tensor]]:
         alpha = self.default_strength if strength is None else float(strength)
         G = self.domain.generator
         styles = G.styles(check_latents(self.domain, w_plus))
@@ -545,27 +586,35 @@ def load_official_fs3(path: str | Path, slayout, pad: bool = False) -> torch.Ten
     if not isinstance(arr, np.ndarray):  # an .npz archive
         raise CheckpointError(f"{path}: not {what}: an .npz archive of {sorted(arr.files)}, expected one array")
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-        raise CheckpointError(f"{path}: not {what}: expected a float matrix [channels, clip_dim], "
-                              f"found {arr.dtype} of shape {list(arr.shape)}")
+        raise CheckpointError(
+            f"{path}: not {what}: expected a float matrix [channels, clip_dim], "
+            f"found {arr.dtype} of shape {list(arr.shape)}"
+        )
     widths = [slayout.widths[i] for i in slayout.non_torgb_indices]
     prefix = [int(x) for x in np.cumsum(widths)]
     full, rows = prefix[-1], int(arr.shape[0])
     res = max(slayout.resolution)
     if rows not in prefix:
-        hint = (f" (a file with toRGB channels too: {slayout.total} rows is not the official format)"
-                if rows == slayout.total else "")
+        hint = (
+            f" (a file with toRGB channels too: {slayout.total} rows is not the official format)"
+            if rows == slayout.total
+            else ""
+        )
         raise CheckpointError(
             f"{path}: fs3 for another S layout: expected {full} rows (the non-toRGB channels of the "
             f"{res} px generator) or a whole-layer prefix of them ({', '.join(map(str, prefix[-4:-1]))}, ...); "
-            f"found {rows} rows of width {arr.shape[1]}{hint}")
+            f"found {rows} rows of width {arr.shape[1]}{hint}"
+        )
     fs3 = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     bad = (~torch.isfinite(fs3)).any(1).nonzero().flatten().tolist()
     if bad:
         raise CheckpointError(f"{path}: fs3 has non-finite values in {len(bad)} rows (the first is row {bad[0]})")
     norms = fs3.norm(dim=1)
     if not torch.allclose(norms, torch.ones_like(norms), atol=1e-2):
-        raise CheckpointError(f"{path}: not {what}: its rows should be unit vectors (GetFs normalises them), "
-                              f"found norms from {norms.min().item():.3g} to {norms.max().item():.3g}")
+        raise CheckpointError(
+            f"{path}: not {what}: its rows should be unit vectors (GetFs normalises them), "
+            f"found norms from {norms.min().item():.3g} to {norms.max().item():.3g}"
+        )
     if pad and rows < full:
         fs3 = torch.cat([fs3, fs3.new_zeros(full - rows, fs3.shape[1])])
     return fs3
@@ -585,7 +634,15 @@ def _fit_official_fs3(domain, cfg: FS3Config, log=None) -> tuple[torch.Tensor, t
     secs = time.perf_counter() - t0
     if log:
         log(f"fs3: the released {cfg.official_fs3} ({rows} of {fs3.shape[0]} channels) in {secs:.1f} s")
-    info = {"config": cfg.to_dict(), "slayout": slayout_dict(G.slayout), "official_fs3": cfg.official_fs3,
-            "sha256": sha256_file(Path(cfg.official_fs3)), "channels": int(fs3.shape[0]), "rows_in_file": rows,
-            "seconds": secs, "clip_dim": int(fs3.shape[1]), "cached": False}
+    info = {
+        "config": cfg.to_dict(),
+        "slayout": slayout_dict(G.slayout),
+        "official_fs3": cfg.official_fs3,
+        "sha256": sha256_file(Path(cfg.official_fs3)),
+        "channels": int(fs3.shape[0]),
+        "rows_in_file": rows,
+        "seconds": secs,
+        "clip_dim": int(fs3.shape[1]),
+        "cached": False,
+    }
     return fs3.to(domain.device), std.to(domain.device), info

@@ -16,6 +16,7 @@ all ranks together with DistributedDataParallel: every rank draws the same globa
 the same seeded generator and takes its equal slice (``DistributedSampler``'s scheme), DDP
 averages the gradients, so the step is the global-batch step up to float rounding.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from baselines.common import (as_dict, check_latents, check_prompts, clip_loss, config_from_dict, config_hash,
-                              domain_models, frozen, has_identity, id_loss, loss_identity,
-                              raw_text_embedding, slug)
+from baselines.common import (
+    check_latents,
+    check_prompts,
+    clip_loss,
+    config_from_dict,
+    config_hash,
+    domain_models,
+    frozen,
+    has_identity,
+    id_loss,
+    loss_identity,
+    raw_text_embedding,
+    slug,
+)
+from deltabench import confighash, integrity
 from deltabench import distributed as dist
-from deltabench import integrity
+from deltabench.confighash import Schema, either, versioned
 from deltabench.methods import EditMethod
 from deltabench.models.ops import EqualLinear, PixelNorm
 from deltabench.utils import progress
@@ -58,8 +71,9 @@ class Mapper(nn.Module):
     def __init__(self, dim: int, n_layers: int = 4):
         super().__init__()
         self.norm = PixelNorm()
-        self.layers = nn.Sequential(*[EqualLinear(dim, dim, lr_mul=0.01, activation="fused_lrelu")
-                                      for _ in range(n_layers)])
+        self.layers = nn.Sequential(
+            *[EqualLinear(dim, dim, lr_mul=0.01, activation="fused_lrelu") for _ in range(n_layers)]
+        )
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         x = self.norm(w)  # [B, k, D], normalised over k
@@ -82,6 +96,16 @@ class LevelsMapper(nn.Module):
         return torch.cat([self.coarse(w[:, c]), self.medium(w[:, m]), self.fine(w[:, f])], dim=1)
 
 
+# What a mapper cache is keyed by (deltabench.confighash): the released mappers, then the
+# optimiser came after the first version (none and Adam before).
+LM_SCHEMA = Schema(
+    "styleclip-lm",
+    first=("steps", "batch", "lr", "clip_lambda", "l2_lambda", "id_lambda", "n_train", "train_seed"),
+    added=[{"checkpoints": either(None, {})}, {"optimizer": "adam"}],
+)
+
+
+@versioned(LM_SCHEMA)
 @dataclass(frozen=True)
 class LMConfig:
     """Loss weights and lr from the official ``train_options.py`` (clip 1.0, latent L2 0.8,
@@ -111,24 +135,21 @@ class LMConfig:
             raise ValueError(f"LMConfig.optimizer must be 'adam' or 'ranger' (official), got {self.optimizer!r}")
         if self.checkpoints is not None:
             if not isinstance(self.checkpoints, dict) or not all(
-                    isinstance(k, str) and k.strip() and isinstance(v, (str, Path))
-                    for k, v in self.checkpoints.items()):
-                raise ValueError("LMConfig.checkpoints must map target prompts to mapper file paths, "
-                                 f"got {self.checkpoints!r}")
-            object.__setattr__(self, "checkpoints", {" ".join(k.split()): str(v)
-                                                     for k, v in sorted(self.checkpoints.items())})
+                isinstance(k, str) and k.strip() and isinstance(v, (str, Path)) for k, v in self.checkpoints.items()
+            ):
+                raise ValueError(
+                    f"LMConfig.checkpoints must map target prompts to mapper file paths, got {self.checkpoints!r}"
+                )
+            object.__setattr__(
+                self, "checkpoints", {" ".join(k.split()): str(v) for k, v in sorted(self.checkpoints.items())}
+            )
 
     @staticmethod
-    def from_dict(d: dict) -> "LMConfig":
+    def from_dict(d: dict) -> LMConfig:
         return config_from_dict(LMConfig, d, "styleclip-lm config")
 
     def to_dict(self) -> dict:
-        d = as_dict(self)
-        if not d["checkpoints"]:  # absent when unused, so configs from before the option keep their hash
-            d.pop("checkpoints")
-        if d["optimizer"] == "adam":  # likewise
-            d.pop("optimizer")
-        return d
+        return confighash.to_dict(self)
 
 
 def ranger(params, lr: float):
@@ -143,8 +164,9 @@ def ranger(params, lr: float):
     try:
         from pytorch_ranger import Ranger
     except ImportError:
-        raise ImportError("styleclip-lm optimizer 'ranger' needs the pytorch-ranger package: "
-                          "pip install pytorch-ranger") from None
+        raise ImportError(
+            "styleclip-lm optimizer 'ranger' needs the pytorch-ranger package: pip install pytorch-ranger"
+        ) from None
 
     class _CentralisedRanger(Ranger):
         @torch.no_grad()
@@ -162,8 +184,15 @@ def ranger(params, lr: float):
     return _CentralisedRanger(params, lr=lr)
 
 
-def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed: int = 0,
-                 desc: str = "styleclip-lm", ddp: bool = False) -> tuple[LevelsMapper, dict]:
+def train_mapper(
+    domain,
+    target: str,
+    cfg: LMConfig,
+    w_train: torch.Tensor,
+    seed: int = 0,
+    desc: str = "styleclip-lm",
+    ddp: bool = False,
+) -> tuple[LevelsMapper, dict]:
     """Train one mapper for ``target`` on ``w_train: [N, L, D]`` (official ``coach.train``).
 
     ``ddp``: every rank of the torchrun group calls this together and trains the one mapper
@@ -172,8 +201,11 @@ def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed
     G = domain.generator
     torch.manual_seed(seed)
     mapper = LevelsMapper(G.n_latent, G.style_dim).to(domain.device)
-    opt = (ranger(mapper.parameters(), lr=cfg.lr) if cfg.optimizer == "ranger"
-           else torch.optim.Adam(mapper.parameters(), lr=cfg.lr))
+    opt = (
+        ranger(mapper.parameters(), lr=cfg.lr)
+        if cfg.optimizer == "ranger"
+        else torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
+    )
     n_ranks = dist.world_size() if ddp else 1
     if cfg.batch % n_ranks:
         raise ValueError(f"styleclip-lm batch {cfg.batch} does not split evenly over {n_ranks} ranks")
@@ -182,7 +214,8 @@ def train_mapper(domain, target: str, cfg: LMConfig, w_train: torch.Tensor, seed
     model = mapper
     if n_ranks > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None)
+            mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None
+        )
     t = raw_text_embedding(domain, target)
     gen = torch.Generator().manual_seed(seed)
     use_id = cfg.id_lambda > 0 and has_identity(domain)
@@ -246,8 +279,12 @@ class StyleCLIPMapper(EditMethod):
         t0 = time.perf_counter()
         with dist.rank0_first():  # rank 0 inverts and caches, the other ranks load
             self.training_latents()
-        return {"fit_seconds": time.perf_counter() - t0, "config": self.cfg.to_dict(),
-                "run_dir": str(self.run_dir), "note": "mappers are trained per prompt on first use"}
+        return {
+            "fit_seconds": time.perf_counter() - t0,
+            "config": self.cfg.to_dict(),
+            "run_dir": str(self.run_dir),
+            "note": "mappers are trained per prompt on first use",
+        }
 
     def training_latents(self) -> torch.Tensor:
         if self._w_train is None:
@@ -279,14 +316,23 @@ class StyleCLIPMapper(EditMethod):
         if f.is_file() and meta.is_file():
             mapper.load_state_dict(integrity.load_tensors(f))
             info = integrity.read_json(meta, f"the styleclip-lm mapper record of {target!r}")
+            confighash.check_record(info, str(meta))
+            info = confighash.unstamped(info)  # the versions live in the file only
         else:
-            mapper, info = train_mapper(self.domain, target, self.cfg, self.training_latents(), self.seed,
-                                        desc=f"styleclip-lm '{target}'", ddp=ddp)
+            mapper, info = train_mapper(
+                self.domain,
+                target,
+                self.cfg,
+                self.training_latents(),
+                self.seed,
+                desc=f"styleclip-lm '{target}'",
+                ddp=ddp,
+            )
             info = {"target": target, **info}
 
             def save() -> None:
                 integrity.save_tensors(mapper.state_dict(), f)
-                integrity.atomic_write_text(meta, json.dumps(info, indent=1))
+                integrity.atomic_write_text(meta, json.dumps(confighash.stamp(info, LM_SCHEMA.name), indent=1))
 
             if ddp:
                 dist.on_rank0(save)
@@ -304,8 +350,13 @@ class StyleCLIPMapper(EditMethod):
         targets = list(dict.fromkeys(check_prompts(s, t)[1] for s, t in prompts))
         if dist.is_distributed():
             # Rank 0 decides what is untrained, before any rank writes a mapper.
-            todo = dist.on_rank0(lambda: [t for t in targets if t not in (self.cfg.checkpoints or {})
-                                          and not all(x.is_file() for x in self._files(t))])
+            todo = dist.on_rank0(
+                lambda: [
+                    t
+                    for t in targets
+                    if t not in (self.cfg.checkpoints or {}) and not all(x.is_file() for x in self._files(t))
+                ]
+            )
             n = dist.world_size()
             split = len(todo) - len(todo) % n if self.cfg.batch % n == 0 else len(todo)
             for t in dist.shard(todo[:split]):
@@ -363,8 +414,11 @@ def load_official_mapper(path: str | Path, map_location: str | torch.device = "c
 
     obj = safe_torch_load(path, _LM_WHAT, allow=[argparse.Namespace], map_location=map_location)
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
-        found = (", ".join(repr(k) for k in sorted(map(str, obj))[:6]) if isinstance(obj, dict)
-                 else f"a {type(obj).__name__}")
+        found = (
+            ", ".join(repr(k) for k in sorted(map(str, obj))[:6])
+            if isinstance(obj, dict)
+            else f"a {type(obj).__name__}"
+        )
         hint = ""
         if isinstance(obj, dict) and any(str(k).startswith("sm_coarse.") for k in obj):
             hint = " (this is a DeltaEdit checkpoint such as net_face.pth: use deltaedit.load_official_checkpoint)"
@@ -379,40 +433,49 @@ def load_official_mapper(path: str | Path, map_location: str | torch.device = "c
         raise CheckpointError(f"{path}: 'opts' should be a dict, found {type(opts).__name__}")
     mkeys = [k for k in sd if str(k).startswith("mapper.")]
     if not mkeys:
-        raise CheckpointError(f"{path}: not {_LM_WHAT}: its state_dict has no 'mapper.' keys "
-                              f"(found {sorted(map(str, sd))[:4]})")
+        raise CheckpointError(
+            f"{path}: not {_LM_WHAT}: its state_dict has no 'mapper.' keys (found {sorted(map(str, sd))[:4]})"
+        )
     if opts.get("work_in_stylespace") or any(k.startswith("mapper.mapper_") for k in mkeys):
-        raise CheckpointError(f"{path}: a StyleSpace mapper (work_in_stylespace, keys mapper.mapper_<i>.*); "
-                              "styleclip-lm edits W+ and loads the W+ LevelsMapper only")
+        raise CheckpointError(
+            f"{path}: a StyleSpace mapper (work_in_stylespace, keys mapper.mapper_<i>.*); "
+            "styleclip-lm edits W+ and loads the W+ LevelsMapper only"
+        )
     if opts.get("mapper_type", "LevelsMapper") != "LevelsMapper" or any(k.startswith("mapper.mapping.") for k in mkeys):
-        raise CheckpointError(f"{path}: a {opts.get('mapper_type', 'SingleMapper')} (one mapper over all W+ "
-                              "entries); deltabench loads the official LevelsMapper only")
+        raise CheckpointError(
+            f"{path}: a {opts.get('mapper_type', 'SingleMapper')} (one mapper over all W+ "
+            "entries); deltabench loads the official LevelsMapper only"
+        )
     weights, present, dim = {}, [], None
     for ours, official in OFFICIAL_LM_GROUPS:
         pre = f"mapper.{official}.mapping."
-        have = {k[len(pre):]: sd[k] for k in mkeys if k.startswith(pre)}
+        have = {k[len(pre) :]: sd[k] for k in mkeys if k.startswith(pre)}
         want = [f"{i}.{p}" for i in range(1, 5) for p in ("weight", "bias")]
         off = opts.get(f"no_{ours}_mapper")
         if not have:
             if off is False:
-                raise CheckpointError(f"{path}: opts say the {ours} mapper is on, but there are no "
-                                      f"'{pre}*' keys")
+                raise CheckpointError(f"{path}: opts say the {ours} mapper is on, but there are no '{pre}*' keys")
             continue
         if off:
             raise CheckpointError(f"{path}: opts say no_{ours}_mapper, but the file has '{pre}*' keys")
         if sorted(have) != sorted(want):
-            raise CheckpointError(f"{path}: not {_LM_WHAT}: expected keys {pre}{{1..4}}.{{weight,bias}}, "
-                                  f"found {pre}{{{', '.join(sorted(have))}}}")
+            raise CheckpointError(
+                f"{path}: not {_LM_WHAT}: expected keys {pre}{{1..4}}.{{weight,bias}}, "
+                f"found {pre}{{{', '.join(sorted(have))}}}"
+            )
         d = int(have["1.weight"].shape[1]) if dim is None else dim
         for i in range(1, 5):
             for p, shape in (("weight", (d, d)), ("bias", (d,))):
                 if tuple(have[f"{i}.{p}"].shape) != shape:
-                    raise CheckpointError(f"{path}: {pre}{i}.{p} has shape {list(have[f'{i}.{p}'].shape)}, "
-                                          f"expected {list(shape)} (latent width {d})")
+                    raise CheckpointError(
+                        f"{path}: {pre}{i}.{p} has shape {list(have[f'{i}.{p}'].shape)}, "
+                        f"expected {list(shape)} (latent width {d})"
+                    )
         dim = d
         present.append(ours)
-        weights.update({f"{ours}.layers.{i - 1}.{p}": have[f"{i}.{p}"].float() for i in range(1, 5)
-                        for p in ("weight", "bias")})
+        weights.update(
+            {f"{ours}.layers.{i - 1}.{p}": have[f"{i}.{p}"].float() for i in range(1, 5) for p in ("weight", "bias")}
+        )
     if not present:
         raise CheckpointError(f"{path}: no sub-mapper keys (mapper.course_mapping / medium_mapping / fine_mapping)")
     # n_latent from the decoder (rosinality Generator: log_size - 2 to_rgbs, 2 * log_size - 2
@@ -424,18 +487,29 @@ def load_official_mapper(path: str | Path, map_location: str | torch.device = "c
         raise CheckpointError(f"{path}: opts say stylegan_size {size_opts}, but its decoder is {size} px")
     n_latent = 2 * size.bit_length() - 4  # 2 * log2(size) - 2
     if n_latent <= OFFICIAL_LM_SPLIT[1]:
-        raise CheckpointError(f"{path}: a {size} px generator has {n_latent} W+ entries; the official "
-                              f"LevelsMapper needs more than {OFFICIAL_LM_SPLIT[1]}")
+        raise CheckpointError(
+            f"{path}: a {size} px generator has {n_latent} W+ entries; the official "
+            f"LevelsMapper needs more than {OFFICIAL_LM_SPLIT[1]}"
+        )
     mapper = LevelsMapper(n_latent, dim)
     a, b = OFFICIAL_LM_SPLIT
     mapper.split = (slice(0, a), slice(a, b), slice(b, n_latent))  # the official split (18: as level_split)
     for ours, _ in OFFICIAL_LM_GROUPS:
         if ours not in present:  # official: zeros_like; all-zero weights give exactly 0
-            weights.update({f"{ours}.layers.{i}.{p}": torch.zeros(dim, dim) if p == "weight" else torch.zeros(dim)
-                            for i in range(4) for p in ("weight", "bias")})
+            weights.update(
+                {
+                    f"{ours}.layers.{i}.{p}": torch.zeros(dim, dim) if p == "weight" else torch.zeros(dim)
+                    for i in range(4)
+                    for p in ("weight", "bias")
+                }
+            )
     mapper.load_state_dict(weights, strict=True)
-    mapper.official_info = {"description": opts.get("description"), "groups": present,
-                            "stylegan_size": size, "n_latent": n_latent}
+    mapper.official_info = {
+        "description": opts.get("description"),
+        "groups": present,
+        "stylegan_size": size,
+        "n_latent": n_latent,
+    }
     return mapper.eval()
 
 
@@ -450,11 +524,19 @@ def _use_released_mapper(method: StyleCLIPMapper, target: str, path: str) -> Lev
     mapper = load_official_mapper(path)
     info = mapper.official_info
     if (info["n_latent"], mapper.coarse.layers[0].weight.shape[1]) != (G.n_latent, G.style_dim):
-        raise CheckpointError(f"{path}: a mapper for a {info['stylegan_size']} px generator "
-                              f"({info['n_latent']} W+ entries of width {mapper.coarse.layers[0].weight.shape[1]}); "
-                              f"the domain's generator has {G.n_latent} of width {G.style_dim}")
-    method.train_info[target] = {"target": target, "checkpoint": str(path), "sha256": sha256_file(Path(path)),
-                                 "description": info["description"], "groups": info["groups"],
-                                 "train_seconds": 0.0, "load_seconds": time.perf_counter() - t0}
+        raise CheckpointError(
+            f"{path}: a mapper for a {info['stylegan_size']} px generator "
+            f"({info['n_latent']} W+ entries of width {mapper.coarse.layers[0].weight.shape[1]}); "
+            f"the domain's generator has {G.n_latent} of width {G.style_dim}"
+        )
+    method.train_info[target] = {
+        "target": target,
+        "checkpoint": str(path),
+        "sha256": sha256_file(Path(path)),
+        "description": info["description"],
+        "groups": info["groups"],
+        "train_seconds": 0.0,
+        "load_seconds": time.perf_counter() - t0,
+    }
     method._mappers[target] = mapper.to(method.domain.device).eval()
     return method._mappers[target]

@@ -50,6 +50,7 @@ for OpenAI's, and the perceptual network is:
 Batched: the per-image losses are *summed* over the batch, so every image follows exactly the
 trajectory it would follow alone (Adam is element-wise), as the official one-image loop does.
 """
+
 from __future__ import annotations
 
 import math
@@ -99,8 +100,9 @@ class TediGANConfig:
             raise ValueError(f"TediGANConfig.lr must be a finite number > 0, got {self.lr}")
         # the official inverter asserts a positive reconstruction weight (inverter.py line 110)
         if not (math.isfinite(self.recon_weight) and self.recon_weight > 0):
-            raise ValueError(f"TediGANConfig.recon_weight must be > 0 (the official inverter requires it), "
-                             f"got {self.recon_weight}")
+            raise ValueError(
+                f"TediGANConfig.recon_weight must be > 0 (the official inverter requires it), got {self.recon_weight}"
+            )
         for k in ("perceptual_weight", "reg_weight", "clip_weight"):
             v = getattr(self, k)
             if not (math.isfinite(v) and v >= 0):
@@ -145,8 +147,10 @@ class VGGPerceptual(nn.Module):
             src = state_dict.get(f"features.{k}")
             if not isinstance(src, torch.Tensor) or tuple(src.shape) != tuple(v.shape):
                 got = list(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__
-                raise ValueError(f"{where}: features.{k} must be a tensor of shape {list(v.shape)}, got {got} "
-                                 f"(expected torchvision's vgg16 state dict, {VGG16_WEIGHTS})")
+                raise ValueError(
+                    f"{where}: features.{k} must be a tensor of shape {list(v.shape)}, got {got} "
+                    f"(expected torchvision's vgg16 state dict, {VGG16_WEIGHTS})"
+                )
             sd[k] = src
         self.features.load_state_dict(sd)
 
@@ -221,9 +225,16 @@ def perceptual_network(domain) -> nn.Module:
 # ----------------------------------------------------------------------------- the method
 
 
-def tedigan_optimize(domain, w_init: torch.Tensor, x: torch.Tensor, text_emb: torch.Tensor, cfg: TediGANConfig,
-                     clip_weight: float | None = None, perceptual: nn.Module | None = None,
-                     desc: str = "tedigan") -> tuple[torch.Tensor, list]:
+def tedigan_optimize(
+    domain,
+    w_init: torch.Tensor,
+    x: torch.Tensor,
+    text_emb: torch.Tensor,
+    cfg: TediGANConfig,
+    clip_weight: float | None = None,
+    perceptual: nn.Module | None = None,
+    desc: str = "tedigan",
+) -> tuple[torch.Tensor, list]:
     """Optimise ``w_init: [B, L, D]`` (the encoder's codes of ``x: [B, 3, H, W]``) towards
     ``text_emb: [D] or [B, D]``; returns the final latents and a history
     ``[[step, loss_pix, loss_feat, loss_reg, loss_clip], ...]`` (batch means, before each update)."""
@@ -272,7 +283,6 @@ class TediGAN(EditMethod):
     strength_name = "clip_weight"
     default_strength = 2.0
     config_class = TediGANConfig
-    takes_images = True
 
     def __init__(self, domain, work_dir, seed: int = 0, config: TediGANConfig | dict | None = None, **options):
         super().__init__(domain, work_dir, seed, **options)
@@ -285,8 +295,13 @@ class TediGAN(EditMethod):
     def fit(self) -> dict:
         return {"fit_seconds": 0.0, "config": self.cfg.to_dict(), "note": "no training; optimises each image"}
 
-    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]], strength: float | None = None,
-                   images: torch.Tensor | None = None) -> list[list[torch.Tensor]]:
+    def edit_batch(
+        self,
+        w_plus: torch.Tensor,
+        prompts: list[tuple[str, str]],
+        strength: float | None = None,
+        images: torch.Tensor | None = None,
+    ) -> list[list[torch.Tensor]]:
         w_plus = check_latents(self.domain, w_plus)
         cw = self.cfg.clip_weight if strength is None else float(strength)
         if not (math.isfinite(cw) and cw >= 0):
@@ -306,9 +321,15 @@ class TediGAN(EditMethod):
         for text in texts:
             ws = []
             for i in range(0, len(w_plus), self.cfg.batch):
-                w, hist = tedigan_optimize(self.domain, w_plus[i : i + self.cfg.batch],
-                                           images[i : i + self.cfg.batch], text, self.cfg, cw,
-                                           perceptual=self.perceptual)
+                w, hist = tedigan_optimize(
+                    self.domain,
+                    w_plus[i : i + self.cfg.batch],
+                    images[i : i + self.cfg.batch],
+                    text,
+                    self.cfg,
+                    cw,
+                    perceptual=self.perceptual,
+                )
                 ws.append(w)
                 self.last_history.append(hist)
             with torch.no_grad():
@@ -351,22 +372,35 @@ def perceptual_agreement(domain, n: int = 64, seed: int = 0, nets: dict | None =
     edited = domain.world.render(type(p)(attrs, p.ident.copy())).to(domain.device)
     sigma = 0.02 + 0.2 * torch.rand(n, 1, 1, 1, generator=g)
     a = torch.cat([x, x, x, x])
-    b = torch.cat([(x + sigma * torch.randn(x.shape, generator=g)).clamp(-1, 1),
-                   torch.roll(x, 1, dims=3), edited, x.roll(1, dims=0)])
+    b = torch.cat(
+        [
+            (x + sigma * torch.randn(x.shape, generator=g)).clamp(-1, 1),
+            torch.roll(x, 1, dims=3),
+            edited,
+            x.roll(1, dims=0),
+        ]
+    )
     mse = (a - b).square().flatten(1).mean(1)
     dssim = 1 - ssim((a + 1) / 2, (b + 1) / 2)
     if nets is None:
         torch.manual_seed(seed)
-        nets = {"encoder_trunk": EncoderTrunk(domain.encoder), "oracle_trunk": OracleTrunk(domain.oracle),
-                "vgg16_random": VGGPerceptual().eval()}
+        nets = {
+            "encoder_trunk": EncoderTrunk(domain.encoder),
+            "oracle_trunk": OracleTrunk(domain.oracle),
+            "vgg16_random": VGGPerceptual().eval(),
+        }
     dists = {"pixel_mse": mse}
     for name, net in nets.items():
-        dists[name] = torch.cat([(net(a[i : i + 64]) - net(b[i : i + 64])).square().flatten(1).mean(1)
-                                 for i in range(0, len(a), 64)])
+        dists[name] = torch.cat(
+            [(net(a[i : i + 64]) - net(b[i : i + 64])).square().flatten(1).mean(1) for i in range(0, len(a), 64)]
+        )
     out = {}
     for name, d in dists.items():
         nuis, attr, sem = d[: 2 * n], d[2 * n : 3 * n], d[2 * n :]
-        out[name] = {"spearman_mse": float(spearmanr(d, mse)[0]), "spearman_ssim": float(spearmanr(d, dssim)[0]),
-                     "auc_attribute": float(mannwhitneyu(attr, nuis).statistic / (len(attr) * len(nuis))),
-                     "auc_semantic": float(mannwhitneyu(sem, nuis).statistic / (len(sem) * len(nuis)))}
+        out[name] = {
+            "spearman_mse": float(spearmanr(d, mse)[0]),
+            "spearman_ssim": float(spearmanr(d, dssim)[0]),
+            "auc_attribute": float(mannwhitneyu(attr, nuis).statistic / (len(attr) * len(nuis))),
+            "auc_semantic": float(mannwhitneyu(sem, nuis).statistic / (len(sem) * len(nuis))),
+        }
     return out

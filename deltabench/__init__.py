@@ -9,7 +9,13 @@ The Python API (loaded on first use, so ``import deltabench`` stays light)::
     info = deltabench.fit("styleclip-gd", world="synthfaces")                    # fit into the method cache
     deltabench.register_method("mine", MyMethod)                                 # then run(methods=["mine"])
 """
-__version__ = "0.1.0"
+
+from importlib import metadata as _metadata
+
+try:  # one literal, in pyproject.toml: the installed package's metadata
+    __version__ = _metadata.version("deltabench")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["run", "edit", "fit", "score", "register_method", "EditMethod", "__version__"]
 

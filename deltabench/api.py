@@ -3,6 +3,7 @@
 The command line is a thin layer over these three functions; each takes the same values as its
 command and checks them the same way (a bad value is a ``ValueError`` naming it).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -13,17 +14,35 @@ import numpy as np
 import pandas as pd
 import torch
 
+from deltabench.harness.config import RUN_DEFAULTS
 from deltabench.imageio import as_images as _as_images
 from deltabench.prompts import Prompt, as_prompts, check_prompts
 from deltabench.utils import resolve_device  # noqa: F401 - part of the API (deltabench.api.resolve_device)
 
 
-def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = "synthfaces", images: int = 32,
-        prompts=None, limit: int | None = None, sweep: Sequence[float] = (0.5, 1, 2), seed: int = 0,
-        device: str = "auto", out: str | Path | None = None, options: dict | None = None, batch: int = 50,
-        resume: bool = False, force: bool = False, work_dir: str | Path | None = None, save_edits: bool = False,
-        test_images: str | Path | None = None, train_images: str | Path | None = None, precision: str = "fp32",
-        references: str | Sequence[str] = "auto", log=None, dry_run: bool = False) -> pd.DataFrame:
+def run(
+    methods: str | Sequence[str] = tuple(RUN_DEFAULTS.methods.split(",")),
+    world: str = RUN_DEFAULTS.world,
+    images: int = RUN_DEFAULTS.images,
+    prompts=None,
+    limit: int | None = None,
+    sweep: Sequence[float] = RUN_DEFAULTS.sweep,
+    seed: int = RUN_DEFAULTS.seed,
+    device: str = "auto",
+    out: str | Path | None = None,
+    options: dict | None = None,
+    batch: int = RUN_DEFAULTS.batch,
+    resume: bool = False,
+    force: bool = False,
+    work_dir: str | Path | None = None,
+    save_edits: bool = False,
+    test_images: str | Path | None = None,
+    train_images: str | Path | None = None,
+    precision: str = "fp32",
+    references: str | Sequence[str] = RUN_DEFAULTS.references,
+    log=None,
+    dry_run: bool = False,
+) -> pd.DataFrame:
     """Fit ``methods``, edit ``images`` test images of ``world`` with every prompt at every
     strength multiplier of ``sweep`` (1 is always added), score and report; return the summary.
 
@@ -40,10 +59,11 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     ``"auto"`` (inversion, and on synthfaces oracle-edit), ``"none"`` or a list of names.
     """
     import json
+    from dataclasses import replace
 
     from deltabench.domain import load_domain
-    from deltabench.runner import RunConfig, check_sweep, default_prompts
-    from deltabench.runner import run as run_benchmark
+    from deltabench.harness.config import RunConfig, check_sweep, default_prompts, validate_config
+    from deltabench.harness.loop import execute
 
     names = methods.split(",") if isinstance(methods, str) else list(methods)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -57,14 +77,19 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     if 1.0 not in sweep:
         sweep = (1.0, *sweep)
     dev = resolve_device(device)
-    cfg = RunConfig(methods=tuple(names), world=str(world), prompts=plist,
-                    prompts_file=str(prompts) if isinstance(prompts, (str, Path)) and not every else None,
-                    images=images, seed=seed, sweep=sweep, batch=batch,
-                    method_options={} if options is None else options,
-                    references=tuple(references.split(",")) if isinstance(references, str) else tuple(references))
-    from deltabench.runner import validate_config
-
-    validate_config(cfg)
+    cfg = RunConfig(
+        methods=tuple(names),
+        world=str(world),
+        prompts=plist,
+        prompts_file=str(prompts) if isinstance(prompts, (str, Path)) and not every else None,
+        images=images,
+        seed=seed,
+        sweep=sweep,
+        batch=batch,
+        method_options={} if options is None else options,
+        references=tuple(references.split(",")) if isinstance(references, str) else tuple(references),
+    )
+    cfg = validate_config(cfg)  # once, before any model loads
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="deltabench-run-"))
     if precision not in ("fp32", "official"):
         raise ValueError(f"--precision {precision!r}: give fp32 or official")
@@ -72,10 +97,18 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     domain = load_domain(str(world), device=dev, **_folders(test_images, train_images))
     domain.set_precision(precision)
     if not plist and (every or limit is not None):
-        cfg = RunConfig(**{**cfg.__dict__, "prompts": default_prompts(domain, every)[:limit]})
-    planned = run_benchmark(cfg, out, domain=domain, resume=resume, force=force,
-                            work_dir=Path(work_dir) if work_dir else None, log=log or (lambda m: None),
-                            save_edits=save_edits, dry_run=dry_run)
+        cfg = replace(cfg, prompts=default_prompts(domain, every)[:limit])
+    planned = execute(
+        cfg,
+        out,
+        domain=domain,
+        resume=resume,
+        force=force,
+        work_dir=Path(work_dir) if work_dir else None,
+        log=log or (lambda m: None),
+        save_edits=save_edits,
+        dry_run=dry_run,
+    )
     if dry_run:  # ``dry_run``: the units (``deltabench.runner.plan``), nothing run or written
         return planned
     summary = pd.read_csv(out / "summary.csv")
@@ -85,11 +118,24 @@ def run(methods: str | Sequence[str] = ("deltaedit", "styleclip"), world: str = 
     return summary
 
 
-def edit(image, target: str, source: str | None = None, method: str = "deltaedit", world: str = "synthfaces",
-         strength: float | None = None, device: str = "auto", options: dict | None = None, seed: int = 0,
-         work_dir: str | Path | None = None, train_images: str | Path | None = None,
-         checkpoint: str | Path | None = None, fs3: str | Path | None = None, precision: str = "fp32",
-         train: dict | None = None, log=None):
+def edit(
+    image,
+    target: str,
+    source: str | None = None,
+    method: str = "deltaedit",
+    world: str = "synthfaces",
+    strength: float | None = None,
+    device: str = "auto",
+    options: dict | None = None,
+    seed: int = 0,
+    work_dir: str | Path | None = None,
+    train_images: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    fs3: str | Path | None = None,
+    precision: str = "fp32",
+    train: dict | None = None,
+    log=None,
+):
     """Invert ``image`` (a path, a PIL image or an ``uint8 [H, W, 3]`` array) with the world's
     encoder, edit it from ``source`` to ``target`` text with ``method`` and return the edit as a
     PIL image. The method is fitted (or loaded from the cache) first, with the settings a run
@@ -145,16 +191,25 @@ def edit(image, target: str, source: str | None = None, method: str = "deltaedit
         m.fit_prompts([(source, target)])
     with timed(f"edit {method}", log=log), torch.no_grad():
         w = domain.invert(photo.to(domain.device))
-        styles = m.edit(w, source, target, strength, images=x.to(domain.device)) if m.takes_images else \
-            m.edit(w, source, target, strength)
+        styles = m.edit(w, source, target, strength, images=x.to(domain.device))
         out = domain.generator.synthesis_from_styles(styles)
     return Image.fromarray(float_to_uint8(out)[0])
 
 
-def fit(method: str, world: str = "synthfaces", options: dict | None = None, seed: int = 0, device: str = "auto",
-        work_dir: str | Path | None = None, train_images: str | Path | None = None,
-        checkpoint: str | Path | None = None, fs3: str | Path | None = None, train: dict | None = None,
-        force: bool = False, log=None) -> dict:
+def fit(
+    method: str,
+    world: str = "synthfaces",
+    options: dict | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    work_dir: str | Path | None = None,
+    train_images: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    fs3: str | Path | None = None,
+    train: dict | None = None,
+    force: bool = False,
+    log=None,
+) -> dict:
     """Fit ``method`` on ``world`` into the method cache (or load it from there) with the settings
     a run would use (:mod:`deltabench.settings`); ``force`` fits again. Returns the method's fit
     record (``fit_seconds``, ...) with ``work_dir``: where the fit lies."""
@@ -178,8 +233,17 @@ def fit(method: str, world: str = "synthfaces", options: dict | None = None, see
     return {**info, "work_dir": str(getattr(m, "run_dir", m.work_dir))}
 
 
-def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params=None, batch: int = 50,
-          device: str = "auto", seed: int = 0) -> pd.DataFrame:
+def score(
+    inputs,
+    edits,
+    prompts,
+    world: str = "synthfaces",
+    starts=None,
+    params=None,
+    batch: int = 50,
+    device: str = "auto",
+    seed: int = 0,
+) -> pd.DataFrame:
     """Score edits made by any code: ``inputs`` and ``edits`` are paired images (two folders,
     two lists of paths / PIL images / arrays, or tensors ``[N, 3, H, W]`` in [-1, 1]); ``prompts``
     one ``(source, target)`` for every pair or one per pair (or a CSV/JSON prompts file).
@@ -196,7 +260,10 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"--batch must be a whole number of at least 1, got {batch!r}")
-    domain = load_domain(str(world), device=resolve_device(device))
+    from deltabench.domainbase import DomainBase
+
+    # ``world``: a name, or a domain already loaded (deltabench.suite scores several editors with one)
+    domain = world if isinstance(world, DomainBase) else load_domain(str(world), device=resolve_device(device))
     domain.check_files(metrics=True, purpose="score")
     x = _as_images(inputs, domain.resolution, "inputs")
     y = _as_images(edits, domain.resolution, "edits")
@@ -215,7 +282,7 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
     groups: dict[Prompt, list[int]] = {}
     for i, p in enumerate(plist):
         groups.setdefault(p, []).append(i)
-    rows, summary = [None] * len(x), []
+    rows, summary, states = [None] * len(x), [], {}
     dev = domain.device
     names = {"input_file": image_names(inputs), "edit_file": image_names(edits)}  # None where not files
     names = {c: n if n is not None and len(n) == len(x) else None for c, n in names.items()}
@@ -224,18 +291,37 @@ def score(inputs, edits, prompts, world: str = "synthfaces", starts=None, params
         for a in range(0, len(idx), batch):
             sel = idx[a : a + batch]
             ii = torch.as_tensor(sel)
-            got = suite.update(x[ii].to(dev), y[ii].to(dev), s[ii].to(dev) if s is not None else None,
-                               params=params[np.asarray(sel)] if params is not None else None)
+            got = suite.update(
+                x[ii].to(dev),
+                y[ii].to(dev),
+                s[ii].to(dev) if s is not None else None,
+                params=params[np.asarray(sel)] if params is not None else None,
+            )
             for k, i in enumerate(sel):
-                rows[i] = {"pair": i, **{c: n[i] for c, n in names.items() if n is not None},
-                           "source": p.source, "target": p.target, "attribute": p.attribute,
-                           "value": p.value, **{m: float(v[k]) for m, v in got.items()}}
+                rows[i] = {
+                    "pair": i,
+                    **{c: n[i] for c, n in names.items() if n is not None},
+                    "source": p.source,
+                    "target": p.target,
+                    "attribute": p.attribute,
+                    "value": p.value,
+                    **{m: float(v[k]) for m, v in got.items()},
+                }
         values = suite.compute()
-        summary.append({"source": p.source, "target": p.target, "pairs": len(idx), **values,
-                        **_pair_intervals([rows[i] for i in idx], values, seed),
-                        **_negative_set_distances(values, p.target)})
+        states[p] = suite.state_dict()
+        summary.append(
+            {
+                "source": p.source,
+                "target": p.target,
+                "pairs": len(idx),
+                **values,
+                **_pair_intervals([rows[i] for i in idx], values, seed),
+                **_negative_set_distances(values, p.target),
+            }
+        )
     df = pd.DataFrame(rows)
     df.attrs["summary"] = pd.DataFrame(summary)
+    df.attrs["states"] = states  # Prompt -> its metric states (a run's unit files hold the same)
     return df
 
 
@@ -279,11 +365,15 @@ def _negative_set_distances(values: dict, target: str) -> dict:
     import warnings
 
     out = {}
-    for key, why in (("fid", "FID is a squared distance and is below 0 only by round-off: the two sets are "
-                              "(nearly) identical"),
-                     ("kid", "KID is an unbiased estimate of MMD^2, which goes below 0 when the two sets are "
-                             "closer than independent samples would be (e.g. edits equal to their inputs); "
-                             "read it as 0 within its spread")):
+    for key, why in (
+        ("fid", "FID is a squared distance and is below 0 only by round-off: the two sets are (nearly) identical"),
+        (
+            "kid",
+            "KID is an unbiased estimate of MMD^2, which goes below 0 when the two sets are "
+            "closer than independent samples would be (e.g. edits equal to their inputs); "
+            "read it as 0 within its spread",
+        ),
+    ):
         v = values.get(key)
         if v is not None and np.isfinite(v) and v < 0:
             out[f"{key}_negative"] = True
@@ -309,10 +399,14 @@ def _check_real_only(world, test_images=None, train_images=None, precision: str 
         return
     given = [f for f, v in (("--test-images", test_images), ("--train-images", train_images)) if v is not None]
     if given:
-        raise ValueError(f"{' and '.join(given)}: --world {world} is a synthetic world, which renders its own test "
-                         f"and training images; image folders apply to real domains (ffhq, lsun-*) only: drop "
-                         f"{' and '.join(given)}")
+        raise ValueError(
+            f"{' and '.join(given)}: --world {world} is a synthetic world, which renders its own test "
+            f"and training images; image folders apply to real domains (ffhq, lsun-*) only: drop "
+            f"{' and '.join(given)}"
+        )
     if precision == "official":
-        raise ValueError(f"--precision official runs CLIP in fp16 on CUDA, as the official code does on real "
-                         f"domains; --world {world} is a synthetic world whose CLIP runs in fp32 only: drop "
-                         f"--precision official")
+        raise ValueError(
+            f"--precision official runs CLIP in fp16 on CUDA, as the official code does on real "
+            f"domains; --world {world} is a synthetic world whose CLIP runs in fp32 only: drop "
+            f"--precision official"
+        )

@@ -1,5 +1,6 @@
 """deltabench: benchmark text-driven image editing (DeltaEdit beside the StyleCLIP baselines)
 on a synthetic world or on real pretrained weights."""
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,8 @@ def _check_world(world: str) -> None:
 
 
 def _cmd_world_build(args) -> int:
-    from deltabench.world.catalog import load_world_config
     from deltabench.world.build import build_world
+    from deltabench.world.catalog import load_world_config
 
     _check_world(args.world)
     cfg = load_world_config(args.world)
@@ -94,8 +95,13 @@ def _cmd_world_build(args) -> int:
 
         torch.set_num_threads(args.threads)
     only = tuple(args.only.split(",")) if args.only else None
-    path = build_world(cfg, root=Path(args.root) if args.root else None, force=args.force,
-                       log=lambda s: print(s, file=sys.stderr, flush=True), only=only)
+    path = build_world(
+        cfg,
+        root=Path(args.root) if args.root else None,
+        force=args.force,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+        only=only,
+    )
     if path is not None:
         print(path)
     return 0
@@ -111,7 +117,7 @@ def _cmd_world_card(args) -> int:
     from deltabench.utils import timed
 
     world = load_world(args.world, device=_device(args))
-    with timed(f"world card of {args.world} ({args.n} held-out faces)"):  # minutes on the full world
+    with timed(f"world card of {args.world} ({args.n} held-out images)"):  # minutes on the full world
         card = world_card(world, n=args.n, seed=args.seed)
     if args.grid:
         card["grid"] = str(save_comparison_grid(world, Path(args.grid), seed=args.seed))
@@ -137,9 +143,14 @@ def _cmd_world_describe(args) -> int:
     _check_world(args.world)
     if args.world in domain_names() or is_real_domain_config(args.world):
         cfg = load_domain_config(args.world)
-        out = {"world": cfg.name, "kind": "real", "neutral": cfg.neutral, "attributes": {},
-               "prompts": [{"source": s, "target": t, "benchmark": True} for s, t in cfg.prompts],
-               "words": "the CLIP's own BPE vocabulary (open_clip): any English text"}
+        out = {
+            "world": cfg.name,
+            "kind": "real",
+            "neutral": cfg.neutral,
+            "attributes": {},
+            "prompts": [{"source": s, "target": t, "benchmark": True} for s, t in cfg.prompts],
+            "words": "the CLIP's own BPE vocabulary (open_clip): any English text",
+        }
     else:
         from deltabench.world.catalog import load_world_config
         from deltabench.world.kind import get_kind
@@ -147,13 +158,25 @@ def _cmd_world_describe(args) -> int:
         cfg = load_world_config(args.world)
         kind = get_kind(cfg.kind)
         bench = set(dict(cfg.benchmark).get("prompts", ()))
-        out = {"world": cfg.name, "kind": kind.name, "neutral": kind.noun,
-               "attributes": {a.name: list(a.values) for a in kind.attributes},
-               "continuous": list(kind.continuous),
-               "prompts": [{"source": p.source, "target": p.target, "attribute": p.attribute, "value": p.value,
-                            "benchmark": p.target in bench} for p in kind.edit_prompts("train")],
-               "heldout_prompts": [p.target for p in kind.edit_prompts("heldout")],
-               "words": kind.vocabulary()}
+        out = {
+            "world": cfg.name,
+            "kind": kind.name,
+            "neutral": kind.noun,
+            "attributes": {a.name: list(a.values) for a in kind.attributes},
+            "continuous": list(kind.continuous),
+            "prompts": [
+                {
+                    "source": p.source,
+                    "target": p.target,
+                    "attribute": p.attribute,
+                    "value": p.value,
+                    "benchmark": p.target in bench,
+                }
+                for p in kind.edit_prompts("train")
+            ],
+            "heldout_prompts": [p.target for p in kind.edit_prompts("heldout")],
+            "words": kind.vocabulary(),
+        }
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -173,8 +196,8 @@ def _cmd_world_describe(args) -> int:
 
 
 def _cmd_world_list(args) -> int:
-    from deltabench.world.catalog import builtin_world_names, load_world_config
     from deltabench.world import store
+    from deltabench.world.catalog import builtin_world_names, load_world_config
 
     store.cache_root()  # a bad $DELTABENCH_CACHE is an error, not "not built"
     for name in builtin_world_names():
@@ -204,8 +227,13 @@ def _method_options(name: str, args, target: str | None = None) -> tuple[dict, d
         if not isinstance(options, dict):
             raise CliError(f"--options must be a JSON object of {name}'s options, got {options!r}")
         validate_options({name: options}, [name])
-    flags = flag_options(name, checkpoint=getattr(args, "checkpoint", None), fs3=getattr(args, "fs3", None),
-                         target=target, train=_train_flags(args))
+    flags = flag_options(
+        name,
+        checkpoint=getattr(args, "checkpoint", None),
+        fs3=getattr(args, "fs3", None),
+        target=target,
+        train=_train_flags(args),
+    )
     try:
         validate_options({name: flags} if flags else {}, [name])
     except ValueError as e:
@@ -226,8 +254,11 @@ def _make_method(name: str, domain, args, options: dict | None = None, flags: di
 
 def _train_flags(args) -> dict:
     """The DeltaMapper settings given on the command line (a given 0 counts: it is checked)."""
-    return {k: getattr(args, k) for k in ("steps", "n_generated", "n_inverted", "batch")
-            if getattr(args, k, None) is not None}
+    return {
+        k: getattr(args, k)
+        for k in ("steps", "n_generated", "n_inverted", "batch")
+        if getattr(args, k, None) is not None
+    }
 
 
 def _check_method_args(name: str, args, target: str | None = None) -> tuple[dict, dict]:
@@ -249,8 +280,15 @@ def _cmd_train(args) -> int:
 
     _check_world(args.world)
     options, flags = _check_method_args(args.method, args)
-    info = api.fit(args.method, world=args.world, options=_with_flags(options, flags), seed=args.seed,
-                   device=args.device, work_dir=args.work_dir, train_images=args.train_images)
+    info = api.fit(
+        args.method,
+        world=args.world,
+        options=_with_flags(options, flags),
+        seed=args.seed,
+        device=args.device,
+        work_dir=args.work_dir,
+        train_images=args.train_images,
+    )
     where = info.pop("work_dir")
     print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=2, default=str))
     print(where)
@@ -287,13 +325,18 @@ def _align_photo(path: Path, size: int):
     photo = A.load_photo(path)
     faces = A.detect_faces(photo)
     if not faces:
-        raise A.NoFaceError(f"{path}: no face found (dlib's frontal face detector needs a roughly frontal "
-                            "face at least about 40 px wide); give another photo, or --no-align if it is "
-                            "already aligned the FFHQ way")
+        raise A.NoFaceError(
+            f"{path}: no face found (dlib's frontal face detector needs a roughly frontal "
+            "face at least about 40 px wide); give another photo, or --no-align if it is "
+            "already aligned the FFHQ way"
+        )
     if len(faces) > 1:
         l, t, r, b = faces[0].box
-        print(f"deltabench: {path}: {len(faces)} faces found; editing the largest "
-              f"({r - l + 1}x{b - t + 1} px at ({l}, {t}))", file=sys.stderr)
+        print(
+            f"deltabench: {path}: {len(faces)} faces found; editing the largest "
+            f"({r - l + 1}x{b - t + 1} px at ({l}, {t}))",
+            file=sys.stderr,
+        )
     res = A.align_face(photo, size, face=faces[0])
     res.n_faces = len(faces)
     return photo, res
@@ -305,8 +348,10 @@ def _check_no_dangling_link(path: Path, flag: str) -> None:
     if bad is not None:
         import os
 
-        raise CliError(f"{flag} {path}: {bad} is a symbolic link to {os.readlink(bad)}, which does not exist; "
-                       f"remove the link or give another path")
+        raise CliError(
+            f"{flag} {path}: {bad} is a symbolic link to {os.readlink(bad)}, which does not exist; "
+            f"remove the link or give another path"
+        )
 
 
 def _check_out_file(dest: Path, flag: str) -> None:
@@ -357,8 +402,10 @@ def _cmd_edit(args) -> int:
     options, flags = _check_method_args(args.method, args, target=target)
     face_cfg = _photo_domain(args.world)
     if args.paste_back and face_cfg is None:
-        raise CliError(f"--paste-back puts an edited face back into its photo, but --world {args.world} does "
-                       "not align photos (only real face domains such as ffhq do); drop --paste-back")
+        raise CliError(
+            f"--paste-back puts an edited face back into its photo, but --world {args.world} does "
+            "not align photos (only real face domains such as ffhq do); drop --paste-back"
+        )
     if args.paste_back and args.no_align:
         raise CliError("--paste-back needs the alignment transform, which --no-align skips; drop one of them")
     aligned_png = dest.with_name(dest.stem + "_aligned.png")
@@ -367,11 +414,23 @@ def _cmd_edit(args) -> int:
     if face_cfg is not None and not args.no_align:
         photo, aligned = _align_photo(image, face_cfg.resolution)  # before any model loads
     # The CLI is a thin layer over the API: the same settings, the same edit.
-    edited = api.edit(aligned.image if aligned is not None else image, target, source=source, method=args.method,
-                      world=args.world, strength=args.strength, device=args.device, options=options or None,
-                      seed=args.seed, work_dir=args.work_dir, train_images=args.train_images,
-                      checkpoint=args.checkpoint, fs3=args.fs3, precision=args.precision,
-                      train=_train_flags(args) or None)
+    edited = api.edit(
+        aligned.image if aligned is not None else image,
+        target,
+        source=source,
+        method=args.method,
+        world=args.world,
+        strength=args.strength,
+        device=args.device,
+        options=options or None,
+        seed=args.seed,
+        work_dir=args.work_dir,
+        train_images=args.train_images,
+        checkpoint=args.checkpoint,
+        fs3=args.fs3,
+        precision=args.precision,
+        train=_train_flags(args) or None,
+    )
     edit = np.asarray(edited, dtype=np.uint8)
     written = []
     if aligned is not None:
@@ -415,8 +474,10 @@ def _cmd_eval(args) -> int:
     _check_world(args.world)
     domain = load_domain(args.world, device=_device(args), **_folders(args))
     if not domain.has("ground_truth"):
-        raise CliError(f"--world {args.world}: deltabench eval needs a domain with ground truth (a synthetic "
-                       f"world); use deltabench run on {domain.name}")
+        raise CliError(
+            f"--world {args.world}: deltabench eval needs a domain with ground truth (a synthetic "
+            f"world); use deltabench run on {domain.name}"
+        )
     prompts = {"edit": domain.all_edit_prompts(), "heldout": domain.heldout_prompts}[args.prompts]
     rows = []
     for name in names:
@@ -429,12 +490,14 @@ def _cmd_eval(args) -> int:
 
             warnings.warn(said, StrengthWarning, stacklevel=1)
         method.fit()
-        rows += [dataclasses.asdict(r) for r in evaluate_prompts(method, domain, prompts, args.images,
-                                                                 args.seed + 1, args.strength)]
+        rows += [
+            dataclasses.asdict(r)
+            for r in evaluate_prompts(method, domain, prompts, args.images, args.seed + 1, args.strength)
+        ]
     df = pd.DataFrame(rows)
-    summary = df.groupby("method", sort=False)[["manipulation_accuracy", "disentanglement",
-                                                 "identity_param_error", "identity_regression",
-                                                 "ms_per_edit"]].mean()
+    summary = df.groupby("method", sort=False)[
+        ["manipulation_accuracy", "disentanglement", "identity_param_error", "identity_regression", "ms_per_edit"]
+    ].mean()
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -451,20 +514,39 @@ def _cmd_run(args) -> int:
     from deltabench.utils import log_line
 
     if not args.sweep.strip():
-        raise CliError("--sweep '' gives no strength multiplier; give some, e.g. --sweep 0.5,1,2 (x1 is always "
-                       "run), or --sweep 1 for the default strength only")
+        raise CliError(
+            "--sweep '' gives no strength multiplier; give some, e.g. --sweep 0.5,1,2 (x1 is always "
+            "run), or --sweep 1 for the default strength only"
+        )
     try:
         sweep = tuple(float(x) for x in args.sweep.split(","))
     except ValueError:
         raise CliError(f"--sweep takes comma-separated numbers such as 0.5,1,2, got {args.sweep!r}") from None
     options = _json_option(args.options, "a JSON object") if args.options else {}
     _check_world(args.world)
-    summary = api.run(methods=args.methods, world=args.world, images=args.images, prompts=args.prompts,
-                      limit=args.limit, sweep=sweep, seed=args.seed, device=args.device, out=args.out,
-                      options=options, batch=args.batch, resume=args.resume, force=args.force,
-                      work_dir=args.work_dir, test_images=args.test_images, train_images=args.train_images,
-                      precision=args.precision, references=args.references, save_edits=args.save_edits,
-                      log=log_line, dry_run=args.dry_run)
+    summary = api.run(
+        methods=args.methods,
+        world=args.world,
+        images=args.images,
+        prompts=args.prompts,
+        limit=args.limit,
+        sweep=sweep,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        options=options,
+        batch=args.batch,
+        resume=args.resume,
+        force=args.force,
+        work_dir=args.work_dir,
+        test_images=args.test_images,
+        train_images=args.train_images,
+        precision=args.precision,
+        references=args.references,
+        save_edits=args.save_edits,
+        log=log_line,
+        dry_run=args.dry_run,
+    )
     if args.dry_run:
         return _print_plan(summary, Path(args.out))
     out = summary.attrs["run_dir"]
@@ -485,34 +567,72 @@ def _print_plan(units, out: Path) -> int:
     from deltabench.utils import _duration
 
     todo, done = units[~units["done"]], units[units["done"]]
-    print(f"--dry-run: {len(units)} units (method x prompt x strength), {len(done)} already in {out}, "
-          f"{len(todo)} to do; nothing was run or written")
+    print(
+        f"--dry-run: {len(units)} units (method x prompt x strength), {len(done)} already in {out}, "
+        f"{len(todo)} to do; nothing was run or written"
+    )
     for (m, sc), g in todo.groupby(["method", "strength_scale"], sort=False):
-        print(f"  {m:<16} x{sc:<5g} {len(g)} prompt(s) x {int(g['images'].iloc[0])} images: "
-              + ", ".join(g["target"].astype(str).tolist()[:4]) + (" ..." if len(g) > 4 else ""))
+        print(
+            f"  {m:<16} x{sc:<5g} {len(g)} prompt(s) x {int(g['images'].iloc[0])} images: "
+            + ", ".join(g["target"].astype(str).tolist()[:4])
+            + (" ..." if len(g) > 4 else "")
+        )
     eta = units.attrs.get("eta_seconds", float("nan"))
     unknown = units.attrs.get("unknown", [])
     src = units.attrs.get("timings_from") or ["nowhere"]
-    print(f"ETA: about {_duration(eta)} of editing, a lower bound (ms/edit measured by {' and '.join(src)}, on "
-          f"its world and machine; scoring, inversion and any fit come on top)"
-          + (f"; no timing yet for {', '.join(unknown)}" if unknown else ""))
+    print(
+        f"ETA: about {_duration(eta)} of editing, a lower bound (ms/edit measured by {' and '.join(src)}, on "
+        f"its world and machine; scoring, inversion and any fit come on top)"
+        + (f"; no timing yet for {', '.join(unknown)}" if unknown else "")
+    )
     return 0
 
 
 def _cmd_score(args) -> int:
     from deltabench import api
+    from deltabench.suite import is_suite
 
+    if args.captions is not None and args.suite != "magicbrush":
+        raise CliError(
+            "--captions applies to --suite magicbrush (its captions file, e.g. local_captions.json); "
+            "drop --captions or add --suite magicbrush"
+        )
+    if args.suite is not None:  # deltabench score --suite pie-bench|magicbrush DIR EDITS ... (deltabench.interop.score)
+        return _cmd_score_bench(args)
+    if is_suite(args.inputs):  # deltabench score SUITE EDITS [EDITS ...] (deltabench.suite.score)
+        return _cmd_score_suite(args)
+    if len(args.edits) != 1:
+        raise CliError(
+            f"score INPUTS EDITS takes one EDITS folder, got {len(args.edits)}; several EDITS folders "
+            f"are scored against a suite (deltabench score SUITE EDITS ...; see `deltabench suite export`)"
+        )
+    if args.prompts is None:
+        raise CliError(
+            f"--prompts is required: {args.inputs} is no suite (no suite manifest.json), so give a CSV/JSON "
+            f"prompts file for its pairs"
+        )
+    for flag, v in (("--starts", args.starts), ("--references", None if args.references == "auto" else 1)):
+        if v is not None:
+            raise CliError(
+                f"{flag} applies to a suite (deltabench score SUITE EDITS); {args.inputs} is a folder of "
+                f"images: drop {flag}"
+            )
+    args.edits, args.world = args.edits[0], args.world or "synthfaces"
+    args.seed = 0 if args.seed is None else args.seed
     for flag, p in (("INPUTS", args.inputs), ("EDITS", args.edits)):
         if not Path(p).exists():
             raise CliError(f"{flag} {p} does not exist; give a folder of images (or one image)")
     if not Path(args.prompts).is_file():
-        raise CliError(f"--prompts {args.prompts} does not exist; give a CSV/JSON prompts file (one prompt for "
-                       f"all pairs, or one per pair)")
+        raise CliError(
+            f"--prompts {args.prompts} does not exist; give a CSV/JSON prompts file (one prompt for "
+            f"all pairs, or one per pair)"
+        )
     if args.out:
         _check_out_file(Path(args.out), "--out")
     _check_world(args.world)
-    df = api.score(args.inputs, args.edits, args.prompts, world=args.world, batch=args.batch, device=args.device,
-                   seed=args.seed)
+    df = api.score(
+        args.inputs, args.edits, args.prompts, world=args.world, batch=args.batch, device=args.device, seed=args.seed
+    )
     summary = df.attrs["summary"]
     if args.out:
         df.to_csv(args.out, index=False)
@@ -521,12 +641,85 @@ def _cmd_score(args) -> int:
     return 0
 
 
+def _cmd_score_bench(args) -> int:
+    from deltabench.interop.score import score_bench
+    from deltabench.suite.field import field_table
+
+    for flag, v in (
+        ("--prompts", args.prompts),
+        ("--starts", args.starts),
+        ("--references", None if args.references == "auto" else args.references),
+    ):
+        if v is not None:
+            raise CliError(
+                f"{flag} does not apply to --suite {args.suite}, whose items name their own captions and "
+                f"have no ground-truth scene: drop {flag}"
+            )
+    edits = {Path(e).name: e for e in args.edits}
+    if len(edits) != len(args.edits):
+        raise CliError(
+            f"EDITS: two folders share a name ({', '.join(args.edits)}); each editor is named by its "
+            f"folder, so give folders with different names"
+        )
+    world = args.world or "synthfaces"
+    _check_world(world)
+    summ = score_bench(
+        args.suite,
+        args.inputs,
+        edits,
+        out=args.out,
+        world=world,
+        captions=args.captions,
+        batch=args.batch,
+        device=args.device,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(field_table(summ))
+    print(Path(summ.attrs["out"]) / "field_summary.csv")
+    return 0
+
+
+def _cmd_score_suite(args) -> int:
+    from deltabench.report import short_table
+    from deltabench.suite.score import score_suite
+
+    for flag, v in (("--prompts", args.prompts), ("--world", args.world)):
+        if v is not None:
+            raise CliError(f"{flag}: {args.inputs} is a suite, which names its own prompts and world; drop {flag}")
+    edits = {Path(e).name: e for e in args.edits}
+    if len(edits) != len(args.edits):
+        raise CliError(
+            f"EDITS: two folders share a name ({', '.join(args.edits)}); each editor is named by its "
+            f"folder, so give folders with different names"
+        )
+    summary = score_suite(
+        args.inputs,
+        edits,
+        out=args.out,
+        starts=args.starts,
+        references=args.references,
+        batch=args.batch,
+        device=args.device,
+        seed=args.seed,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(short_table(summary, summary.attrs["manifest"].get("fid_features", "oracle")))
+    from deltabench.suite.field import field_table
+
+    print(field_table(summary.attrs["field"]))
+    print(Path(summary.attrs["out"]) / "reports" / "index.html")
+    return 0
+
+
 def _score_table(summary) -> str:
     """``score``'s summary as a short table: per prompt, each metric with its 95% interval."""
     import math
 
-    keys = [c for c in summary.columns if c not in ("source", "target", "pairs") and
-            not c.endswith(("_lo", "_hi", "_n", "_negative"))]
+    keys = [
+        c
+        for c in summary.columns
+        if c not in ("source", "target", "pairs") and not c.endswith(("_lo", "_hi", "_n", "_negative"))
+    ]
     lines = []
     for _, r in summary.iterrows():
         cells = []
@@ -550,21 +743,34 @@ def _cmd_fit(args) -> int:
     from deltabench.methods import get_method, validate_options
 
     cls = get_method(args.method)
-    config = {k: v for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed),
-                                ("max_batch", args.max_batch)) if v is not None}
+    config = {
+        k: v
+        for k, v in (("n_images", args.n_images), ("seed", args.fs3_seed), ("max_batch", args.max_batch))
+        if v is not None
+    }
     options, flags = _check_method_args(args.method, args)
     if config:
         known = {f.name for f in dataclasses.fields(cls.config_class)} if cls.config_class else set()
         if not set(config) <= known:
-            raise CliError(f"--n-images/--fs3-seed/--max-batch set the fs3 precompute; {args.method} has no such "
-                           f"settings (use --options)")
+            raise CliError(
+                f"--n-images/--fs3-seed/--max-batch set the fs3 precompute; {args.method} has no such "
+                f"settings (use --options)"
+            )
         flags["config"] = {**dict(flags.get("config") or {}), **config}
         validate_options({args.method: flags}, [args.method])
     _check_world(args.world)
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = api.fit(args.method, world=args.world, options=_with_flags(options, flags), seed=args.seed,
-                   device=args.device, work_dir=args.work_dir, train_images=args.train_images, force=args.force)
+    info = api.fit(
+        args.method,
+        world=args.world,
+        options=_with_flags(options, flags),
+        seed=args.seed,
+        device=args.device,
+        work_dir=args.work_dir,
+        train_images=args.train_images,
+        force=args.force,
+    )
     where = info.pop("work_dir")
     print(json.dumps({k: v for k, v in info.items() if k not in ("history",)}, indent=1, default=str))
     print(where)
@@ -582,6 +788,7 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deltabench.harness.config import RUN_DEFAULTS
     from deltabench.settings import FLAG_HELP
 
     p = _Parser(prog="deltabench", description=" ".join(__doc__.split()))
@@ -597,19 +804,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if a built world exists")
     b.add_argument("--root", help="directory for built worlds (default: the user cache)")
     b.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
-    b.add_argument("--only", help="comma-separated stages to train into the stage cache, without "
-                   "assembling the world (e.g. clip,identity)")
+    b.add_argument(
+        "--only",
+        help="comma-separated stages to train into the stage cache, without assembling the world (e.g. clip,identity)",
+    )
     b.set_defaults(func=_cmd_world_build)
     c = wsub.add_parser("card", help="measure a built world against its ground truth")
     c.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
     c.add_argument("--json", action="store_true", help="print JSON")
-    c.add_argument("--n", type=_int_at_least(2), default=512, help="held-out faces per measurement")
-    c.add_argument("--seed", type=_int_at_least(0), default=10_000, help="seed of the held-out faces")
+    c.add_argument("--n", type=_int_at_least(2), default=512, help="held-out images per measurement")
+    c.add_argument("--seed", type=_int_at_least(0), default=10_000, help="seed of the held-out images")
     c.add_argument("--grid", help="also write a PNG: renderer / generator / encoder rows")
     c.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     c.set_defaults(func=_cmd_world_card)
-    ds = wsub.add_parser("describe", help="a world's attributes, edit prompts and the words its CLIP reads "
-                         "(no model is loaded)")
+    ds = wsub.add_parser(
+        "describe", help="a world's attributes, edit prompts and the words its CLIP reads (no model is loaded)"
+    )
     ds.add_argument("--world", default="synthfaces", help="built-in world name, real domain or JSON config path")
     ds.add_argument("--json", action="store_true", help="print JSON")
     ds.set_defaults(func=_cmd_world_describe)
@@ -620,14 +830,21 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
         q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
         q.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
-        q.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "
-                       "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from its test images")
+        q.add_argument(
+            "--train-images",
+            dest="train_images",
+            help="a real domain's folder of images methods train "
+            "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from its test images",
+        )
         q.add_argument("--seed", type=_int_at_least(0), default=0, help="the method's seed (training and its pool)")
-        q.add_argument("--work-dir", dest="work_dir", help="where trained methods are cached "
-                       "(default: <cache>/methods)")
+        q.add_argument(
+            "--work-dir", dest="work_dir", help="where trained methods are cached (default: <cache>/methods)"
+        )
         q.add_argument("--steps", type=_int_at_least(1), help="DeltaMapper training steps")
         q.add_argument("--n-generated", dest="n_generated", type=_int_at_least(0), help="generated samples in the pool")
-        q.add_argument("--n-inverted", dest="n_inverted", type=_int_at_least(0), help="inverted real images in the pool")
+        q.add_argument(
+            "--n-inverted", dest="n_inverted", type=_int_at_least(0), help="inverted real images in the pool"
+        )
         q.add_argument("--batch", type=_int_at_least(1), help="training batch size")
         q.add_argument("--checkpoint", help=FLAG_HELP["checkpoint"])
         q.add_argument("--fs3", help=FLAG_HELP["fs3"])
@@ -639,92 +856,220 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("edit", help="invert IMAGE and edit it from --source to --target text")
     e.add_argument("image", help="the image (or photo, on a real face domain) to edit")
-    e.add_argument("--source", help="the neutral text the edit starts from (default: the domain's, e.g. 'face', "
-                   "'church')")
+    e.add_argument(
+        "--source", help="the neutral text the edit starts from (default: the domain's, e.g. 'face', 'church')"
+    )
     e.add_argument("--target", required=True, help="the text to edit towards, e.g. 'face with glasses'")
     e.add_argument("--method", default="deltaedit", help="a registered method")
-    e.add_argument("--strength", type=_finite_float, default=None,
-                   help="the method's own strength value (default: its default): DeltaEdit/GD alpha, "
-                        "LM multiplier, OP latent L2 weight (smaller = stronger)")
+    e.add_argument(
+        "--strength",
+        type=_finite_float,
+        default=None,
+        help="the method's own strength value (default: its default): DeltaEdit/GD alpha, "
+        "LM multiplier, OP latent L2 weight (smaller = stronger)",
+    )
     e.add_argument("--out", help="output PNG (default: next to IMAGE)")
-    e.add_argument("--no-align", dest="no_align", action="store_true",
-                   help="real face domains: IMAGE is already FFHQ-aligned (no dlib alignment)")
-    e.add_argument("--paste-back", dest="paste_back", action="store_true",
-                   help="real face domains: also write <out stem>_pasted.png, the edited face blended "
-                        "back into the photo")
-    e.add_argument("--feather", type=_feather, default=0.15,
-                   help="--paste-back: fraction of the face mask's radius that fades out (default 0.15)")
-    e.add_argument("--options", help="the method's options as JSON (or a JSON file), as run's --options gives "
-                   "them for one method, e.g. '{\"beta\": 0.03}'")
-    e.add_argument("--precision", choices=["fp32", "official"], default="fp32",
-                   help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it")
+    e.add_argument(
+        "--no-align",
+        dest="no_align",
+        action="store_true",
+        help="real face domains: IMAGE is already FFHQ-aligned (no dlib alignment)",
+    )
+    e.add_argument(
+        "--paste-back",
+        dest="paste_back",
+        action="store_true",
+        help="real face domains: also write <out stem>_pasted.png, the edited face blended back into the photo",
+    )
+    e.add_argument(
+        "--feather",
+        type=_feather,
+        default=0.15,
+        help="--paste-back: fraction of the face mask's radius that fades out (default 0.15)",
+    )
+    e.add_argument(
+        "--options",
+        help="the method's options as JSON (or a JSON file), as run's --options gives "
+        "them for one method, e.g. '{\"beta\": 0.03}'",
+    )
+    e.add_argument(
+        "--precision",
+        choices=["fp32", "official"],
+        default="fp32",
+        help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it",
+    )
     method_opts(e)
     e.set_defaults(func=_cmd_edit)
 
     r = sub.add_parser("run", help="fit methods, edit every test image with every prompt, score, report")
-    r.add_argument("--methods", default="deltaedit,styleclip",
-                   help="comma-separated methods; 'styleclip' means styleclip-op,-lm,-gd")
-    r.add_argument("--world", default="synthfaces", help="built-in world name, real domain (ffhq, lsun-*) or JSON config")
-    r.add_argument("--prompts", help="CSV (source,target[,attribute,value]) or JSON prompts file, or 'all' "
-                   "(default: the domain's benchmark prompts; synthfaces: one edit per attribute; "
-                   "'all': its 23 edit prompts)")
-    r.add_argument("--images", type=_int_at_least(2), default=32,
-                   help="test images (32: every method's manipulation-accuracy interval within +-0.10 and the "
-                        "default run in 20-38 min on 2 CPU cores; FID needs more distinct images than feature dimensions)")
-    r.add_argument("--limit", type=_int_at_least(1), help="cap images and prompts at N: a run small enough to try in seconds")
-    r.add_argument("--seed", type=_int_at_least(0), default=0, help="the run's seed (draws the test images, seed + 1)")
-    r.add_argument("--sweep", default="0.5,1,2", help="strength multipliers for the trade-off curves")
-    r.add_argument("--batch", type=_int_at_least(1), default=50, help="images per edit and metric batch")
-    r.add_argument("--references", default="auto",
-                   help="reference rows scored beside the methods: 'auto' (inversion, and on synthfaces "
-                        "oracle-edit), 'none', or a comma-separated list")
-    r.add_argument("--options", help="per-method options as JSON (or a JSON file), e.g. "
-                   '\'{"deltaedit": {"config": {"steps": 500}}}\'')
-    r.add_argument("--out", default="runs/latest", help="the run directory")
-    r.add_argument("--save-edits", dest="save_edits", action="store_true",
-                   help="also keep every edited image (and the inputs) as float32 .npy arrays in <out>/edits/")
-    r.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="list the units the run would compute, with an ETA; run and write nothing")
+    r.add_argument(
+        "--methods",
+        default=RUN_DEFAULTS.methods,
+        help="comma-separated methods; 'styleclip' means styleclip-op,-lm,-gd",
+    )
+    r.add_argument(
+        "--world", default=RUN_DEFAULTS.world, help="built-in world name, real domain (ffhq, lsun-*) or JSON config"
+    )
+    r.add_argument(
+        "--prompts",
+        help="CSV (source,target[,attribute,value]) or JSON prompts file, or 'all' "
+        "(default: the domain's benchmark prompts; synthfaces: one edit per attribute; "
+        "'all': its 23 edit prompts)",
+    )
+    r.add_argument(
+        "--images",
+        type=_int_at_least(2),
+        default=RUN_DEFAULTS.images,
+        help=f"test images ({RUN_DEFAULTS.images}: every method's manipulation-accuracy interval within +-0.10 and the "
+        "default run in 20-38 min on 2 CPU cores; FID needs more distinct images than feature dimensions)",
+    )
+    r.add_argument(
+        "--limit", type=_int_at_least(1), help="cap images and prompts at N: a run small enough to try in seconds"
+    )
+    r.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=RUN_DEFAULTS.seed,
+        help="the run's seed (draws the test images, seed + 1)",
+    )
+    r.add_argument(
+        "--sweep",
+        default=",".join(f"{s:g}" for s in RUN_DEFAULTS.sweep),
+        help="strength multipliers for the trade-off curves",
+    )
+    r.add_argument(
+        "--batch", type=_int_at_least(1), default=RUN_DEFAULTS.batch, help="images per edit and metric batch"
+    )
+    r.add_argument(
+        "--references",
+        default=RUN_DEFAULTS.references,
+        help="reference rows scored beside the methods: 'auto' (inversion, and on synthfaces "
+        "oracle-edit), 'none', or a comma-separated list",
+    )
+    r.add_argument(
+        "--options",
+        help='per-method options as JSON (or a JSON file), e.g. \'{"deltaedit": {"config": {"steps": 500}}}\'',
+    )
+    r.add_argument("--out", default=RUN_DEFAULTS.out, help="the run directory")
+    r.add_argument(
+        "--save-edits",
+        dest="save_edits",
+        action="store_true",
+        help="also keep every edited image (and the inputs) as float32 .npy arrays in <out>/edits/",
+    )
+    r.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="list the units the run would compute, with an ETA; run and write nothing",
+    )
     r.add_argument("--json", action="store_true", help="print the summary as JSON (every column) instead of a table")
     r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     r.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
-    r.add_argument("--precision", choices=["fp32", "official"], default="fp32",
-                   help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it")
-    r.add_argument("--test-images", dest="test_images", help="a real domain's folder of test images "
-                   "(default: $DELTABENCH_<DOMAIN>_IMAGES)")
-    r.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train "
-                   "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from the test images")
+    r.add_argument(
+        "--precision",
+        choices=["fp32", "official"],
+        default="fp32",
+        help="official: CLIP in fp16 on CUDA on the real domains, as the official DeltaEdit runs it",
+    )
+    r.add_argument(
+        "--test-images",
+        dest="test_images",
+        help="a real domain's folder of test images (default: $DELTABENCH_<DOMAIN>_IMAGES)",
+    )
+    r.add_argument(
+        "--train-images",
+        dest="train_images",
+        help="a real domain's folder of images methods train "
+        "on (default: $DELTABENCH_<DOMAIN>_TRAIN_IMAGES), kept apart from the test images",
+    )
     r.add_argument("--work-dir", dest="work_dir", help="where fitted methods are cached (default: <cache>/methods)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue a run whose config differs, keeping its rows")
     g.add_argument("--force", action="store_true", help="delete a run with a different config and start over")
     r.set_defaults(func=_cmd_run)
 
-    sc = sub.add_parser("score", help="score edits made by any code: paired INPUTS and EDITS images and their prompts")
-    sc.add_argument("inputs", help="folder of input images (paired with EDITS by sorted file name)")
-    sc.add_argument("edits", help="folder of edited images, one per input")
-    sc.add_argument("--prompts", required=True, help="CSV/JSON prompts file: one prompt for all pairs, or one per pair")
-    sc.add_argument("--world", default="synthfaces", help="the domain whose metrics score them")
+    sc = sub.add_parser(
+        "score",
+        help="score edits made by any code: paired INPUTS and EDITS images and their "
+        "prompts, or a suite's edits with its ground truth (SUITE EDITS ...)",
+    )
+    sc.add_argument(
+        "inputs",
+        metavar="INPUTS|SUITE",
+        help="folder of input images (paired with EDITS by sorted file "
+        "name), a suite folder (`deltabench suite export`), or with --suite a PIE-Bench/MagicBrush folder",
+    )
+    sc.add_argument(
+        "edits",
+        nargs="+",
+        metavar="EDITS",
+        help="folder of edited images, one per input; with a SUITE, "
+        "one or more folders of <id>.png (ids in SUITE/edits.json), each an editor named by its folder",
+    )
+    sc.add_argument(
+        "--prompts",
+        help="CSV/JSON prompts file: one prompt for all pairs, or one per pair (not with a SUITE, which has its own)",
+    )
+    sc.add_argument("--world", help="the domain whose metrics score them (default synthfaces; a SUITE names its own)")
     sc.add_argument("--batch", type=_int_at_least(1), default=50, help="images per metric batch")
-    sc.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of KID's subsets")
+    sc.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=None,
+        help="seed of KID's subsets and the intervals (default 0; with a SUITE, the suite's seed)",
+    )
     sc.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     sc.add_argument("--threads", type=_int_at_least(0), default=0, help=THREADS_HELP)
-    sc.add_argument("--out", help="CSV of the per-pair scores (and <stem>_summary.csv per prompt)")
+    sc.add_argument(
+        "--out",
+        help="CSV of the per-pair scores (and <stem>_summary.csv per prompt); with a SUITE, the "
+        "folder for a run-shaped result (results.csv, summary.csv, field.csv, reports/; "
+        "default: a new temporary folder); with --suite, the folder for field.csv and "
+        "field_summary.csv",
+    )
+    sc.add_argument(
+        "--starts",
+        help="SUITE only: folder of <image>.png (00000.png ...), the image each editor started "
+        "from (e.g. its reconstruction), read for CLIP direction and disentanglement "
+        "(default: the test images)",
+    )
+    sc.add_argument(
+        "--references",
+        default="auto",
+        help="SUITE only: reference rows scored beside the editors: 'auto' (inversion, oracle-edit), 'none' or a list",
+    )
+    sc.add_argument(
+        "--suite",
+        choices=("pie-bench", "magicbrush"),
+        help="INPUTS is another benchmark's folder in "
+        "its own layout (PIE-Bench: mapping_file.json + annotation_images/; MagicBrush: edit_sessions.json "
+        "+ images/), each EDITS folder one editor's edits laid out as it reads them: scored with the "
+        "benchmark's own columns (field.csv, field_summary.csv in --out)",
+    )
+    sc.add_argument(
+        "--captions", help="--suite magicbrush only: its captions file (e.g. local_captions.json), for CLIP-T"
+    )
     sc.set_defaults(func=_cmd_score)
 
     rp = sub.add_parser("report", help="tables (md/csv/tex), edit grid, trade-off curves and index.html of a run")
     rp.add_argument("run_dir", help="the --out directory of a run")
     rp.set_defaults(func=_cmd_report)
 
-    f = sub.add_parser("fit", help="fit (or precompute) what a method needs into the method cache: styleclip-gd's "
-                       "fs3, deltaedit's mapper, ...")
+    f = sub.add_parser(
+        "fit",
+        help="fit (or precompute) what a method needs into the method cache: styleclip-gd's "
+        "fs3, deltaedit's mapper, ...",
+    )
     f.add_argument("method", help="a registered method, e.g. styleclip-gd")
     f.add_argument("--world", default="synthfaces", help="built-in world name or JSON config path")
     f.add_argument("--work-dir", dest="work_dir", help="method cache (default: <cache>/methods)")
     f.add_argument("--seed", type=_int_at_least(0), default=0, help="the method's seed")
     f.add_argument("--options", help="the method's options as JSON (or a JSON file), e.g. '{\"config\": {...}}'")
     f.add_argument("--n-images", dest="n_images", type=_int_at_least(1), help="styleclip-gd: images per channel")
-    f.add_argument("--fs3-seed", dest="fs3_seed", type=_int_at_least(0), help="styleclip-gd: seed of the sampled images")
+    f.add_argument(
+        "--fs3-seed", dest="fs3_seed", type=_int_at_least(0), help="styleclip-gd: seed of the sampled images"
+    )
     f.add_argument("--max-batch", dest="max_batch", type=_int_at_least(1), help="styleclip-gd: images per forward pass")
     f.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     f.add_argument("--train-images", dest="train_images", help="a real domain's folder of images methods train on")
@@ -746,14 +1091,25 @@ def build_parser() -> argparse.ArgumentParser:
     from deltabench.study import add_parser as add_study_parser
 
     add_study_parser(sub)
+    from deltabench.suite import add_parser as add_suite_parser
+
+    add_suite_parser(sub)
 
     v = sub.add_parser("eval", help="per-prompt manipulation accuracy and disentanglement on the world")
     v.add_argument("--methods", default="deltaedit,deltaedit-naive", help="comma-separated methods")
-    v.add_argument("--prompts", choices=["edit", "heldout"], default="edit",
-                   help="the world's edit prompts, or phrasings its CLIP never saw in training")
-    v.add_argument("--images", type=_int_at_least(1), default=200, help="held-out faces per prompt")
-    v.add_argument("--strength", type=_finite_float, default=None,
-                   help="each method's own strength value (default: each method's; see edit --strength)")
+    v.add_argument(
+        "--prompts",
+        choices=["edit", "heldout"],
+        default="edit",
+        help="the world's edit prompts, or phrasings its CLIP never saw in training",
+    )
+    v.add_argument("--images", type=_int_at_least(1), default=200, help="held-out images per prompt")
+    v.add_argument(
+        "--strength",
+        type=_finite_float,
+        default=None,
+        help="each method's own strength value (default: each method's; see edit --strength)",
+    )
     v.add_argument("--out", help="directory for per_prompt.csv and summary.csv")
     v.add_argument("--options", help="per-method options as JSON (or a JSON file), as run takes them")
     method_opts(v)
@@ -761,8 +1117,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-THREADS_HELP = ("torch CPU threads (default 0: what this process may really use: its CPU affinity, the cgroup's "
-                "CPU quota, OMP_NUM_THREADS if set, less the CPUs other running tasks hold now)")
+THREADS_HELP = (
+    "torch CPU threads (default 0: what this process may really use: its CPU affinity, the cgroup's "
+    "CPU quota and OMP_NUM_THREADS if set; not the machine's momentary load, so results are reproducible; "
+    "--threads 1 on a shared machine)"
+)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -771,8 +1130,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from deltabench.weights import WeightsError
     from deltabench.world.store import WorldCacheError
 
-    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-            WorldCacheError, CacheIntegrityError, WeightsError)
+    return (
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        WorldCacheError,
+        CacheIntegrityError,
+        WeightsError,
+    )
 
 
 def _plain_warnings() -> None:
@@ -782,8 +1149,11 @@ def _plain_warnings() -> None:
     import warnings
 
     recording = getattr(getattr(warnings, "_showwarnmsg_impl", None), "__name__", "") != "_showwarnmsg_impl"
-    if recording or getattr(warnings.showwarning, "_deltabench", False) or warnings.showwarning is not getattr(
-            warnings, "_showwarning_orig", warnings.showwarning):
+    if (
+        recording
+        or getattr(warnings.showwarning, "_deltabench", False)
+        or warnings.showwarning is not getattr(warnings, "_showwarning_orig", warnings.showwarning)
+    ):
         return
     default = warnings.showwarning
 

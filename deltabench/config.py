@@ -5,13 +5,14 @@ schedule. The sections are parsed by the component that owns them (``GeneratorCo
 ``ClipConfig``, ...); this module only knows the top-level shape, the hash that keys the
 build cache, and where the files live.
 """
+
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from deltabench.confighash import ABSENT, Schema, digest
 from deltabench.parse import _freeze, thaw
 
 COMPONENTS: tuple[str, ...] = ("generator", "encoder", "clip", "identity", "oracle")
@@ -21,6 +22,19 @@ NOT_HASHED: tuple[str, ...] = ("description", "benchmark")
 OPTIONAL_COMPONENTS: tuple[str, ...] = ("identity",)
 # The world kind of a config without a "kind" key (the synthfaces worlds).
 DEFAULT_KIND = "faces"
+
+# The top level of a world config (deltabench.confighash): "kind" came with the church world and
+# is hashed unless it is "faces", so the synthfaces worlds keep their hashes.
+WORLD_SCHEMA = Schema(
+    "world", first=("name", "seed", "resolution", *COMPONENTS), added=[{"kind": DEFAULT_KIND}], not_hashed=NOT_HASHED
+)
+# What one stage's weights depend on (WorldConfig.stage_hash); another kind draws other images,
+# so a stage is never shared between kinds.
+STAGE_SCHEMA = Schema(
+    "world.stage", first=("component", "resolution", "seed", "section", "deps"), added=[{"kind": DEFAULT_KIND}]
+)
+# A section's "refine" phases (a later addition) are hashed whenever they are given.
+SECTION_SCHEMA = Schema("world.section", first=("model", "train"), added=[{"refine": ABSENT}])
 
 
 def _numbers(d, path: str = ""):
@@ -48,13 +62,13 @@ class WorldConfig:
     # domain's settings, outside the weights hash (changing it never rebuilds the world).
     benchmark: Mapping[str, Any] = field(default_factory=dict)
     # The world kind (deltabench.world.kind): what its renderer draws and its captions say.
-    # "faces" is the default and is left out of to_dict(), so the synthfaces worlds keep their
-    # hashes (an explicit rule, tested); any other kind is hashed.
+    # "faces" is the default and its introduction value (WORLD_SCHEMA), so it is left out of
+    # to_dict() and the synthfaces worlds keep their hashes; any other kind is hashed.
     kind: str = DEFAULT_KIND
 
     @staticmethod
-    def from_dict(d: dict) -> "WorldConfig":
-        known = {"name", "seed", "resolution", "description", "benchmark", "kind", *COMPONENTS}
+    def from_dict(d: dict) -> WorldConfig:
+        known = WORLD_SCHEMA.options
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"world config {d.get('name')!r}: unknown keys {sorted(unknown)}")
@@ -63,13 +77,17 @@ class WorldConfig:
             raise ValueError(f"world config {d.get('name')!r}: 'kind' must be a world kind name, got {kind!r}")
         # Every component but identity is required; identity is the kind's optional part
         # (whether the kind has one is checked where kinds are known, world.components).
-        missing = [k for k in ("name", "seed", "resolution", *COMPONENTS) if k not in d and k not in OPTIONAL_COMPONENTS]
+        missing = [
+            k for k in ("name", "seed", "resolution", *COMPONENTS) if k not in d and k not in OPTIONAL_COMPONENTS
+        ]
         if missing:
             raise ValueError(f"world config {d.get('name')!r}: missing keys {missing}")
         for path, v in _numbers(d):  # every size, step count, rate and weight of a world is >= 0
             if v < 0:
-                raise ValueError(f"world config {d.get('name')!r}: {path} = {v} is negative; sizes, steps, rates and "
-                                 f"weights of a world are >= 0 (see deltabench/configs/worlds/ for working values)")
+                raise ValueError(
+                    f"world config {d.get('name')!r}: {path} = {v} is negative; sizes, steps, rates and "
+                    f"weights of a world are >= 0 (see deltabench/configs/worlds/ for working values)"
+                )
         res = int(d["resolution"])
         if res < 16 or res & (res - 1):
             raise ValueError(f"world config {d['name']!r}: resolution must be a power of two >= 16, got {res}")
@@ -84,14 +102,17 @@ class WorldConfig:
         )
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "description": self.description, "seed": self.seed,
-               "resolution": self.resolution}
-        if self.kind != DEFAULT_KIND:  # absent at its default: the synthfaces hashes stay as they were
-            out["kind"] = self.kind
-        out.update(thaw(self.sections))
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "resolution": self.resolution,
+            "kind": self.kind,
+            **thaw(self.sections),
+        }
         if self.benchmark:
             out["benchmark"] = thaw(self.benchmark)
-        return out
+        return WORLD_SCHEMA.present(out)
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -104,23 +125,22 @@ class WorldConfig:
     @property
     def hash(self) -> str:
         """sha256 of the canonical JSON of everything that changes the built weights."""
-        d = self.to_dict()
-        for k in NOT_HASHED:
-            d.pop(k, None)
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return digest(WORLD_SCHEMA.hashed(self.to_dict()), 16)
 
     def stage_hash(self, component: str) -> str:
         """Hash of what one component's weights depend on: its section, the resolution, its
         seed, and (for the encoder) the generator it inverts. Changing the oracle's config
         therefore never retrains the generator."""
         deps = {"encoder": ("generator",)}.get(component, ())
-        d = {"component": component, "resolution": self.resolution, "seed": self.stage_seed(component),
-             "section": thaw(self.sections[component]), "deps": {c: self.stage_hash(c) for c in deps}}
-        if self.kind != DEFAULT_KIND:  # another kind draws other images: never share a stage with faces
-            d["kind"] = self.kind
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        d = {
+            "component": component,
+            "resolution": self.resolution,
+            "seed": self.stage_seed(component),
+            "section": thaw(self.sections[component]),
+            "deps": {c: self.stage_hash(c) for c in deps},
+            "kind": self.kind,
+        }
+        return digest(STAGE_SCHEMA.hashed(d), 16)
 
     def refine_phases(self, component: str) -> list[dict]:
         """The section's ``refine`` phases in training order: ``refine`` is one phase (a dict)
@@ -133,7 +153,7 @@ class WorldConfig:
         phases = self.refine_phases(component)
         return phases[-1] if phases else None
 
-    def without_refine(self, component: str) -> "WorldConfig":
+    def without_refine(self, component: str) -> WorldConfig:
         """This config with ``component``'s last ``refine`` phase removed: the stage it refines.
         One phase left is written as a dict, so ``[a, b]`` refines exactly the cached ``a``."""
         phases = self.refine_phases(component)
@@ -153,6 +173,7 @@ def as_phases(refine, where: str) -> list[dict]:
     """A ``refine`` value as its list of phases: one phase (a dict) or a non-empty list of them."""
     phases = [refine] if isinstance(refine, dict) else refine
     if not isinstance(phases, list) or not phases or not all(isinstance(p, dict) for p in phases):
-        raise ValueError(f"{where}: 'refine' must be a phase (a JSON object) or a non-empty list of "
-                         f"phases, got {refine!r}")
+        raise ValueError(
+            f"{where}: 'refine' must be a phase (a JSON object) or a non-empty list of phases, got {refine!r}"
+        )
     return phases

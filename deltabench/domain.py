@@ -6,6 +6,7 @@ network...). The contract, required members and optional capabilities with their
 declared once in :mod:`deltabench.domainbase` and checked when a domain loads. Methods and metrics
 see only this interface, so the same code runs on every synthetic world kind and on real weights.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,6 +15,7 @@ from deltabench.domainbase import (  # noqa: F401 - the contract, re-exported
     ClipTextImage,
     Domain,
     DomainBase,
+    DomainSource,
     TestImages,
     check_domain,
 )
@@ -40,6 +42,7 @@ class WorldDomain(ClipTextImage):
         # FID/KID on the oracle's penultimate features (no Inception trained on cartoons).
         self.fid_features = world.oracle.features
         self.fid_feature_name = "oracle"
+        self.fid_resize = "none: the oracle reads the world's images at their native resolution"
         self.fid_feature_dim = world.oracle.feature_dim
         self.neutral = kind.noun
         self.resolution = world.resolution
@@ -53,8 +56,10 @@ class WorldDomain(ClipTextImage):
         b = thaw(world.cfg.benchmark)
         unknown = {k for k in b if not k.endswith(("_note", "_notes"))} - {"prompts", "edit_torgb", "method_defaults"}
         if unknown:
-            raise ValueError(f"world config {self.name!r}: unknown benchmark keys {sorted(unknown)}; known: "
-                             f"prompts, edit_torgb, method_defaults (and *_note / *_notes)")
+            raise ValueError(
+                f"world config {self.name!r}: unknown benchmark keys {sorted(unknown)}; known: "
+                f"prompts, edit_torgb, method_defaults (and *_note / *_notes)"
+            )
         self.benchmark_targets: tuple[str, ...] = tuple(b.get("prompts", ()))
         self.edit_torgb: bool = bool(b.get("edit_torgb", False))
         self.method_defaults: dict = dict(b.get("method_defaults", {}))
@@ -70,8 +75,10 @@ class WorldDomain(ClipTextImage):
         targets = {p.target for p in self.edit_prompts}
         stray = [t for t in self.benchmark_targets if t not in targets]
         if stray:
-            raise ValueError(f"world config {self.name!r}: benchmark prompts {stray} are not edit prompts of the "
-                             f"{kind.name} world; its edit prompts are {sorted(targets)}")
+            raise ValueError(
+                f"world config {self.name!r}: benchmark prompts {stray} are not edit prompts of the "
+                f"{kind.name} world; its edit prompts are {sorted(targets)}"
+            )
         keep = set(self.benchmark_targets)
         self.prompts: tuple[Prompt, ...] = tuple(p for p in self.edit_prompts if not keep or p.target in keep)
 
@@ -121,9 +128,13 @@ class WorldDomain(ClipTextImage):
 
     def describe(self) -> dict:
         """What a run manifest records about the domain (see ``RealDomain.describe``)."""
-        return {"name": self.name, "kind": self.kind, "config_hash": self.config_hash,
-                "train": {"source": "renderer", "seeds": "the methods' training seeds"},
-                "test": {"source": "renderer", "seeds": "the run's test seed"}}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "config_hash": self.config_hash,
+            "train": {"source": "renderer", "seeds": "the methods' training seeds"},
+            "test": {"source": "renderer", "seeds": "the run's test seed"},
+        }
 
     @torch.no_grad()
     def invert(self, images: torch.Tensor, batch: int = 128) -> torch.Tensor:
@@ -131,23 +142,61 @@ class WorldDomain(ClipTextImage):
         return torch.cat([self.encoder(images[i : i + batch].to(self.device)) for i in range(0, len(images), batch)])
 
 
-
-def load_domain(world: str = "synthfaces", device: str | torch.device = "cpu", weights: str | None = None,
-                images: str | None = None, train_images: str | None = None):
-    """A domain by name: a real domain config (``ffhq``, ``lsun-cat``, ... or a JSON file with a
-    ``generator`` entry: :mod:`deltabench.real`), else a synthfaces world (name or config path).
+def load_domain(
+    world: str = "synthfaces",
+    device: str | torch.device = "cpu",
+    weights: str | None = None,
+    images: str | None = None,
+    train_images: str | None = None,
+):
+    """A domain by name, from the first source of :data:`deltabench.registry.DOMAINS` that claims
+    it: a real domain config (``ffhq``, ``lsun-cat``, ... or a JSON file with a ``generator``
+    entry: :mod:`deltabench.real`), else a synthfaces world (name or config path).
     ``weights`` (the weights folder), ``images`` (test image folder) and ``train_images`` (the
     folder methods train on, disjoint from the test folder) apply to real domains."""
-    from deltabench.real.domain import (
-        domain_names,
-        is_real_domain_config,
-        load_real_domain,
+    return check_domain(
+        domain_source(world).load(world, device=device, weights=weights, images=images, train_images=train_images)
     )
 
-    if world in domain_names() or is_real_domain_config(world):
-        return check_domain(load_real_domain(world, weights=weights, images=images, device=device,
-                                             train_images=train_images))
-    return check_domain(WorldDomain(load_world(world, device=device)))
+
+def domain_source(world: str):
+    """The :class:`~deltabench.domainbase.DomainSource` that serves ``world``: plugins (the
+    ``deltabench.domains`` entry points, registered sources) first, then the built-in ones in
+    order; the synthetic worlds, last, take any name left."""
+    from deltabench.registry import DOMAINS
+
+    order = [n for n in DOMAINS.names() if n not in DOMAINS.builtins] + list(DOMAINS.builtins)
+    for name in order:
+        source = DOMAINS.get(name)
+        if source.claims(world):
+            return source
+    raise DOMAINS.unknown(world)
+
+
+class SyntheticWorlds(DomainSource):
+    """The synthetic worlds (any kind): a built-in world name or a world config path."""
+
+    @classmethod
+    def claims(cls, world: str) -> bool:
+        return True  # the last source: load_world names what is wrong with a name it cannot load
+
+    @classmethod
+    def load(cls, world: str, device="cpu", weights=None, images=None, train_images=None):
+        return WorldDomain(load_world(world, device=device))
+
+    @classmethod
+    def neutral(cls, world: str) -> str:
+        from deltabench.world.catalog import load_world_config
+        from deltabench.world.kind import get_kind
+
+        return get_kind(load_world_config(world).kind).noun
+
+    @classmethod
+    def attributes(cls, world: str) -> tuple:
+        from deltabench.world.catalog import load_world_config
+        from deltabench.world.kind import get_kind
+
+        return get_kind(load_world_config(world).kind).attributes
 
 
 # The faces world's domain went by this name before worlds had kinds.
@@ -157,24 +206,10 @@ SynthfacesDomain = WorldDomain
 def neutral_prompt(world: str) -> str:
     """The neutral source prompt of the domain ``world`` names ("face", "church"), without loading a
     model: a real domain's config ``neutral``, a synthetic world's kind's noun."""
-    from deltabench.real.domain import domain_names, is_real_domain_config, load_domain_config
-
-    if world in domain_names() or is_real_domain_config(world):
-        return load_domain_config(world).neutral
-    from deltabench.world.catalog import load_world_config
-    from deltabench.world.kind import get_kind
-
-    return get_kind(load_world_config(world).kind).noun
+    return domain_source(world).neutral(world)
 
 
 def domain_attributes(world: str) -> tuple:
     """The ground-truth attribute schema of the domain ``world`` names, without loading a model:
     a synthetic world's kind's attributes, none for a real domain."""
-    from deltabench.real.domain import domain_names, is_real_domain_config
-
-    if world in domain_names() or is_real_domain_config(world):
-        return ()
-    from deltabench.world.catalog import load_world_config
-    from deltabench.world.kind import get_kind
-
-    return get_kind(load_world_config(world).kind).attributes
+    return domain_source(world).attributes(world)

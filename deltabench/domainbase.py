@@ -4,6 +4,7 @@ domain shares (test images drawn by batches, template-averaged CLIP text embeddi
 A leaf of the domain modules: ``deltabench.domain`` (synthfaces, the factory) and
 ``deltabench.real.domain`` both build on it, neither imports the other at import time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -12,7 +13,6 @@ from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import torch
-
 
 # --- the contract, declared once -----------------------------------------------------------
 #
@@ -47,7 +47,7 @@ REQUIRED: dict[str, str] = {
 # name -> (default, what it is). The defaults are the class attributes of DomainBase below.
 OPTIONAL: dict[str, str] = {
     "identity": "identity network with embed(images) for IDS (None: no IDS column, no OP identity loss, "
-                "no identity references)",
+    "no identity references)",
     "identity_loss": "a differentiable identity model for StyleCLIP's ID loss (None: use identity)",
     "identity_info": "how IDS is computed, for run manifests (None: nothing to record)",
     "oracle": "attribute oracle with predict(images) -> (attrs, continuous) and features (None: no ground truth)",
@@ -56,6 +56,8 @@ OPTIONAL: dict[str, str] = {
     "fid_features": "images -> FID features [N, F] (None: the oracle's features, where there is an oracle)",
     "fid_feature_name": "the FID feature network's name for the column header",
     "fid_feature_dim": "F, the FID feature size (None: the oracle's feature_dim)",
+    "fid_resize": "the resize before the FID feature network, for run manifests",
+    "clip_name": "the CLIP's name for the field's CLIP-I/CLIP-T column headers",
     "method_defaults": "per-method option defaults in this domain ({method: options})",
     "prompts": "the benchmark's default edit prompts (Prompt tuple; empty: the user must give prompts)",
     "edit_prompts": "every edit prompt of the domain ('--prompts all'; None: the benchmark prompts)",
@@ -91,6 +93,7 @@ class DomainBase:
     fid_features = None
     fid_feature_name: str = "features"
     fid_feature_dim: int | None = None
+    fid_resize: str = "not recorded"
     method_defaults: Mapping = MappingProxyType({})
     prompts: tuple = ()
     edit_prompts = None
@@ -100,6 +103,11 @@ class DomainBase:
     latent_avg = None
     released_fs3 = None
     neutral: str = "face"
+
+    @property
+    def clip_name(self) -> str:
+        """The CLIP's name in column headers: ``<world> CLIP`` here; a real domain names its model and file."""
+        return f"{self.name} CLIP"
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -123,8 +131,9 @@ class DomainBase:
         j = names.index(attribute)
         return j, self.attributes[j].index(value)
 
-    def check_files(self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False,
-                    purpose: str = "") -> tuple[str, ...]:
+    def check_files(
+        self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False, purpose: str = ""
+    ) -> tuple[str, ...]:
         """Check, before any work, that every file a command will read is there; raises naming the
         missing ones. A built synthetic world is verified whole when it loads: nothing to check."""
         return ()
@@ -159,13 +168,15 @@ def check_domain(domain) -> object:
     import inspect
 
     if not isinstance(domain, DomainBase):
-        raise DomainContractError(f"{type(domain).__name__} is not a domain: it must subclass "
-                                  f"deltabench.domainbase.DomainBase")
+        raise DomainContractError(
+            f"{type(domain).__name__} is not a domain: it must subclass deltabench.domainbase.DomainBase"
+        )
     missing = [m for m in REQUIRED if inspect.getattr_static(domain, m, _MISSING) is _MISSING]
     if missing:
         raise DomainContractError(
             f"domain {type(domain).__name__} lacks the required member(s) {missing} of the domain contract "
-            f"(deltabench.domainbase.REQUIRED: " + "; ".join(f"{m}: {REQUIRED[m]}" for m in missing) + ")")
+            f"(deltabench.domainbase.REQUIRED: " + "; ".join(f"{m}: {REQUIRED[m]}" for m in missing) + ")"
+        )
     return domain
 
 
@@ -197,11 +208,11 @@ class Domain(Protocol):
 
     def sample_w_plus(self, n: int, seed: int) -> torch.Tensor: ...
 
-    def test_images(self, n: int, seed: int) -> "TestImages": ...
+    def test_images(self, n: int, seed: int) -> TestImages: ...
 
     # What methods fit on (DeltaEdit's inverted pool codes, StyleCLIP-LM's training latents),
     # never the test images: a real domain's training folder, synthfaces' renderer faces.
-    def train_images(self, n: int, seed: int) -> "TestImages": ...
+    def train_images(self, n: int, seed: int) -> TestImages: ...
 
     def invert(self, images: torch.Tensor, batch: int = ...) -> torch.Tensor: ...
 
@@ -274,8 +285,9 @@ class ClipTextImage(DomainBase):
         """``"fp32"`` (default) or ``"official"`` (fp16 CLIP on CUDA where the official code
         runs it so); returns the precision the CLIP now computes in."""
         if precision not in ("fp32", "official"):
-            raise ValueError(f"--precision {precision!r}: give fp32 or official (fp16 CLIP on CUDA, as the "
-                             f"official code runs it)")
+            raise ValueError(
+                f"--precision {precision!r}: give fp32 or official (fp16 CLIP on CUDA, as the official code runs it)"
+            )
         if precision == "official" and self.official_fp16_clip and self.device.type == "cuda":
             self.clip.half_precision()
             self._text_cache.clear()
@@ -288,12 +300,16 @@ class ClipTextImage(DomainBase):
         out = []
         unknown = sorted(set(tok.unknown_words(text)))
         if unknown:
-            out.append(f"the {self.name} CLIP does not know the words {unknown} of {text!r} (they encode as "
-                       f"<unk>, so the prompt reads as what is left of it)")
+            out.append(
+                f"the {self.name} CLIP does not know the words {unknown} of {text!r} (they encode as "
+                f"<unk>, so the prompt reads as what is left of it)"
+            )
         longest = max(tok.n_tokens(t.format(text)) for t in self.templates)
         if longest > tok.context_length:
-            out.append(f"{text!r} is cut to the CLIP context of {tok.context_length} tokens in its longest "
-                       f"template ({longest} tokens): the words past it are not read")
+            out.append(
+                f"{text!r} is cut to the CLIP context of {tok.context_length} tokens in its longest "
+                f"template ({longest} tokens): the words past it are not read"
+            )
         return out
 
     # Whether the methods that feed CLIP as the official code does (DeltaEdit map_tool /
@@ -311,9 +327,34 @@ class ClipTextImage(DomainBase):
         return self.clip.encode_image(images)
 
     @torch.no_grad()
-    def clip_image(self, images: torch.Tensor, batch: int | None = None,
-                   official_input: bool = False) -> torch.Tensor:
+    def clip_image(self, images: torch.Tensor, batch: int | None = None, official_input: bool = False) -> torch.Tensor:
         """Unit CLIP image embeddings ``[N, D]`` of ``images [N, 3, H, W]`` in [-1, 1]
         (``official_input`` as in :meth:`encode_clip`)."""
         batch = batch or self.clip_batch
-        return torch.cat([self.encode_clip(images[i : i + batch], official_input) for i in range(0, len(images), batch)])
+        return torch.cat(
+            [self.encode_clip(images[i : i + batch], official_input) for i in range(0, len(images), batch)]
+        )
+
+
+class DomainSource:
+    """Where domains of one kind come from (registered in :data:`deltabench.registry.DOMAINS`):
+    which ``--world`` names it serves, loading one, and what a run checks before any model loads."""
+
+    @classmethod
+    def claims(cls, world: str) -> bool:
+        """Whether ``world`` (a name or a config path) is one of this source's domains."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, world: str, device="cpu", weights=None, images=None, train_images=None):
+        raise NotImplementedError
+
+    @classmethod
+    def neutral(cls, world: str) -> str:
+        """The neutral source prompt ("face", "church"), without loading a model."""
+        raise NotImplementedError
+
+    @classmethod
+    def attributes(cls, world: str) -> tuple:
+        """The ground-truth attribute schema, without loading a model (none: ``()``)."""
+        return ()

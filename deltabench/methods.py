@@ -5,39 +5,33 @@ then maps (source latents, source text, target text, strength) to edited style c
 never touches metrics or result files. :class:`EditMethod` declares everything the runner
 uses, with defaults; a subclass overrides what it needs.
 
-Methods are found by name in three places, in this order: :data:`REGISTRY` (the built-in
-ones: adding one is a module and a line here), :func:`register_method` (at run time), and the
+Methods are found by name through :data:`deltabench.registry.METHODS`: the built-in ones
+(adding one is a module and a line there), :func:`register_method` (at run time), and the
 ``deltabench.methods`` entry-point group of any installed package, e.g. in its
 ``pyproject.toml``::
 
     [project.entry-points."deltabench.methods"]
     mine = "my_package.my_module:MyMethod"
 """
+
 from __future__ import annotations
 
-import importlib
+import functools
 import inspect
 from abc import ABC, abstractmethod
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
-ENTRY_POINT_GROUP = "deltabench.methods"
-# name -> "module:Class". Imported lazily so a method's dependencies load only when used.
-REGISTRY: dict[str, str] = {
-    "deltaedit": "deltaedit.method:DeltaEdit",
-    "deltaedit-naive": "deltaedit.method:DeltaEditNaive",
-    "styleclip-op": "baselines.op:StyleCLIPOptimization",
-    "styleclip-lm": "baselines.lm:StyleCLIPMapper",
-    "styleclip-gd": "baselines.gd:StyleCLIPGlobal",
-    "tedigan": "baselines.tedigan:TediGAN",
-}
+from deltabench.registry import METHODS
+
+ENTRY_POINT_GROUP = METHODS.group
+# name -> "module:Class" (the registry's built-ins). Imported lazily so a method's dependencies
+# load only when used.
+REGISTRY: dict[str, str] = METHODS.builtins
 # Names that stand for several methods.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "styleclip": ("styleclip-op", "styleclip-lm", "styleclip-gd"),
-}
-_REGISTERED: dict[str, type] = {}  # register_method(); a process's own additions
+ALIASES: dict[str, tuple[str, ...]] = METHODS.aliases
+_REGISTERED: dict[str, object] = METHODS.registered  # register_method(); a process's own additions
 
 
 class StrengthWarning(UserWarning):
@@ -67,14 +61,30 @@ class EditMethod(ABC):
     # the work itself (DDP training, sharded precompute). False: rank 0 fits into the method
     # cache first, then the other ranks fit (load) from it.
     distributed_fit: bool = False
-    # True: ``edit``/``edit_batch`` take ``images=`` (the input images the latents were inverted
-    # from, ``[B, 3, H, W]`` in [-1, 1]) and may use them (official DeltaEdit: i1 from the photo).
-    takes_images: bool = False
+    # What a run's row of this class is: "method" (fitted, then edits latents), or "reference"
+    # (deltabench.references: drawn, not fitted; scored at x1 only).
+    kind: str = "method"
+    # Other methods whose artefacts this one reads (their fitted caches or defaults), e.g.
+    # DeltaEdit reads StyleCLIP-GD's fs3 table: ``{"styleclip-gd": "fs3"}``.
+    requires: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        edit = cls.__dict__.get("edit")
+        if edit is not None and not _takes_images(edit):
+            # The contract is edit(..., images=None); a method written before it (a plugin)
+            # keeps working: the images it does not use are not passed on.
+            @functools.wraps(edit)
+            def edit_without_images(self, w_plus, source, target, strength=None, images=None, _edit=edit):
+                return _edit(self, w_plus, source, target, strength)
+
+            cls.edit = edit_without_images
 
     def __init__(self, domain, work_dir: Path, seed: int = 0, **options):
         if options:
-            raise ValueError(f"{self.name}: unknown options {sorted(options)}; it takes "
-                             f"{sorted(option_names(type(self)))}")
+            raise ValueError(
+                f"{self.name}: unknown options {sorted(options)}; it takes {sorted(option_names(type(self)))}"
+            )
         self.domain = domain
         self.work_dir = Path(work_dir) / self.name
         self.seed = seed
@@ -118,73 +128,95 @@ class EditMethod(ABC):
         grows = self.strength_for(2.0) > self.strength_for(1.0)
         what = f"{self.name} --strength {strength:g} ({self.strength_name}; default {self.strength_for(1.0):g})"
         if grows and strength < 0:
-            return (f"{what} is negative: it reverses the edit, moving the image away from the target "
-                    f"(towards the opposite of the prompt), not towards it")
+            return (
+                f"{what} is negative: it reverses the edit, moving the image away from the target "
+                f"(towards the opposite of the prompt), not towards it"
+            )
         if grows and strength == 0:
             return f"{what} is 0: no edit at all, the output is the inversion of the input"
         if not grows and strength < 0:
             return f"{what} is a negative penalty weight: nothing holds the edit near the input"
         k = self.scale_of(strength)
         if not lo <= k <= hi:
-            effect = ("expect an image off the generator's range (artefacts or noise), not a stronger edit"
-                      if k > hi else "expect an edit too weak to see")
-            return (f"{what} is x{k:.3g} the default edit, outside the x{lo:g} to x{hi:g} this method is "
-                    f"calibrated for: {effect}")
+            effect = (
+                "expect an image off the generator's range (artefacts or noise), not a stronger edit"
+                if k > hi
+                else "expect an edit too weak to see"
+            )
+            return (
+                f"{what} is x{k:.3g} the default edit, outside the x{lo:g} to x{hi:g} this method is "
+                f"calibrated for: {effect}"
+            )
         return None
 
     @abstractmethod
-    def edit(self, w_plus: torch.Tensor, source: str, target: str,
-             strength: float | None = None) -> list[torch.Tensor]:
-        """Edit ``w_plus: [B, n_latent, D]`` from ``source`` to ``target`` text; return styles."""
+    def edit(
+        self,
+        w_plus: torch.Tensor,
+        source: str,
+        target: str,
+        strength: float | None = None,
+        images: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Edit ``w_plus: [B, n_latent, D]`` from ``source`` to ``target`` text; return styles.
+        ``images``: the input images the latents were inverted from (``[B, 3, H, W]`` in
+        [-1, 1]), which a method may use (official DeltaEdit: i1 from the photo) or ignore."""
 
-    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
-                   strength: float | None = None) -> list[list[torch.Tensor]]:
+    def edit_images(self, domain, prompt, w_plus, inputs, start, params, strength):
+        """The run's one call per batch, for every kind of row: ``(edited images, the starting
+        image the edit is scored from)``. A method edits the latents and the generator draws the
+        styles; its starting image is the inversion's."""
+        styles = self.edit(w_plus, prompt.source, prompt.target, strength, images=inputs)
+        with torch.no_grad():
+            return domain.generator.synthesis_from_styles(styles), start
+
+    def artefact_dir(self, other: str) -> Path:
+        """Where method ``other`` (one this method ``requires``) caches what it fits, beside this one's."""
+        if other not in self.requires:
+            raise ValueError(f"{self.name} reads {other!r}'s artefacts but does not declare it in requires")
+        return self.work_dir.parent / other
+
+    def defaults_of(self, other: str) -> dict:
+        """The domain's default options of method ``other`` (one this method ``requires``)."""
+        if other not in self.requires:
+            raise ValueError(f"{self.name} reads {other!r}'s defaults but does not declare it in requires")
+        return dict(self.domain.method_defaults.get(other, {}))
+
+    def describe_strength(self, scales) -> dict:
+        """What the manifest records of the method's strength: its knob's name, the space it
+        edits in, and the knob's value at every multiplier of the run."""
+        return {
+            "space": self.space,
+            "strength_name": self.strength_name,
+            "strength_for": {repr(float(k)): self.strength_for(float(k)) for k in scales},
+        }
+
+    def edit_batch(
+        self, w_plus: torch.Tensor, prompts: list[tuple[str, str]], strength: float | None = None
+    ) -> list[list[torch.Tensor]]:
         """Every image x every prompt: styles per prompt. Default: one :meth:`edit` per prompt."""
         return [self.edit(w_plus, s, t, strength) for s, t in prompts]
+
+
+def _takes_images(fn) -> bool:
+    params = inspect.signature(fn).parameters
+    return "images" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def register_method(name: str, cls: type[EditMethod] | str) -> None:
     """Make ``cls`` (an :class:`EditMethod` subclass, or ``"module:Class"``) runnable as ``name``
     (``deltabench.run(methods=[name])``, ``deltabench run --methods NAME``)."""
-    key = str(name).strip().lower()
-    if not key or "," in key:
-        raise ValueError(f"method name {name!r}: give a non-empty name without commas")
-    if key in REGISTRY or key in ALIASES:
-        raise ValueError(f"method name {name!r} is a built-in method; choose another name")
-    if not isinstance(cls, str) and not (isinstance(cls, type) and issubclass(cls, EditMethod)):
-        raise ValueError(f"register_method({name!r}, ...): give a subclass of deltabench.methods.EditMethod, "
-                         f"got {cls!r}")
-    _REGISTERED[key] = cls
-
-
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name.lower(): ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    METHODS.register(name, cls)
 
 
 def method_names() -> list[str]:
     """Every method name that resolves: built-in, registered, then installed entry points."""
-    return list(dict.fromkeys([*REGISTRY, *_REGISTERED, *_entry_points()]))
+    return METHODS.names()
 
 
 def expand_methods(spec: str | list[str]) -> list[str]:
     """``"deltaedit,styleclip"`` -> known method names, aliases expanded, order kept."""
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    out: list[str] = []
-    for raw in names:
-        n = raw.strip().lower()
-        if not n:
-            continue
-        known_now = method_names()
-        for m in ALIASES.get(n, (n,)):
-            if m not in known_now:
-                known = known_now + sorted(ALIASES)
-                raise ValueError(f"unknown method {m!r}" + (f" (from {n!r})" if m != n else "") +
-                                 f"; registered methods: {known}")
-            if m not in out:
-                out.append(m)
-    if not out:
-        raise ValueError(f"no method named in {spec!r}; registered methods: {method_names()}")
-    return out
+    return METHODS.expand(spec)
 
 
 def option_names(cls: type[EditMethod]) -> set[str]:
@@ -195,8 +227,9 @@ def option_names(cls: type[EditMethod]) -> set[str]:
         if init is None or klass is EditMethod or klass is object:
             continue
         for p in inspect.signature(init).parameters.values():
-            if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in
-                                            ("self", "domain", "work_dir", "seed")):
+            if p.kind is p.KEYWORD_ONLY or (
+                p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "domain", "work_dir", "seed")
+            ):
                 names.add(p.name)
     return names
 
@@ -209,15 +242,16 @@ def validate_options(options, methods: list[str]) -> None:
         raise ValueError(f"--options must map method names to their options, e.g. {example}; got {options!r}")
     for m, opts in options.items():
         if m not in methods:
-            raise ValueError(f"--options names method {m!r}, which this run does not run "
-                             f"(methods: {', '.join(methods)}); check the spelling")
+            raise ValueError(
+                f"--options names method {m!r}, which this run does not run "
+                f"(methods: {', '.join(methods)}); check the spelling"
+            )
         if not isinstance(opts, dict):
             raise ValueError(f"--options: the options of {m!r} must be a JSON object, e.g. {example}; got {opts!r}")
         cls = get_method(m)
         unknown = set(opts) - option_names(cls)
         if unknown:
-            raise ValueError(f"--options: {m} has no options {sorted(unknown)}; it takes "
-                             f"{sorted(option_names(cls))}")
+            raise ValueError(f"--options: {m} has no options {sorted(unknown)}; it takes {sorted(option_names(cls))}")
         cfg = opts.get("config")
         if cfg is not None and cls.config_class is not None:
             if not isinstance(cfg, dict):
@@ -233,20 +267,4 @@ def get_method(name: str) -> type[EditMethod]:
     names = expand_methods(name)
     if len(names) != 1:
         raise ValueError(f"{name!r} names several methods ({', '.join(names)}); give one")
-    (name,) = names
-    if name in REGISTRY:
-        mod, cls = REGISTRY[name].split(":")
-        return getattr(importlib.import_module(mod), cls)
-    target = _REGISTERED.get(name)
-    if target is None:
-        try:
-            target = _entry_points()[name].load()
-        except Exception as e:  # noqa: BLE001 - a broken plugin is the user's to fix: say which
-            raise ValueError(f"method {name!r} (entry point of group {ENTRY_POINT_GROUP!r}) could not be "
-                             f"loaded: {type(e).__name__}: {e}") from None
-    if isinstance(target, str):
-        mod, cls = target.split(":")
-        target = getattr(importlib.import_module(mod), cls)
-    if not (isinstance(target, type) and issubclass(target, EditMethod)):
-        raise ValueError(f"method {name!r} is {target!r}, not a subclass of deltabench.methods.EditMethod")
-    return target
+    return METHODS.get(names[0])

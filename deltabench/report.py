@@ -3,6 +3,7 @@
 Reads only the run directory (``manifest.json``, ``results.csv``, ``summary.csv``,
 ``units/``), so a report can be regenerated anywhere without the models.
 """
+
 from __future__ import annotations
 
 import html
@@ -22,9 +23,12 @@ def _columns() -> tuple[tuple[str, str, bool], ...]:
     first = ("kid", "fid", "psnr", "ids")
     metrics = sorted(METRIC_CLASSES, key=lambda c: (c.key not in first, first.index(c.key) if c.key in first else 0))
     # FID/KID name their feature network per instance (``label`` is a property): the table adds it.
-    return (*((c.key, c.label if isinstance(c.label, str) else c.key.upper(), c.higher_is_better) for c in metrics),
-            *((c.key, c.label, c.higher_is_better) for c in (EditLatency, PeakMemory)), ("fit_seconds", "fit s", False),
-            ("load_seconds", "this run s", False))
+    return (
+        *((c.key, c.label if isinstance(c.label, str) else c.key.upper(), c.higher_is_better) for c in metrics),
+        *((c.key, c.label, c.higher_is_better) for c in (EditLatency, PeakMemory)),
+        ("fit_seconds", "fit s", False),
+        ("load_seconds", "this run s", False),
+    )
 
 
 COST = ("ms_per_edit", "peak_mb", "fit_seconds", "load_seconds")
@@ -57,8 +61,12 @@ def fid_unreliable(summary: pd.DataFrame) -> tuple[int, int] | None:
 
 
 # Metrics bounded by construction: an interval touching a bound is printed as [lo, hi].
-BOUNDS = {"manipulation_accuracy": (0.0, 1.0), "disentanglement": (0.0, 1.0), "fid": (0.0, np.inf),
-          "kid": (-np.inf, np.inf)}
+BOUNDS = {
+    "manipulation_accuracy": (0.0, 1.0),
+    "disentanglement": (0.0, 1.0),
+    "fid": (0.0, np.inf),
+    "kid": (-np.inf, np.inf),
+}
 SET_METRICS = ("fid", "kid")
 
 
@@ -92,8 +100,11 @@ def table_cells(summary: pd.DataFrame, fid_name: str = "oracle", columns=None) -
     headers, body = ["Method", "n"], [[] for _ in range(len(summary))]
     for i, r in enumerate(summary.itertuples(index=False)):
         d = r._asdict()
-        body[i] += [(str(d["method"]) + (" (reference)" if refs[i] else ""), ""),
-                    (f"{row_n[i]} ({int(d['images'])} img.)", "")]
+        ext = str(d.get("external", "")) == "True"  # an editor scored from files (deltabench score SUITE EDITS)
+        body[i] += [
+            (str(d["method"]) + (" (reference)" if refs[i] else "") + (" (external)" if ext else ""), ""),
+            (f"{row_n[i]} ({int(d['images'])} img.)", ""),
+        ]
     notes_n, negative, pvalues = [], [], []
     for key, header, up in cols:
         name = {"fid": f"FID ({fid_name})", "kid": f"KID ({fid_name}, unscaled)"}.get(key, header)
@@ -121,8 +132,9 @@ def table_cells(summary: pd.DataFrame, fid_name: str = "oracle", columns=None) -
             if not np.isfinite(v):
                 body[i].append(("–", ""))
                 continue
-            text = stats.format_interval(v, row.get(f"{key}_lo", np.nan), row.get(f"{key}_hi", np.nan), dec,
-                                         BOUNDS.get(key))
+            text = stats.format_interval(
+                v, row.get(f"{key}_lo", np.nan), row.get(f"{key}_hi", np.nan), dec, BOUNDS.get(key)
+            )
             if differs[i] and not in_header:
                 text += f" (n = {own_n[i]})"
             if key in SET_METRICS and (v < 0 or bool(row.get(f"{key}_negative", False))):
@@ -133,33 +145,60 @@ def table_cells(summary: pd.DataFrame, fid_name: str = "oracle", columns=None) -
                 p = row.get(f"{key}_p", np.nan)
                 mark = "best" if row["method"] == best else ("tie" if np.isfinite(p) and p >= ALPHA else "")
                 if row["method"] != best and np.isfinite(p):
-                    pvalues.append((str(row["method"]), name, best, stats.format_p(p, n_boot_of(summary, key, i)),
-                                    n_boot_of(summary, key, i)))
+                    pvalues.append(
+                        (
+                            str(row["method"]),
+                            name,
+                            best,
+                            stats.format_p(p, n_boot_of(summary, key, i)),
+                            n_boot_of(summary, key, i),
+                        )
+                    )
             body[i].append((text, mark))
-    notes = ["Each cell: value ± half the width of its 95% interval where that interval is symmetric, else "
-             "value [lower, upper] (asymmetric, or touching a bound such as 0 or 1 for a rate); a seeded "
-             "bootstrap over test images, each resampled with all of its prompts (bounds in summary.csv). "
-             "n: edits (test images).",
-             "Bold: the best method in the column; italic: not significantly different from it "
-             f"(paired bootstrap on the same images and prompts, p ≥ {ALPHA}). References are never marked."]
+    notes = [
+        "Each cell: value ± half the width of its 95% interval where that interval is symmetric, else "
+        "value [lower, upper] (asymmetric, or touching a bound such as 0 or 1 for a rate); a seeded "
+        "bootstrap over test images, each resampled with all of its prompts (bounds in summary.csv). "
+        "n: edits (test images).",
+        "Bold: the best method in the column; italic: not significantly different from it "
+        f"(paired bootstrap on the same images and prompts, p ≥ {ALPHA}). References are never marked.",
+    ]
     if notes_n:
-        notes.append(f"(n = ...) in a header: the edits that metric counts, where fewer than the row's n "
-                     f"({', '.join(notes_n)}: only images that did not already have the target).")
+        notes.append(
+            f"(n = ...) in a header: the edits that metric counts, where fewer than the row's n "
+            f"({', '.join(notes_n)}: only images that did not already have the target)."
+        )
     if any(k == "kid" for k, _, _ in cols):
-        notes.append("KID: unbiased MMD² with the cubic kernel (x·y/d + 1)³ on the same features as FID, "
-                     "printed unscaled (×1), so not comparable with the ×10³ Inception KID of papers.")
+        notes.append(
+            "KID: unbiased MMD² with the cubic kernel (x·y/d + 1)³ on the same features as FID, "
+            "printed unscaled (×1), so not comparable with the ×10³ Inception KID of papers."
+        )
     if negative:
-        notes.append(f"†: below zero ({', '.join(negative)}): the estimate cannot tell the two sets apart at "
-                     f"this n (the true distance is ≥ 0); read it as 0 within its interval.")
+        notes.append(
+            f"†: below zero ({', '.join(negative)}): the estimate cannot tell the two sets apart at "
+            f"this n (the true distance is ≥ 0); read it as 0 within its interval."
+        )
     if any(k == "peak_mb" for k, _, _ in cols):
-        notes.append("process peak MiB: the whole process's peak memory while editing and scoring (models, "
-                     "data and all), not what the method alone adds.")
+        notes.append(
+            "process peak MiB: the whole process's peak memory while editing and scoring (models, "
+            "data and all), not what the method alone adds."
+        )
     if any(k == "fit_seconds" for k, _, _ in cols):
-        notes.append("fit s: seconds the method's fit took when it was fitted (maybe an earlier run, or the "
-                     "shipped fit); this run s: what this run spent fitting or loading it.")
+        notes.append(
+            "fit s: seconds the method's fit took when it was fitted (maybe an earlier run, or the "
+            "shipped fit); this run s: what this run spent fitting or loading it."
+        )
+    if "scored_from" in summary and "external" in summary:
+        for _, r in summary[summary["external"].astype(str) == "True"].iterrows():
+            notes.append(
+                f"{r['method']} (external): edits made outside deltabench, scored from {r['scored_from']} "
+                f"(file hashes in manifest.json)."
+            )
     if bad_fid:
-        notes.append(f"FID [unreliable]: {bad_fid[0]} samples for {bad_fid[1]}-d features: the covariance is "
-                     f"singular and FID is biased and unstable at this size; read KID.")
+        notes.append(
+            f"FID [unreliable]: {bad_fid[0]} samples for {bad_fid[1]}-d features: the covariance is "
+            f"singular and FID is biased and unstable at this size; read KID."
+        )
     return {"headers": headers, "rows": body, "references": refs, "notes": notes, "pvalues": pvalues}
 
 
@@ -173,8 +212,10 @@ def short_table(summary: pd.DataFrame, fid_name: str = "oracle") -> str:
     names = _header_names(t)
     rows = [[c for c, _ in r] for r in t["rows"]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(names)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    line = lambda cells: "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+        for i, (c, w) in enumerate(zip(cells, widths))
+    ).rstrip()
     return "\n".join([line(names), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
@@ -185,8 +226,11 @@ def pvalue_markdown(t: dict) -> str:
     lines = ["| Method | Metric | against | p |", "|:--|:--|:--|--:|"]
     for m, metric, best, p, b in t["pvalues"]:
         lines.append(f"| {m} | {metric} | {best} | {p} (B = {b}) |")
-    return ("\nPaired bootstrap p-values (two-sided; B resamples, so a p below 1/B is printed as < 1/B):\n\n"
-            + "\n".join(lines) + "\n")
+    return (
+        "\nPaired bootstrap p-values (two-sided; B resamples, so a p below 1/B is printed as < 1/B):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def _header_names(t: dict, arrows: tuple[str, str] = ("↑", "↓"), esc=str) -> list[str]:
@@ -213,9 +257,28 @@ def table_markdown(t: dict) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in t["notes"]) + "\n"
 
 
-_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-               "±": r"$\pm$", "–": "--", "²": r"$^2$", "³": r"$^3$", "·": r"$\cdot$", "†": r"$^\dagger$", "≥": r"$\geq$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "×": r"$\times$"}
+_TEX_ESCAPE = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "±": r"$\pm$",
+    "–": "--",
+    "²": r"$^2$",
+    "³": r"$^3$",
+    "·": r"$\cdot$",
+    "†": r"$^\dagger$",
+    "≥": r"$\geq$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "×": r"$\times$",
+}
 
 
 def _tex(text: str) -> str:
@@ -235,9 +298,16 @@ def table_latex(t: dict, caption: str, full: bool = True) -> str:
     names = _header_names(t, (r"$\uparrow$", r"$\downarrow$"), _tex)
     fmt = {"best": r"\textbf{%s}", "tie": r"\textit{%s}", "": "%s"}
     env = "table*" if full else "table"  # the full table spans both columns of a paper
-    lines = [r"\begin{%s}[t]" % env, r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
-             r"\begin{tabular}{l" + "r" * (len(names) - 1) + "}", r"\toprule", " & ".join(names) + r" \\",
-             r"\midrule"]
+    lines = [
+        r"\begin{%s}[t]" % env,
+        r"\centering",
+        r"\scriptsize",
+        r"\setlength{\tabcolsep}{3pt}",
+        r"\begin{tabular}{l" + "r" * (len(names) - 1) + "}",
+        r"\toprule",
+        " & ".join(names) + r" \\",
+        r"\midrule",
+    ]
     first_ref = True
     for row, ref in zip(t["rows"], t["references"]):
         if ref and first_ref:
@@ -247,8 +317,12 @@ def table_latex(t: dict, caption: str, full: bool = True) -> str:
         if ref:
             cells[0] = r"\textit{%s}" % _tex(row[0][0])
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{%s %s}" % (_tex(caption), " ".join(_tex(n) for n in t["notes"])),
-              r"\end{%s}" % env]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\caption{%s %s}" % (_tex(caption), " ".join(_tex(n) for n in t["notes"])),
+        r"\end{%s}" % env,
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -258,8 +332,9 @@ def write_report(run: str | Path) -> Path:
     run = Path(run)
     for need in ("manifest.json", "summary.csv", "results.csv"):
         if not (run / need).is_file():
-            raise FileNotFoundError(f"{run} is not a finished run directory: {need} is missing "
-                                    f"(run `deltabench run --out {run}` first)")
+            raise FileNotFoundError(
+                f"{run} is not a finished run directory: {need} is missing (run `deltabench run --out {run}` first)"
+            )
     from deltabench.rundir import read_manifest
 
     manifest = read_manifest(run)
@@ -269,11 +344,15 @@ def write_report(run: str | Path) -> Path:
         summary = pd.read_csv(run / "summary.csv")
         results = pd.read_csv(run / "results.csv")
     except FileNotFoundError as e:
-        raise ValueError(f"{run}: {Path(e.filename).name} is missing: the run has not finished; run the same "
-                         f"`deltabench run` command again to finish it") from None
+        raise ValueError(
+            f"{run}: {Path(e.filename).name} is missing: the run has not finished; run the same "
+            f"`deltabench run` command again to finish it"
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{run}: summary.csv or results.csv is damaged ({' '.join(str(e).split())}); run the "
-                         f"same `deltabench run` command again to rewrite them") from None
+        raise ValueError(
+            f"{run}: summary.csv or results.csv is damaged ({' '.join(str(e).split())}); run the "
+            f"same `deltabench run` command again to rewrite them"
+        ) from None
     import shutil
 
     # Built whole in a temporary folder, then swapped in: a failure leaves the old report as it was.
@@ -309,8 +388,10 @@ def _swap_in(run: Path, tmp: Path) -> Path:
     clash = [f"reports/{r.as_posix()}" for r in new if f"reports/{r.as_posix()}" in foreign]
     if clash:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"{run}: the report would overwrite {', '.join(clash)}, which deltabench did not write; "
-                         f"move it away and run `deltabench report {run}` again")
+        raise ValueError(
+            f"{run}: the report would overwrite {', '.join(clash)}, which deltabench did not write; "
+            f"move it away and run `deltabench report {run}` again"
+        )
     for r in new:
         (rep / r).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / r, rep / r)
@@ -334,8 +415,10 @@ def with_load_seconds(summary: pd.DataFrame, run: Path) -> pd.DataFrame:
     if not isinstance(fits, dict) or "fit_seconds" not in summary:
         return summary
     refs = summary["reference"].astype(bool) if "reference" in summary else pd.Series(False, index=summary.index)
-    load = [0.0 if ref else float((fits.get(m) or {}).get("loaded_seconds", np.nan))
-            for m, ref in zip(summary["method"], refs)]
+    load = [
+        0.0 if ref else float((fits.get(m) or {}).get("loaded_seconds", np.nan))
+        for m, ref in zip(summary["method"], refs)
+    ]
     out = summary.copy()
     out.insert(list(out.columns).index("fit_seconds") + 1, "load_seconds", load)
     return out
@@ -350,13 +433,17 @@ def _build(run: Path, rep: Path, manifest: dict, summary: pd.DataFrame, results:
     table = paper_table(summary, fid_name)
     table.to_csv(rep / "table.csv", index=False)
     (rep / "table.md").write_text(table_markdown(cells) + pvalue_markdown(cells))
-    caption = (f"deltabench on {cfg.get('world')} ({cfg.get('images')} test images, {len(cfg.get('prompts', []))} "
-               f"prompts, seed {cfg.get('seed')}).")
+    caption = (
+        f"deltabench on {cfg.get('world')} ({cfg.get('images')} test images, {len(cfg.get('prompts', []))} "
+        f"prompts, seed {cfg.get('seed')})."
+    )
     (rep / "table.tex").write_text(table_latex(cells, caption))
     # Paper width: the paper's Table 1 columns (FID, PSNR, IDS) plus manipulation accuracy.
     paper = table_cells(summary, fid_name, columns=PAPER_COLUMNS)
     (rep / "table_paper.tex").write_text(table_latex(paper, caption, full=False))
-    metric_cols = [c for c, _, _ in _columns() if c in results.columns and c not in ("fid", "kid", "fit_seconds", "peak_mb")]
+    metric_cols = [
+        c for c, _, _ in _columns() if c in results.columns and c not in ("fid", "kid", "fit_seconds", "peak_mb")
+    ]
     at1 = results[results["strength_scale"] == 1.0]
     groups = at1.groupby(["method", "target"], sort=False)
     per_prompt = groups[metric_cols].mean()
@@ -375,11 +462,16 @@ def _build(run: Path, rep: Path, manifest: dict, summary: pd.DataFrame, results:
 def _html_pvalues(t: dict) -> str:
     if not t.get("pvalues"):
         return ""
-    rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(k)}</td><td>{html.escape(b)}</td>"
-                   f"<td>{html.escape(p)} (B = {n})</td></tr>" for m, k, b, p, n in t["pvalues"])
-    return ("<details><summary>Paired bootstrap p-values against each column's best (two-sided; a p below "
-            "1/B is printed as &lt; 1/B)</summary><table><thead><tr><th>Method</th><th>Metric</th><th>against</th>"
-            f"<th>p</th></tr></thead><tbody>{rows}</tbody></table></details>")
+    rows = "".join(
+        f"<tr><td>{html.escape(m)}</td><td>{html.escape(k)}</td><td>{html.escape(b)}</td>"
+        f"<td>{html.escape(p)} (B = {n})</td></tr>"
+        for m, k, b, p, n in t["pvalues"]
+    )
+    return (
+        "<details><summary>Paired bootstrap p-values against each column's best (two-sided; a p below "
+        "1/B is printed as &lt; 1/B)</summary><table><thead><tr><th>Method</th><th>Metric</th><th>against</th>"
+        f"<th>p</th></tr></thead><tbody>{rows}</tbody></table></details>"
+    )
 
 
 def _html_table(t: dict) -> str:
@@ -389,8 +481,10 @@ def _html_table(t: dict) -> str:
     for row, ref in zip(t["rows"], t["references"]):
         tds = "".join(f"<td>{tag[m][0]}{html.escape(c)}{tag[m][1]}</td>" for c, m in row)
         rows.append(f'<tr class="reference">{tds}</tr>' if ref else f"<tr>{tds}</tr>")
-    return (f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            f'<ul class="notes">{"".join(f"<li>{html.escape(n)}</li>" for n in t["notes"])}</ul>')
+    return (
+        f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<ul class="notes">{"".join(f"<li>{html.escape(n)}</li>" for n in t["notes"])}</ul>'
+    )
 
 
 def per_prompt_html(at1: pd.DataFrame, metric_cols: list[str], seed: int = 0) -> str:
@@ -418,13 +512,18 @@ def per_prompt_html(at1: pd.DataFrame, metric_cols: list[str], seed: int = 0) ->
                 text += f" (n = {iv.n})"
             cells.append(html.escape(text))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = ["Method", "Prompt (target)", "n"] + [f"{label.get(k, k)} {'↑' if up.get(k, True) else '↓'}"
-                                                   for k in metric_cols]
-    return ('<div class="scroll"><table id="per-prompt"><thead><tr>'
-            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table></div><p class=\"notes\">Each cell: the mean over the prompt's edits with its "
-              "95% interval (± where symmetric, else [lower, upper]; a bootstrap over test images). "
-              "Manipulation accuracy counts only images that did not already have the target (its n).</p>")
+    head = ["Method", "Prompt (target)", "n"] + [
+        f"{label.get(k, k)} {'↑' if up.get(k, True) else '↓'}" for k in metric_cols
+    ]
+    return (
+        '<div class="scroll"><table id="per-prompt"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + '</tbody></table></div><p class="notes">Each cell: the mean over the prompt\'s edits with its '
+        "95% interval (± where symmetric, else [lower, upper]; a bootstrap over test images). "
+        "Manipulation accuracy counts only images that did not already have the target (its n).</p>"
+    )
 
 
 def _html(rep: Path, manifest: dict, cells: dict, per_prompt: str, grids: list[Path], curve) -> None:
@@ -436,13 +535,18 @@ def _html(rep: Path, manifest: dict, cells: dict, per_prompt: str, grids: list[P
         if scale not in seen_heads:
             seen_heads.add(scale)
             imgs.append(f"<h2>Edits (strength ×{html.escape(scale)})</h2>")
-        imgs.append(f'<img src="{g.name}" alt="edit grid {html.escape(g.stem)}" '
-                    f'style="image-rendering:pixelated;max-width:100%;display:block;margin:0.5em 0">')
+        imgs.append(
+            f'<img src="{g.name}" alt="edit grid {html.escape(g.stem)}" '
+            f'style="image-rendering:pixelated;max-width:100%;display:block;margin:0.5em 0">'
+        )
     if curve:
         imgs.append(f'<h2>Strength sweep</h2><img src="{curve.name}" alt="trade-off curves">')
     warns = list(manifest.get("warnings", [])) + [n for n in cells["notes"] if n.startswith("FID [unreliable]")]
-    warn_html = ("<h2>Warnings</h2><ul class=\"warnings\">" + "".join(f"<li>{html.escape(w)}</li>" for w in warns)
-                 + "</ul>") if warns else ""
+    warn_html = (
+        ('<h2>Warnings</h2><ul class="warnings">' + "".join(f"<li>{html.escape(w)}</li>" for w in warns) + "</ul>")
+        if warns
+        else ""
+    )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>deltabench report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
@@ -450,14 +554,14 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}tr.reference td{{
 .warnings li{{color:#a40}}.scroll{{overflow-x:auto;max-width:100%}}th{{white-space:normal;vertical-align:bottom}}
 </style></head><body>
 <h1>deltabench report</h1>
-<p>World <code>{html.escape(str(cfg.get('world')))}</code> (config {html.escape(str(cfg.get('world_hash')))}),
-{cfg.get('images')} test images, {len(cfg.get('prompts', []))} prompts, seed {cfg.get('seed')},
-git {html.escape(str(manifest.get('git_commit')))}.</p>
+<p>World <code>{html.escape(str(cfg.get("world")))}</code> (config {html.escape(str(cfg.get("world_hash")))}),
+{cfg.get("images")} test images, {len(cfg.get("prompts", []))} prompts, seed {cfg.get("seed")},
+git {html.escape(str(manifest.get("git_commit")))}.</p>
 <h2>Table</h2>
 <div class="scroll">{_html_table(cells)}</div>
 {_html_pvalues(cells)}
 {warn_html}
-{''.join(imgs)}
+{"".join(imgs)}
 <h2>Per prompt (default strength)</h2>
 {per_prompt}
 <h2>Run config</h2>

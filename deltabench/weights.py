@@ -13,6 +13,7 @@ Downloads go to ``<name>.part``, resume with an HTTP Range request after a dropp
 connection, are verified (size, sha256 or sha256 prefix) and only then renamed to the final
 name, so a file under its final name is always complete.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -77,8 +78,9 @@ class WeightFile:
 
     @staticmethod
     def from_dict(d: dict) -> WeightFile:
-        e = config_from_dict(WeightFile, d, f"weights registry entry {d.get('name')!r}",
-                             tuples=("members", "alternatives"))
+        e = config_from_dict(
+            WeightFile, d, f"weights registry entry {d.get('name')!r}", tuples=("members", "alternatives")
+        )
         where = f"weights registry entry {e.name!r}"
         if not e.name or "/" in e.name or "\\" in e.name or e.name.startswith("."):
             raise ValueError(f"{where}: name must be a plain file name")
@@ -133,8 +135,9 @@ class Registry:
         for f in files:
             unknown = [a for a in f.alternatives if a not in names or a == f.name]
             if unknown:
-                raise ValueError(f"{where}: entry {f.name!r} lists alternatives that are not other registry "
-                                 f"files: {unknown}")
+                raise ValueError(
+                    f"{where}: entry {f.name!r} lists alternatives that are not other registry files: {unknown}"
+                )
         return Registry(files, path)
 
     def names(self) -> list[str]:
@@ -150,8 +153,10 @@ class Registry:
                 return f, None
             if name in f.members:
                 return f, name
-        raise WeightsError(f"{name!r} is not in the weights registry {self.path}; known files: "
-                           f"{', '.join(self.names())} (see `deltabench weights list`)")
+        raise WeightsError(
+            f"{name!r} is not in the weights registry {self.path}; known files: "
+            f"{', '.join(self.names())} (see `deltabench weights list`)"
+        )
 
     def domains(self) -> list[str]:
         return sorted({d for f in self.files for d in f.used_by})
@@ -176,20 +181,21 @@ class Registry:
 
 # ----------------------------------------------------------------------------------- paths
 
+
 def weights_dir(dir: str | Path | None = None) -> Path:
     """``dir``, else ``$DELTABENCH_WEIGHTS``, else ``<cache>/weights``."""
     if dir:
         return Path(dir).expanduser()
     env = os.environ.get(ENV_DIR)
     if env:
-        from deltabench.world.store import WorldCacheError, _check_cache_dir
+        from deltabench.env import WorldCacheError, _check_cache_dir
 
         try:
             _check_cache_dir(Path(env).expanduser(), ENV_DIR)
         except WorldCacheError as e:
             raise WeightsError(str(e)) from None
         return Path(env).expanduser()
-    from deltabench.world.store import cache_root
+    from deltabench.env import cache_root
 
     return cache_root() / "weights"
 
@@ -224,12 +230,15 @@ def _fetch_hint(entry: WeightFile, root: Path) -> str:
     dir_flag = "" if root == weights_dir() else f" --dir {root}"
     if entry.url is None:
         return entry.manual.format(path=root / entry.name) + f" ({entry.page})"
-    return (f"run `deltabench weights fetch {entry.name}{dir_flag}`, or download it from "
-            f"{entry.page} and place it at {root / entry.name}")
+    return (
+        f"run `deltabench weights fetch {entry.name}{dir_flag}`, or download it from "
+        f"{entry.page} and place it at {root / entry.name}"
+    )
 
 
-def path_of(name: str, dir: str | Path | None = None, reg: Registry | str | Path | None = None,
-            alternatives: bool = False) -> Path:
+def path_of(
+    name: str, dir: str | Path | None = None, reg: Registry | str | Path | None = None, alternatives: bool = False
+) -> Path:
     """The local path of a registry file (or of an extracted archive member such as
     ``w600k_r50.onnx``). Raises :class:`MissingWeightsError` saying how to get it when it is
     absent. Cheap: nothing is read here. A file is never refused by its size (the same weights
@@ -253,13 +262,15 @@ def path_of(name: str, dir: str | Path | None = None, reg: Registry | str | Path
         else:
             hint = _fetch_hint(entry, root)
         if alts:
-            hint += "; " + "; ".join(f"or use {a} ({r[a].source.split(':')[0]}): {_fetch_hint(r[a], root)}"
-                                     for a in alts)
+            hint += "; " + "; ".join(
+                f"or use {a} ({r[a].source.split(':')[0]}): {_fetch_hint(r[a], root)}" for a in alts
+            )
         raise MissingWeightsError(f"{name} not found at {path}: {hint}")
     return path
 
 
 # ------------------------------------------------------------------------------- checking
+
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
@@ -281,8 +292,10 @@ def _record_sidecar(path: Path, digest: str) -> None:
 
 
 def _recorded_message(entry: WeightFile, path: Path, digest: str) -> str:
-    return (f"no sha256 is published for {entry.name}; recorded the one seen now ({digest}) in "
-            f"{_sidecar(path)}: later checks compare against it")
+    return (
+        f"no sha256 is published for {entry.name}; recorded the one seen now ({digest}) in "
+        f"{_sidecar(path)}: later checks compare against it"
+    )
 
 
 def _settle(entry: WeightFile, path: Path, res: VerifyResult) -> None:
@@ -332,39 +345,72 @@ def _check(entry: WeightFile, path: Path, digest: str | None = None, by_content:
     must be the published bytes."""
     size = path.stat().st_size
     if entry.size is not None and size != entry.size and (not by_content or not entry.content):
-        return VerifyResult(entry.name, path, "wrong size", f"{entry.size} bytes", f"{size} bytes",
-                            f"{path}: {size} bytes, expected {entry.size}")
+        return VerifyResult(
+            entry.name,
+            path,
+            "wrong size",
+            f"{entry.size} bytes",
+            f"{size} bytes",
+            f"{path}: {size} bytes, expected {entry.size}",
+        )
     digest = digest or sha256_file(path)
     published_ok = (entry.sha256 is None or digest.startswith(entry.sha256)) and (
-        entry.size is None or size == entry.size)
+        entry.size is None or size == entry.size
+    )
     if not published_ok:
-        differs = (f"sha256 {'prefix ' if entry.sha256_is_prefix else ''}expected {entry.sha256}, found {digest}"
-                   if entry.sha256 is not None and not digest.startswith(entry.sha256)
-                   else f"{size} bytes, expected {entry.size}")
+        differs = (
+            f"sha256 {'prefix ' if entry.sha256_is_prefix else ''}expected {entry.sha256}, found {digest}"
+            if entry.sha256 is not None and not digest.startswith(entry.sha256)
+            else f"{size} bytes, expected {entry.size}"
+        )
         why = content_mismatch(entry, path) if by_content else None
         if why is None or why:
             status = "wrong size" if entry.sha256 is None else "sha256 mismatch"
-            return VerifyResult(entry.name, path, status, entry.sha256 or f"{entry.size} bytes", digest,
-                                f"{path}: {differs}" + (f"; nor does it hold the expected tensors: {why}" if why else ""))
+            return VerifyResult(
+                entry.name,
+                path,
+                status,
+                entry.sha256 or f"{entry.size} bytes",
+                digest,
+                f"{path}: {differs}" + (f"; nor does it hold the expected tensors: {why}" if why else ""),
+            )
         recorded = _read_sidecar(path)
         if recorded is not None and recorded != digest:
-            return VerifyResult(entry.name, path, "sha256 mismatch", recorded, digest,
-                                f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
-                                f"({recorded}) when it was first seen")
-        return VerifyResult(entry.name, path, "same tensors", entry.sha256 or "", digest,
-                            f"{path}: not the published bytes ({differs}), but it holds the tensors of "
-                            f"{entry.content} (names and shapes), e.g. the same weights saved with other "
-                            f"metadata: accepted. Its sha256 is recorded in {_sidecar(path)}; to have the "
-                            f"published bytes, delete it and run `deltabench weights fetch {entry.name}`")
+            return VerifyResult(
+                entry.name,
+                path,
+                "sha256 mismatch",
+                recorded,
+                digest,
+                f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
+                f"({recorded}) when it was first seen",
+            )
+        return VerifyResult(
+            entry.name,
+            path,
+            "same tensors",
+            entry.sha256 or "",
+            digest,
+            f"{path}: not the published bytes ({differs}), but it holds the tensors of "
+            f"{entry.content} (names and shapes), e.g. the same weights saved with other "
+            f"metadata: accepted. Its sha256 is recorded in {_sidecar(path)}; to have the "
+            f"published bytes, delete it and run `deltabench weights fetch {entry.name}`",
+        )
     if entry.sha256 is not None:
         return VerifyResult(entry.name, path, "ok", entry.sha256, digest)
     recorded = _read_sidecar(path)
     if recorded is None:
         return VerifyResult(entry.name, path, "recorded", "", digest, _recorded_message(entry, path, digest))
     if digest != recorded:
-        return VerifyResult(entry.name, path, "sha256 mismatch", recorded, digest,
-                            f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
-                            f"({recorded}) when it was first seen")
+        return VerifyResult(
+            entry.name,
+            path,
+            "sha256 mismatch",
+            recorded,
+            digest,
+            f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
+            f"({recorded}) when it was first seen",
+        )
     return VerifyResult(entry.name, path, "ok", recorded, digest)
 
 
@@ -379,27 +425,46 @@ def verify(name: str, dir: str | Path | None = None, reg: Registry | str | Path 
     missing = [p for p in members if not p.is_file()]
     if not path.is_file():
         if members and not missing:
-            return VerifyResult(entry.name, path, "ok", message="archive removed; extracted members present "
-                                "(checked when they were extracted)")
+            return VerifyResult(
+                entry.name,
+                path,
+                "ok",
+                message="archive removed; extracted members present (checked when they were extracted)",
+            )
         return VerifyResult(entry.name, path, "missing", message=f"{path} is missing: {_fetch_hint(entry, root)}")
     res = _check(entry, path)
     _settle(entry, path, res)
     if res.ok and missing:
-        return VerifyResult(entry.name, path, "members missing", message=f"not extracted: "
-                            f"{', '.join(map(str, missing))}; run `deltabench weights fetch {entry.name}`")
+        return VerifyResult(
+            entry.name,
+            path,
+            "members missing",
+            message=f"not extracted: {', '.join(map(str, missing))}; run `deltabench weights fetch {entry.name}`",
+        )
     return res
 
 
 # ------------------------------------------------------------------------------- download
 
+
 def _http_error(url: str, e: urllib.error.HTTPError, entry: WeightFile, root: Path) -> WeightsError:
-    return WeightsError(f"{url}: HTTP {e.code} {e.reason}. Download {entry.name} by hand from "
-                        f"{entry.page} and place it at {root / entry.name}, then run "
-                        f"`deltabench weights verify {entry.name}`")
+    return WeightsError(
+        f"{url}: HTTP {e.code} {e.reason}. Download {entry.name} by hand from "
+        f"{entry.page} and place it at {root / entry.name}, then run "
+        f"`deltabench weights verify {entry.name}`"
+    )
 
 
-def _download(url: str, part: Path, entry: WeightFile, root: Path, retries: int, backoff: float,
-              timeout: float, log: Callable[[str], None]) -> None:
+def _download(
+    url: str,
+    part: Path,
+    entry: WeightFile,
+    root: Path,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    log: Callable[[str], None],
+) -> None:
     """Download ``url`` into ``part``, resuming with Range requests; retry dropped connections."""
     from deltabench.utils import progress
 
@@ -415,22 +480,28 @@ def _download(url: str, part: Path, entry: WeightFile, root: Path, retries: int,
                 if ctype.startswith("text/html"):
                     # Google Drive answers an interstitial page (quota, sign-in or virus-scan
                     # notice) with 200; never store it as the weights.
-                    raise WeightsError(f"{url} answered an HTML page instead of {entry.name} (a download "
-                                       f"quota or confirmation page). Download it by hand from {entry.page} "
-                                       f"and place it at {root / entry.name}")
+                    raise WeightsError(
+                        f"{url} answered an HTML page instead of {entry.name} (a download "
+                        f"quota or confirmation page). Download it by hand from {entry.page} "
+                        f"and place it at {root / entry.name}"
+                    )
                 if offset and r.status == 200:
                     log(f"{entry.name}: the server ignored the Range request; starting over")
                     offset = 0
                 elif offset and r.status == 206:
                     got = re.match(r"bytes (\d+)-", r.headers.get("Content-Range", ""))
                     if not got or int(got.group(1)) != offset:
-                        raise WeightsError(f"{url}: asked for bytes from {offset}, the server sent "
-                                           f"{r.headers.get('Content-Range')!r}")
+                        raise WeightsError(
+                            f"{url}: asked for bytes from {offset}, the server sent {r.headers.get('Content-Range')!r}"
+                        )
                 length = r.headers.get("Content-Length")
                 total = offset + int(length) if length is not None else entry.size
-                with open(part, "ab" if offset else "wb") as out, \
-                        progress(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                                 desc=entry.name) as bar:
+                with (
+                    open(part, "ab" if offset else "wb") as out,
+                    progress(
+                        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.name
+                    ) as bar,
+                ):
                     while True:
                         block = r.read(CHUNK)
                         if not block:
@@ -451,20 +522,30 @@ def _download(url: str, part: Path, entry: WeightFile, root: Path, retries: int,
         except urllib.error.URLError as e:
             if isinstance(e.reason, socket.gaierror):
                 # the host name does not resolve: offline, not a dropped connection
-                raise WeightsError(f"{url}: cannot resolve the host ({e.reason}); this machine seems to "
-                                   f"have no internet. Download {entry.name} elsewhere from {entry.page} and "
-                                   f"place it at {root / entry.name}") from None
+                raise WeightsError(
+                    f"{url}: cannot resolve the host ({e.reason}); this machine seems to "
+                    f"have no internet. Download {entry.name} elsewhere from {entry.page} and "
+                    f"place it at {root / entry.name}"
+                ) from None
             err = e
         except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
             err = e
         if attempt >= retries:
-            kept = (f"; the {part.stat().st_size} bytes received are kept in {part} and the same command "
-                    "resumes from there") if part.exists() and part.stat().st_size else ""
+            kept = (
+                (
+                    f"; the {part.stat().st_size} bytes received are kept in {part} and the same command "
+                    "resumes from there"
+                )
+                if part.exists() and part.stat().st_size
+                else ""
+            )
             raise WeightsError(f"{url}: download failed after {retries + 1} attempts ({err!r}){kept}")
-        wait = backoff * 2 ** attempt
+        wait = backoff * 2**attempt
         attempt += 1
-        log(f"{entry.name}: download interrupted ({err!r}); resuming in {wait:.1f} s "
-            f"(attempt {attempt + 1} of {retries + 1})")
+        log(
+            f"{entry.name}: download interrupted ({err!r}); resuming in {wait:.1f} s "
+            f"(attempt {attempt + 1} of {retries + 1})"
+        )
         time.sleep(wait)
 
 
@@ -486,10 +567,17 @@ def _extract(entry: WeightFile, path: Path, root: Path) -> None:
         raise WeightsError(f"{path} is not a readable zip ({e}); delete it and fetch it again") from None
 
 
-def fetch(name: str, dir: str | Path | None = None, url: str | None = None,
-          reg: Registry | str | Path | None = None, force: bool = False, retries: int = 4,
-          backoff: float = 2.0, timeout: float = 60.0,
-          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> Path:
+def fetch(
+    name: str,
+    dir: str | Path | None = None,
+    url: str | None = None,
+    reg: Registry | str | Path | None = None,
+    force: bool = False,
+    retries: int = 4,
+    backoff: float = 2.0,
+    timeout: float = 60.0,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> Path:
     """Download one registry file into the weights directory and verify it; return its path.
 
     A file already present and verified is kept (``force`` downloads it again). The download
@@ -504,16 +592,19 @@ def fetch(name: str, dir: str | Path | None = None, url: str | None = None,
         res = _check(entry, final)
         _settle(entry, final, res)
         if not res.ok:
-            raise WeightsError(f"{res.message}. Delete it, or run `deltabench weights fetch {entry.name} "
-                               "--force` to download it again")
+            raise WeightsError(
+                f"{res.message}. Delete it, or run `deltabench weights fetch {entry.name} --force` to download it again"
+            )
         log(f"{entry.name}: present and verified ({final})")
         if entry.members:
             _extract(entry, final, root)
         return final
     src = url or entry.url
     if src is None:
-        raise WeightsError(f"{entry.name} has no direct download URL: {entry.manual.format(path=final)} "
-                           f"({entry.page}), then run `deltabench weights verify {entry.name}`")
+        raise WeightsError(
+            f"{entry.name} has no direct download URL: {entry.manual.format(path=final)} "
+            f"({entry.page}), then run `deltabench weights verify {entry.name}`"
+        )
     root.mkdir(parents=True, exist_ok=True)
     part = root / (entry.name + ".part")
     log(f"{entry.name}: downloading {src}")
@@ -521,13 +612,18 @@ def fetch(name: str, dir: str | Path | None = None, url: str | None = None,
     res = _check(entry, part, by_content=False)
     if not res.ok:
         part.unlink()
-        raise WeightsError(f"{entry.name}: downloaded from {src} but {res.message.replace(str(part) + ': ', '')}; "
-                           f"the partial download was deleted. If the source changed, download it by hand from "
-                           f"{entry.page} and check it")
+        raise WeightsError(
+            f"{entry.name}: downloaded from {src} but {res.message.replace(str(part) + ': ', '')}; "
+            f"the partial download was deleted. If the source changed, download it by hand from "
+            f"{entry.page} and check it"
+        )
     os.replace(part, final)
     # a fresh download is the new reference where no hash is published
-    _settle(entry, final, VerifyResult(entry.name, final, "recorded" if entry.sha256 is None else "ok",
-                                       entry.sha256 or "", res.found))
+    _settle(
+        entry,
+        final,
+        VerifyResult(entry.name, final, "recorded" if entry.sha256 is None else "ok", entry.sha256 or "", res.found),
+    )
     if entry.members:
         _extract(entry, final, root)
     log(f"{entry.name}: ok ({final})")
@@ -535,6 +631,7 @@ def fetch(name: str, dir: str | Path | None = None, url: str | None = None,
 
 
 # ------------------------------------------------------------------------------------ CLI
+
 
 def _fmt_size(entry: WeightFile) -> str:
     if entry.size is not None:
@@ -553,8 +650,10 @@ def _cmd_weights(args) -> int:
             raise WeightsError(f"--dir {args.dir} is a file, not a directory; give the weights directory")
         url = getattr(args, "url", None)
         if url and urllib.parse.urlparse(url).scheme not in ("http", "https"):
-            raise WeightsError(f"--url {url!r}: only http:// and https:// URLs are fetched; to use a local file, "
-                               f"copy it into the weights directory and run `deltabench weights verify`")
+            raise WeightsError(
+                f"--url {url!r}: only http:// and https:// URLs are fetched; to use a local file, "
+                f"copy it into the weights directory and run `deltabench weights verify`"
+            )
         reg = registry(args.registry)
         root = weights_dir(args.dir)
         files = reg.select(args.names, args.domain)
@@ -562,8 +661,9 @@ def _cmd_weights(args) -> int:
             rows = [["name", "size", "used by", "status"]]
             files = files if (args.names or args.domain) else list(reg.files)
             for f in files:
-                present = (root / f.name).is_file() or (f.members and all(
-                    _target(f, m, root).is_file() for m in f.members))
+                present = (root / f.name).is_file() or (
+                    f.members and all(_target(f, m, root).is_file() for m in f.members)
+                )
                 used = ", ".join(f"{d}: {c}" for d, c in f.used_by.items()) or "(not used; listed for reference)"
                 rows.append([f.name, _fmt_size(f), used, "present" if present else "missing"])
             print(_table(rows))
@@ -571,8 +671,10 @@ def _cmd_weights(args) -> int:
             for f in files:
                 print(f"  {f.name}: {f.licence or '(none stated)'}")
             planned = [f.planned_bytes() for f in files]
-            print(f"\n{root}  ({len(files)} files, about {sum(b or 0 for b in planned) / 1e9:.1f} GB"
-                  f"{'' if all(planned) else ' plus files of unknown size'})")
+            print(
+                f"\n{root}  ({len(files)} files, about {sum(b or 0 for b in planned) / 1e9:.1f} GB"
+                f"{'' if all(planned) else ' plus files of unknown size'})"
+            )
             return 0
         if args.weights_command == "fetch":
             if args.url and len(files) != 1:
@@ -585,8 +687,9 @@ def _cmd_weights(args) -> int:
                     failed.append(f.name)
                     print(f"deltabench: error: {e}", file=sys.stderr)
             if failed:
-                print(f"deltabench: {len(failed)} of {len(files)} files not fetched: {', '.join(failed)}",
-                      file=sys.stderr)
+                print(
+                    f"deltabench: {len(failed)} of {len(files)} files not fetched: {', '.join(failed)}", file=sys.stderr
+                )
             return 1 if failed else 0
         rows = [["name", "status", "sha256 expected", "sha256 found"]]
         notes = []
@@ -601,8 +704,10 @@ def _cmd_weights(args) -> int:
         for n in notes:
             print(f"  {n}")
         bad = [r.name for r in results if not r.ok]
-        print(f"\n{root}: {len(results) - len(bad)} of {len(results)} files ok"
-              + (f"; not ok: {', '.join(bad)}" if bad else ""))
+        print(
+            f"\n{root}: {len(results) - len(bad)} of {len(results)} files ok"
+            + (f"; not ok: {', '.join(bad)}" if bad else "")
+        )
         return 1 if bad else 0
     except WeightsError as e:
         print(f"deltabench: error: {e}", file=sys.stderr)
@@ -613,12 +718,19 @@ def add_parser(subparsers) -> None:
     """Register ``deltabench weights list|fetch|verify`` on the CLI's subparsers."""
     w = subparsers.add_parser("weights", help="pretrained weights of the real domains: list, fetch, verify")
     wsub = w.add_subparsers(dest="weights_command", required=True)
-    helps = {"list": "every registry file: size, what uses it, present or missing",
-             "fetch": "download (resumable), verify and install files (default: every file a domain uses)",
-             "verify": "check presence, size and sha256 of files; exit code 1 if any is missing or wrong"}
+    helps = {
+        "list": "every registry file: size, what uses it, present or missing",
+        "fetch": "download (resumable), verify and install files (default: every file a domain uses)",
+        "verify": "check presence, size and sha256 of files; exit code 1 if any is missing or wrong",
+    }
     for cmd, text in helps.items():
         c = wsub.add_parser(cmd, help=text)
-        c.add_argument("names", nargs="*", metavar="NAME", help="registry file names or archive members (default: every file a domain uses)")
+        c.add_argument(
+            "names",
+            nargs="*",
+            metavar="NAME",
+            help="registry file names or archive members (default: every file a domain uses)",
+        )
         c.add_argument("--dir", help=f"weights directory (default: ${ENV_DIR}, else <cache>/weights)")
         c.add_argument("--domain", help="only the files this domain uses (ffhq, lsun-cat, ...)")
         c.add_argument("--registry", help="a registry JSON file instead of the packaged one")

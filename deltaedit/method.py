@@ -1,4 +1,5 @@
 """DeltaEdit and its naive text-free baseline as benchmark methods."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,12 +52,23 @@ class DeltaEdit(EditMethod):
     # inference_real.py line 42 / 119: Imagedataset(image_size=256) (transforms.Resize(256))
     PHOTO_SIZE = 256
 
-    takes_images = True  # edit(..., images=x): i1 from the input photo on real domains (official)
+    # edit(..., images=x): i1 from the input photo on real domains (official). Without a released
+    # fs3, the β filter reads StyleCLIP-GD's: its domain defaults and its cache (_load_relevance).
+    requires = {"styleclip-gd": "fs3 (the relevance matrix of the beta filter)"}
 
-    def __init__(self, domain, work_dir, seed: int = 0, config: DeltaEditConfig | dict | None = None,
-                 beta: float | None = None, relevance: torch.Tensor | None = None,
-                 relevance_file: str | None = None, checkpoint: str | None = None,
-                 relevance_dt: str | None = None, **options):
+    def __init__(
+        self,
+        domain,
+        work_dir,
+        seed: int = 0,
+        config: DeltaEditConfig | dict | None = None,
+        beta: float | None = None,
+        relevance: torch.Tensor | None = None,
+        relevance_file: str | None = None,
+        checkpoint: str | None = None,
+        relevance_dt: str | None = None,
+        **options,
+    ):
         super().__init__(domain, work_dir, seed, **options)
         cfg = config if isinstance(config, DeltaEditConfig) else DeltaEditConfig.from_dict(dict(config or {}))
         if cfg.naive != self.naive:
@@ -70,7 +82,8 @@ class DeltaEdit(EditMethod):
         if relevance_dt is None:  # the domain's default (as for beta), else the official raw Δt where
             # the domain follows the official code: edit, eval and run then filter alike
             relevance_dt = dict(domain.method_defaults.get(self.name, {})).get(
-                "relevance_dt", "raw" if domain.official_clip_input else "unit")
+                "relevance_dt", "raw" if domain.official_clip_input else "unit"
+            )
         if relevance_dt not in ("raw", "unit"):
             raise ValueError(f"{self.name}: relevance_dt must be 'raw' (official) or 'unit', got {relevance_dt!r}")
         self.relevance_dt = relevance_dt
@@ -78,8 +91,10 @@ class DeltaEdit(EditMethod):
         self.relevance_file = None if relevance_file is None else str(relevance_file)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         if self.checkpoint and (self.cfg.torgb or self.naive):
-            raise ValueError(f"{self.name}: a released DeltaEdit checkpoint maps the non-toRGB channels with "
-                             f"the [i ; delta t] condition; it needs torgb=false and the deltaedit method")
+            raise ValueError(
+                f"{self.name}: a released DeltaEdit checkpoint maps the non-toRGB channels with "
+                f"the [i ; delta t] condition; it needs torgb=false and the deltaedit method"
+            )
         self.relevance_info: dict | None = None
         self.mapper = None
 
@@ -95,12 +110,14 @@ class DeltaEdit(EditMethod):
             from deltaedit.official import load_official_checkpoint
 
             path = _resolve_file(self.checkpoint)
-            self.mapper = load_official_checkpoint(path, self.domain.generator.slayout,
-                                                   map_location=self.domain.device).to(self.domain.device)
+            self.mapper = load_official_checkpoint(
+                path, self.domain.generator.slayout, map_location=self.domain.device
+            ).to(self.domain.device)
             info = {"checkpoint": str(path), "sha256": sha256_file(path), "fit_seconds": 0.0}
         else:
-            self.mapper, info = train_deltamapper(self.domain, self.cfg, self.run_dir, self.seed,
-                                                  pool_dir=self.work_dir.parent / "deltaedit-pools")
+            self.mapper, info = train_deltamapper(
+                self.domain, self.cfg, self.run_dir, self.seed, pool_dir=self.work_dir.parent / "deltaedit-pools"
+            )
         if self.beta > 0 and self.relevance is None:
             self.relevance, self.relevance_info = self._load_relevance()
         if self.beta > 0:
@@ -117,13 +134,15 @@ class DeltaEdit(EditMethod):
             path = _resolve_file(self.relevance_file) if self.relevance_file else released
             # pad=True: layers the file lacks get zero rows, so |fs3·Δt| = 0 < β zeroes them
             fs3 = load_official_fs3(path, G.slayout, pad=True)
-            return fs3.to(self.domain.device), {"source": "relevance_file" if self.relevance_file else "released fs3",
-                                                "path": str(path)}
-        gd = dict(self.domain.method_defaults.get("styleclip-gd", {}))
+            return fs3.to(self.domain.device), {
+                "source": "relevance_file" if self.relevance_file else "released fs3",
+                "path": str(path),
+            }
+        gd = self.defaults_of("styleclip-gd")
         cfg = FS3Config.from_dict(dict(gd.get("config", {})))
         if cfg.resolve(self.domain).torgb != self.cfg.torgb:
             cfg = FS3Config.from_dict({**cfg.to_dict(), "torgb": self.cfg.torgb})
-        fs3, _, info = fit_fs3(self.domain, self.work_dir.parent / "styleclip-gd", cfg)
+        fs3, _, info = fit_fs3(self.domain, self.artefact_dir("styleclip-gd"), cfg)
         return fs3, {"source": "styleclip-gd fs3", "config": info.get("config"), "cached": info.get("cached")}
 
     def text_delta(self, source: str, target: str) -> torch.Tensor:
@@ -163,8 +182,13 @@ class DeltaEdit(EditMethod):
         return e / e.norm(dim=-1, keepdim=True)  # inference_real.py line 182
 
     @torch.no_grad()
-    def edit_batch(self, w_plus: torch.Tensor, prompts: list[tuple[str, str]],
-                   strength: float | None = None, images: torch.Tensor | None = None) -> list[list[torch.Tensor]]:
+    def edit_batch(
+        self,
+        w_plus: torch.Tensor,
+        prompts: list[tuple[str, str]],
+        strength: float | None = None,
+        images: torch.Tensor | None = None,
+    ) -> list[list[torch.Tensor]]:
         """Every image x every prompt in one mapper call; returns styles per prompt. ``images``:
         the input photos ``w_plus`` was inverted from (``[B, 3, H, W]`` in [-1, 1]), for i1."""
         if self.mapper is None:
@@ -184,8 +208,10 @@ class DeltaEdit(EditMethod):
         ds = ds.reshape(B, P, -1)
         if self.beta > 0:
             if self.relevance is None:
-                raise RuntimeError(f"{self.name}: beta={self.beta} needs an fs3 relevance matrix; call fit() "
-                                   f"(it loads one) or pass relevance=")
+                raise RuntimeError(
+                    f"{self.name}: beta={self.beta} needs an fs3 relevance matrix; call fit() "
+                    f"(it loads one) or pass relevance="
+                )
             # fs3 rows are in sspace.gather order: the non-toRGB channels, then (if GD computed
             # them, FS3Config.torgb) the toRGB ones. The threshold is on the raw Δt
             # (inference.py lines 81-82: GetBoundary(fs3, GetDt(...)) before line 84 normalises).

@@ -6,6 +6,7 @@ it (what ``DistributedSampler`` does with a shared seeded permutation), DDP aver
 gradients, so each step follows the global-batch gradient, as in one process, up to float
 rounding. Rank 0 builds the pool and writes every file. In one process nothing changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,41 @@ from pathlib import Path
 
 import torch
 
+from deltabench import confighash, integrity, sspace
 from deltabench import distributed as dist
-from deltabench import integrity, sspace
 from deltabench.checkpoints import safe_torch_load
+from deltabench.confighash import Schema, either, versioned
 from deltabench.parse import config_from_dict
 from deltabench.utils import progress
 from deltaedit.data import LatentPool, build_pool, pair_batch
 from deltaedit.mapper import DeltaMapper
 
+# What a DeltaMapper is keyed by (deltabench.confighash): clip_input came after the first
+# version ("domain" before; None resolves per domain and meant the same there).
+DELTAEDIT_SCHEMA = Schema(
+    "deltaedit",
+    first=(
+        "n_generated",
+        "n_inverted",
+        "steps",
+        "batch",
+        "lr",
+        "l2_lambda",
+        "cos_lambda",
+        "checkpoint_every",
+        "naive",
+        "torgb",
+    ),
+    added=[{"clip_input": either(None, "domain")}],
+)
+# The key of a DeltaEdit pool (load_or_build_pool): the toRGB styles, then the official CLIP feed,
+# came after the first version.
+POOL_SCHEMA = Schema(
+    "deltaedit.pool", first=("n_generated", "n_inverted", "seed"), added=[{"torgb": False}, {"clip_input": "domain"}]
+)
 
+
+@versioned(DELTAEDIT_SCHEMA)
 @dataclass(frozen=True)
 class DeltaEditConfig:
     """Training settings. Defaults follow the official ``options/train_options.py`` where it
@@ -55,28 +82,28 @@ class DeltaEditConfig:
 
     def __post_init__(self):
         if self.clip_input not in (None, "official", "domain"):
-            raise ValueError(f"DeltaEditConfig.clip_input must be 'official' or 'domain' (or unset), "
-                             f"got {self.clip_input!r}")
+            raise ValueError(
+                f"DeltaEditConfig.clip_input must be 'official' or 'domain' (or unset), got {self.clip_input!r}"
+            )
         for k, low in (("steps", 1), ("batch", 1), ("checkpoint_every", 1), ("n_generated", 0), ("n_inverted", 0)):
             if getattr(self, k) < low:
                 raise ValueError(f"DeltaEditConfig.{k} must be >= {low}, got {getattr(self, k)}")
         if self.n_generated + self.n_inverted < 2:
-            raise ValueError(f"DeltaEditConfig: the pool needs at least 2 samples to draw pairs, got "
-                             f"n_generated={self.n_generated} + n_inverted={self.n_inverted}")
+            raise ValueError(
+                f"DeltaEditConfig: the pool needs at least 2 samples to draw pairs, got "
+                f"n_generated={self.n_generated} + n_inverted={self.n_inverted}"
+            )
         if not self.lr > 0:
             raise ValueError(f"DeltaEditConfig.lr must be > 0, got {self.lr}")
 
     @staticmethod
-    def from_dict(d: dict) -> "DeltaEditConfig":
+    def from_dict(d: dict) -> DeltaEditConfig:
         return config_from_dict(DeltaEditConfig, d, "DeltaEditConfig")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        if d["clip_input"] in (None, "domain"):  # absent: configs from before the option hash as before
-            d.pop("clip_input")
-        return d
+        return confighash.to_dict(self)
 
-    def resolve(self, domain) -> "DeltaEditConfig":
+    def resolve(self, domain) -> DeltaEditConfig:
         """``torgb=None`` and ``clip_input=None`` replaced by the domain's choices (the resolved
         values are what is hashed)."""
         d = asdict(self)
@@ -85,8 +112,10 @@ class DeltaEditConfig:
         if d["clip_input"] is None:
             d["clip_input"] = "official" if domain.official_clip_input else "domain"
         if d["clip_input"] == "official" and not domain.official_clip_input:
-            raise ValueError(f"DeltaEditConfig.clip_input='official': domain {domain.name!r} "
-                             f"has no official CLIP feed (only the real domains do); use 'domain' or leave it unset")
+            raise ValueError(
+                f"DeltaEditConfig.clip_input='official': domain {domain.name!r} "
+                f"has no official CLIP feed (only the real domains do); use 'domain' or leave it unset"
+            )
         return self if d == asdict(self) else DeltaEditConfig.from_dict(d)
 
     @property
@@ -94,8 +123,9 @@ class DeltaEditConfig:
         return self.clip_input == "official"
 
 
-def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,
-               cos_lambda: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def delta_loss(
+    pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0, cos_lambda: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L = λ2·MSE(Δs', Δs) + λcos·(1 − mean cos(Δs', Δs)) (official ``scripts/train.py``)."""
     l2 = torch.nn.functional.mse_loss(pred, target)
     cos = 1 - torch.nn.functional.cosine_similarity(pred, target, dim=-1).mean()
@@ -105,26 +135,38 @@ def delta_loss(pred: torch.Tensor, target: torch.Tensor, l2_lambda: float = 1.0,
 def load_or_build_pool(domain, cfg: DeltaEditConfig, seed: int, pool_dir: Path) -> LatentPool:
     """The pool depends only on its size and seed, so DeltaEdit and its naive variant share it."""
     cfg = cfg.resolve(domain)
-    key = {"n_generated": cfg.n_generated, "n_inverted": cfg.n_inverted, "seed": seed}
-    if cfg.torgb:  # absent otherwise: pools cached before the option existed stay valid
-        key["torgb"] = True
-    if cfg.official_clip:  # likewise
-        key["clip_input"] = "official"
+    key = POOL_SCHEMA.hashed(
+        {
+            "n_generated": cfg.n_generated,
+            "n_inverted": cfg.n_inverted,
+            "seed": seed,
+            "torgb": bool(cfg.torgb),
+            "clip_input": cfg.clip_input,
+        }
+    )
     pool_dir.mkdir(parents=True, exist_ok=True)
-    stem = (f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}" + ("-torgb" if cfg.torgb else "")
-            + ("-official" if cfg.official_clip else ""))
+    stem = (
+        f"pool-{cfg.n_generated}-{cfg.n_inverted}-{seed}"
+        + ("-torgb" if cfg.torgb else "")
+        + ("-official" if cfg.official_clip else "")
+    )
     f, meta = pool_dir / f"{stem}.safetensors", pool_dir / f"{stem}.json"
-    if f.is_file() and meta.is_file() and integrity.read_json(meta, "a DeltaEdit pool's key") == key:
-        return LatentPool.from_state_dict(integrity.load_tensors(f))
-    pool = build_pool(domain, cfg.n_generated, cfg.n_inverted, seed, torgb=bool(cfg.torgb),
-                      official_clip=cfg.official_clip)
+    if f.is_file() and meta.is_file():
+        got = integrity.read_json(meta, "a DeltaEdit pool's key")
+        confighash.check_record(got, str(meta))
+        if confighash.unstamped(got) == key:
+            return LatentPool.from_state_dict(integrity.load_tensors(f))
+    pool = build_pool(
+        domain, cfg.n_generated, cfg.n_inverted, seed, torgb=bool(cfg.torgb), official_clip=cfg.official_clip
+    )
     integrity.save_tensors(pool.state_dict(), f)
-    integrity.atomic_write_text(meta, json.dumps(key))
+    integrity.atomic_write_text(meta, json.dumps(confighash.stamp(key, POOL_SCHEMA.name)))
     return pool
 
 
-def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0,
-                      log=None, pool_dir: Path | None = None) -> tuple[DeltaMapper, dict]:
+def train_deltamapper(
+    domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0, log=None, pool_dir: Path | None = None
+) -> tuple[DeltaMapper, dict]:
     """Train (or resume, or load a finished) DeltaMapper in ``out_dir``; never calls a text encoder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,11 +177,15 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     want = {"config": cfg.to_dict(), "seed": seed, "s_dim": sspace.edit_width(G.slayout, cfg.torgb)}
     if final.is_file() and info_f.is_file():
         info = integrity.read_json(info_f, "a DeltaMapper's training record")
+        confighash.check_record(info, str(info_f))
+        info = confighash.unstamped(info)  # the versions live in the file, not in the fit's record
         if {k: info.get(k) for k in want} == want:
             mapper.load_state_dict(integrity.load_tensors(final))
             return mapper.eval(), info
-        raise ValueError(f"{out_dir} holds a DeltaMapper trained with other settings "
-                         f"({info.get('config')}, seed {info.get('seed')}); use another directory or delete it")
+        raise ValueError(
+            f"{out_dir} holds a DeltaMapper trained with other settings "
+            f"({info.get('config')}, seed {info.get('seed')}); use another directory or delete it"
+        )
 
     t0 = time.perf_counter()
     with dist.rank0_first():  # rank 0 builds and saves the pool, the others load it
@@ -153,13 +199,16 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
     gen = torch.Generator().manual_seed(seed)
     n_ranks = dist.world_size()
     if cfg.batch % n_ranks:
-        raise ValueError(f"DeltaMapper batch {cfg.batch} does not split evenly over {n_ranks} ranks; "
-                         f"give a batch that is a multiple of {n_ranks} (--batch)")
+        raise ValueError(
+            f"DeltaMapper batch {cfg.batch} does not split evenly over {n_ranks} ranks; "
+            f"give a batch that is a multiple of {n_ranks} (--batch)"
+        )
     part = slice(dist.rank() * cfg.batch // n_ranks, (dist.rank() + 1) * cfg.batch // n_ranks)
     model = mapper
     if n_ranks > 1:
         model = torch.nn.parallel.DistributedDataParallel(
-            mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None)
+            mapper, device_ids=[domain.device] if domain.device.type == "cuda" else None
+        )
     step, history = 0, []
     # Seconds spent by earlier, interrupted invocations (pool and steps), so that a resumed
     # fit reports what the whole fit cost, not only its last part.
@@ -174,8 +223,9 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
             step, history = int(state["step"]), list(state["history"])
             seconds_before = float(state.get("seconds", 0.0))
     t1 = time.perf_counter()
-    bar = progress(range(step, cfg.steps), desc="deltaedit" + ("-naive" if cfg.naive else ""),
-                   initial=step, total=cfg.steps)
+    bar = progress(
+        range(step, cfg.steps), desc="deltaedit" + ("-naive" if cfg.naive else ""), initial=step, total=cfg.steps
+    )
     log_every = max(1, min(50, cfg.steps // 10))
     mapper.train()
     for step in bar:
@@ -190,26 +240,38 @@ def train_deltamapper(domain, cfg: DeltaEditConfig, out_dir: Path, seed: int = 0
             history.append([step, loss.item(), l2.item(), cos.item()])
             bar.set_postfix(loss=f"{loss.item():.4f}", cos=f"{1 - cos.item():.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and dist.is_main():
-            state = {"mapper": mapper.state_dict(), "optim": opt.state_dict(), "gen": gen.get_state(),
-                     "step": step + 1, "history": history,
-                     "seconds": seconds_before + pool_seconds + time.perf_counter() - t1,
-                     "want": json.dumps(want, sort_keys=True)}
+            state = {
+                "mapper": mapper.state_dict(),
+                "optim": opt.state_dict(),
+                "gen": gen.get_state(),
+                "step": step + 1,
+                "history": history,
+                "seconds": seconds_before + pool_seconds + time.perf_counter() - t1,
+                "want": json.dumps(want, sort_keys=True),
+            }
             integrity.atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
     mapper.eval()
     with torch.no_grad():
         s1, cond, ds = pair_batch(pool, 1024, torch.Generator().manual_seed(seed + 1), naive=cfg.naive)
         _, l2, cos = delta_loss(mapper(s1, cond), ds)
     train_seconds = time.perf_counter() - t1
-    info = {**want, "pool_seconds": pool_seconds, "train_seconds": train_seconds,
-            "fit_seconds": seconds_before + pool_seconds + train_seconds,
-            "resumed_seconds": seconds_before,
-            "steps_per_second": (cfg.steps - history[0][0] if history else cfg.steps) / max(time.perf_counter() - t1, 1e-9),
-            "final_mse": float(l2), "final_cos": 1 - float(cos), "pool_size": len(pool), "world_size": n_ranks,
-            "history": history}
+    info = {
+        **want,
+        "pool_seconds": pool_seconds,
+        "train_seconds": train_seconds,
+        "fit_seconds": seconds_before + pool_seconds + train_seconds,
+        "resumed_seconds": seconds_before,
+        "steps_per_second": (cfg.steps - history[0][0] if history else cfg.steps) / max(time.perf_counter() - t1, 1e-9),
+        "final_mse": float(l2),
+        "final_cos": 1 - float(cos),
+        "pool_size": len(pool),
+        "world_size": n_ranks,
+        "history": history,
+    }
 
     def save() -> None:
         integrity.save_tensors(mapper.state_dict(), final)
-        integrity.atomic_write_text(info_f, json.dumps(info, indent=1))
+        integrity.atomic_write_text(info_f, json.dumps(confighash.stamp(info, DELTAEDIT_SCHEMA.name), indent=1))
         if ckpt.exists():
             ckpt.unlink()
 

@@ -1,4 +1,5 @@
 """Shared fixtures: one micro world, built once per test session in a temporary cache."""
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,23 @@ os.environ.setdefault("DELTABENCH_QUIET", "1")
 # same thread count, as the same command on one machine does.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# A test that needs a built micro world (the session fixtures below: minutes to build from nothing,
+# and what needs one runs the benchmark) is slow: `pytest -m "not slow"` leaves it out. Tests that
+# are slow for other reasons (subprocesses, a browser, training) carry the marker themselves.
+WORLD_FIXTURES = frozenset({"micro_root", "church_micro_root"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if WORLD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def micro_root(tmp_path_factory):
     """A built ``synthfaces-micro`` world (under a session temp dir): its root directory."""
-    from deltabench.world.catalog import load_world_config
     from deltabench.world.build import build_world
+    from deltabench.world.catalog import load_world_config
 
     torch.set_num_threads(1)  # tiny models: one thread is faster and immune to a busy machine
     # Developers may keep one built micro world between sessions (built if missing).
@@ -32,8 +44,8 @@ def micro_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def church_micro_root(tmp_path_factory):
     """A built ``church-micro`` world (the non-face world kind): its root directory, like ``micro_root``."""
-    from deltabench.world.catalog import load_world_config
     from deltabench.world.build import build_world
+    from deltabench.world.catalog import load_world_config
 
     torch.set_num_threads(1)
     keep = os.environ.get("DELTABENCH_TEST_ROOT")

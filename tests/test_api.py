@@ -1,7 +1,7 @@
 """The Python API on a postcard: deltabench.run / edit / score, methods from outside the package."""
+
 from __future__ import annotations
 
-import ast
 import json
 import math
 import sys
@@ -23,8 +23,16 @@ W = "synthfaces-micro"
 
 
 def test_run_returns_the_summary_with_its_rows_and_run_dir(cache, tmp_path):
-    df = deltabench.run(methods="deltaedit,styleclip-gd", world=W, images=3, limit=2, sweep=(0.5, 2), options=TINY,
-                        out=tmp_path / "r", batch=3)
+    df = deltabench.run(
+        methods="deltaedit,styleclip-gd",
+        world=W,
+        images=3,
+        limit=2,
+        sweep=(0.5, 2),
+        options=TINY,
+        out=tmp_path / "r",
+        batch=3,
+    )
     assert list(df["method"]) == ["deltaedit", "styleclip-gd", "inversion", "oracle-edit"]  # then the references
     assert df["reference"].tolist() == [False, False, True, True]
     assert (df["images"] == 2).all() and (df["prompts"] == 2).all()  # --limit 2 caps images and prompts
@@ -50,8 +58,10 @@ def test_edit_returns_the_same_image_as_the_cli(cache, tmp_path):
     f = tmp_path / "face.png"
     Image.fromarray(face).save(f)
     args = ["--steps", "10", "--n-generated", "48", "--n-inverted", "8", "--batch", "8"]
-    assert main(["edit", str(f), "--world", W, "--target", "face with glasses", *args, "--out",
-                 str(tmp_path / "cli.png")]) == 0
+    assert (
+        main(["edit", str(f), "--world", W, "--target", "face with glasses", *args, "--out", str(tmp_path / "cli.png")])
+        == 0
+    )
     img = deltabench.edit(face, "face with glasses", world=W, options=TINY["deltaedit"])
     assert isinstance(img, Image.Image) and img.size == (32, 32)
     assert np.array_equal(np.asarray(img), np.asarray(Image.open(tmp_path / "cli.png")))
@@ -66,8 +76,9 @@ def test_score_of_inputs_against_themselves(cache):
 
     domain = load_domain(W)
     test = domain.test_images(6, seed=7)
-    df = deltabench.score(test.images, test.images, [("face", "face with glasses", "glasses", "glasses")], world=W,
-                          params=test.params)
+    df = deltabench.score(
+        test.images, test.images, [("face", "face with glasses", "glasses", "glasses")], world=W, params=test.params
+    )
     assert len(df) == 6 and (df["target"] == "face with glasses").all()
     assert (df["psnr"] == 60).all()  # identical images: PSNR at its cap
     assert df["ids"].to_numpy() == pytest.approx(1.0, abs=1e-5)
@@ -82,19 +93,44 @@ def test_score_of_inputs_against_themselves(cache):
 def test_score_of_a_runs_edits_equals_its_results(cache, tmp_path):
     from deltabench.domain import load_domain
 
-    df = deltabench.run(methods="deltaedit", world=W, images=5, limit=2, sweep=(1,), options=TINY,
-                        out=tmp_path / "r", batch=4, save_edits=True, seed=3)
+    df = deltabench.run(
+        methods="deltaedit",
+        world=W,
+        images=5,
+        limit=2,
+        sweep=(1,),
+        options=TINY,
+        out=tmp_path / "r",
+        batch=4,
+        save_edits=True,
+        seed=3,
+    )
     run_dir, rows = df.attrs["run_dir"], df.attrs["results"]
     edits = run_dir / "edits"
     prompts = df.attrs["manifest"]["config"]["prompts"]
     params = load_domain(W).test_images(2, seed=3 + 1).params  # the run's test images: seed + 1
     for j, p in enumerate(prompts):
-        got = deltabench.score(torch.from_numpy(np.load(edits / "inputs.npy")),
-                               torch.from_numpy(np.load(edits / f"deltaedit__{j}__1.0.npy")), p, world=W,
-                               starts=torch.from_numpy(np.load(edits / "start.npy")), params=params, batch=4, seed=3)
+        got = deltabench.score(
+            torch.from_numpy(np.load(edits / "inputs.npy")),
+            torch.from_numpy(np.load(edits / f"deltaedit__{j}__1.0.npy")),
+            p,
+            world=W,
+            starts=torch.from_numpy(np.load(edits / "start.npy")),
+            params=params,
+            batch=4,
+            seed=3,
+        )
         want = rows[(rows["prompt_index"] == j) & (rows["method"] == "deltaedit")].sort_values("image_index")
-        for col in ("psnr", "ssim", "ids", "clip_score", "clip_direction", "manipulation_accuracy",
-                    "disentanglement", "identity_param_error"):
+        for col in (
+            "psnr",
+            "ssim",
+            "ids",
+            "clip_score",
+            "clip_direction",
+            "manipulation_accuracy",
+            "disentanglement",
+            "identity_param_error",
+        ):
             a, b = got[col].to_numpy(), want[col].to_numpy()
             assert np.allclose(a, b, rtol=1e-6, atol=1e-7, equal_nan=True), (col, a, b)
 
@@ -107,8 +143,22 @@ def test_score_cli_on_folders(cache, tmp_path, capsys):
         for i, face in enumerate(render(sample_params(3, np.random.default_rng(seed)), 32)):
             Image.fromarray(face).save(tmp_path / d / f"{i}.png")
     (tmp_path / "p.csv").write_text("face,smiling face\n")
-    assert main(["score", str(tmp_path / "in"), str(tmp_path / "ed"), "--prompts", str(tmp_path / "p.csv"),
-                 "--world", W, "--out", str(tmp_path / "s.csv")]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path / "in"),
+                str(tmp_path / "ed"),
+                "--prompts",
+                str(tmp_path / "p.csv"),
+                "--world",
+                W,
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 0
+    )
     per = pd.read_csv(tmp_path / "s.csv")
     assert len(per) == 3 and per["psnr"].between(3, 60).all()
     # every pair names its files, and the summary carries each per-pair metric's interval
@@ -117,8 +167,12 @@ def test_score_cli_on_folders(cache, tmp_path, capsys):
     assert summ["pairs"] == 3 and summ["psnr_lo"] <= summ["psnr"] <= summ["psnr_hi"] and summ["psnr_n"] == 3
     printed = capsys.readouterr().out
     assert "face -> smiling face (3 pairs)" in printed and f"psnr {summ['psnr']:.4g} [" in printed
-    assert main(["score", str(tmp_path / "in"), str(tmp_path / "nope"), "--prompts", str(tmp_path / "p.csv"),
-                 "--world", W]) == 2
+    assert (
+        main(
+            ["score", str(tmp_path / "in"), str(tmp_path / "nope"), "--prompts", str(tmp_path / "p.csv"), "--world", W]
+        )
+        == 2
+    )
     assert "EDITS" in capsys.readouterr().err
 
 
@@ -163,8 +217,9 @@ def test_an_entry_point_method_runs_end_to_end(cache, tmp_path, monkeypatch):
 
     _install_plugin(tmp_path, monkeypatch)
     assert "nudge" in method_names()
-    df = deltabench.run(methods=["nudge", "deltaedit"], world=W, images=3, limit=2, sweep=(1, 2), options=TINY,
-                        out=tmp_path / "r")
+    df = deltabench.run(
+        methods=["nudge", "deltaedit"], world=W, images=3, limit=2, sweep=(1, 2), options=TINY, out=tmp_path / "r"
+    )
     rows = df.attrs["results"]
     nudge = rows[rows["method"] == "nudge"]
     assert len(nudge) == 2 * 2 * 2 and list(df["method"]) == ["nudge", "deltaedit", "inversion", "oracle-edit"]
@@ -178,14 +233,18 @@ def test_register_method_and_the_cli_take_it(cache, tmp_path, monkeypatch, capsy
     from deltabench.cli import main
 
     site = _install_plugin(tmp_path, monkeypatch)
-    monkeypatch.setattr(methods, "_REGISTERED", {})
+    from deltabench.registry import METHODS
+
+    monkeypatch.setattr(METHODS, "registered", {})  # this test's registrations end with it
     sys.modules.pop("nudge_pkg", None)
     import nudge_pkg  # noqa: E402
 
     deltabench.register_method("nudge2", nudge_pkg.Nudge)
     assert methods.get_method("nudge2") is nudge_pkg.Nudge
-    assert main(["run", "--methods", "nudge2", "--world", W, "--limit", "2", "--sweep", "1",
-                 "--out", str(tmp_path / "r")]) == 0
+    assert (
+        main(["run", "--methods", "nudge2", "--world", W, "--limit", "2", "--sweep", "1", "--out", str(tmp_path / "r")])
+        == 0
+    )
     with pytest.raises(ValueError, match="built-in"):
         deltabench.register_method("deltaedit", nudge_pkg.Nudge)
     with pytest.raises(ValueError, match="subclass"):
@@ -196,34 +255,10 @@ def test_register_method_and_the_cli_take_it(cache, tmp_path, monkeypatch, capsy
 
 
 def _imports(root: Path) -> dict[str, set[str]]:
-    """Module -> the package modules it imports (anywhere in the file, lazily or not)."""
-    mods = {}
-    for pkg in ("deltabench", "deltaedit", "baselines"):
-        for f in (root / pkg).rglob("*.py"):
-            parts = f.relative_to(root).with_suffix("").parts
-            mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    """Module -> the package modules it imports (the one walker, tests/importgraph.py)."""
+    from importgraph import graph
 
-    def resolve(name):
-        while name and name not in mods:
-            name = name.rpartition(".")[0]
-        return name or None
-
-    graph = {}
-    for m, f in mods.items():
-        deps = set()
-        is_pkg = f.name == "__init__.py"
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Import):
-                deps |= {resolve(a.name) for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = m.split(".") if is_pkg else m.split(".")[:-1]
-                    parts = parts[: len(parts) - node.level + 1]
-                    base = ".".join(parts + ([node.module] if node.module else []))
-                deps |= {resolve(f"{base}.{a.name}") or resolve(base) for a in node.names}
-        graph[m] = {d for d in deps if d and d != m and not m.startswith(d + ".")}  # a parent package is no cycle
-    return graph
+    return graph(root)
 
 
 def test_no_import_cycle_among_the_packages_modules():
@@ -236,7 +271,7 @@ def test_no_import_cycle_among_the_packages_modules():
         stack.append(v)
         for w in sorted(graph[v]):
             if state.get(w) == 1:
-                cycles.append(stack[stack.index(w):] + [w])
+                cycles.append(stack[stack.index(w) :] + [w])
             elif w not in state:
                 visit(w)
         stack.pop()

@@ -1,4 +1,5 @@
 """benchmarks/bench_official.py and the fs3 channel slice it times (random synthfaces-64 shapes)."""
+
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from baselines.gd import FS3Config, compute_fs3, compute_fs3_naive  # noqa: E402
+
+pytestmark = pytest.mark.slow  # the official loops at the 1024 px layout
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +40,29 @@ def test_bench_official_runs_and_writes_json(tmp_path):
     import bench_official
 
     out = tmp_path / "b.json"
-    assert bench_official.main(["--arch", "synthfaces-64", "--fs3-layers", "conv1,convs.5", "--fs3-channels", "2",
-                                "--n-std", "100", "--deltaedit-batches", "1,4", "--deltaedit-budget", "10",
-                                "--op-steps", "2", "--json", str(out)]) == 0
+    assert (
+        bench_official.main(
+            [
+                "--arch",
+                "synthfaces-64",
+                "--fs3-layers",
+                "conv1,convs.5",
+                "--fs3-channels",
+                "2",
+                "--n-std",
+                "100",
+                "--deltaedit-batches",
+                "1,4",
+                "--deltaedit-budget",
+                "10",
+                "--op-steps",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["fs3"]["channels"] == 4 and r["fs3"]["max_abs_diff"] < 2e-4
     assert r["fs3"]["extrapolated_full"]["channels"] == r["s_channels_fs3"]

@@ -3,6 +3,7 @@
 The multi-process tests launch ``python -m torch.distributed.run --standalone --nproc_per_node 2``
 (gloo on CPU, one thread per rank) and compare with the same work done in one process.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,9 +26,26 @@ from deltabench.runner import (
     shard_files,
 )
 
+pytestmark = pytest.mark.slow  # torchrun subprocesses
+
 OPTS = json.dumps({"deltaedit": {"config": {"n_generated": 64, "n_inverted": 16, "steps": 20, "batch": 16}}})
-BASE = ["run", "--methods", "deltaedit", "--world", "synthfaces-micro", "--images", "6", "--limit", "4",
-        "--sweep", "1,2", "--batch", "3", "--options", OPTS]
+BASE = [
+    "run",
+    "--methods",
+    "deltaedit",
+    "--world",
+    "synthfaces-micro",
+    "--images",
+    "6",
+    "--limit",
+    "4",
+    "--sweep",
+    "1,2",
+    "--batch",
+    "3",
+    "--options",
+    OPTS,
+]
 TIMING = ("ms_per_edit", "fit_seconds", "peak_mb")  # measurements, never reproducible
 
 
@@ -42,13 +60,18 @@ def _strip(rows):
 
 def _torchrun(args, cache, env=None, timeout=120):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    env = {**{k: v for k, v in os.environ.items() if k != FAIL_ENV}, "DELTABENCH_CACHE": str(cache),
-           "OMP_NUM_THREADS": "1", "DELTABENCH_QUIET": "1", **(env or {})}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != FAIL_ENV},
+        "DELTABENCH_CACHE": str(cache),
+        "OMP_NUM_THREADS": "1",
+        "DELTABENCH_QUIET": "1",
+        **(env or {}),
+    }
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # -- single process: the helpers are no-ops, the merge is exact ---------------------------------
+
 
 def test_helpers_in_one_process():
     assert not dist.is_distributed() and dist.rank() == 0 and dist.world_size() == 1 and dist.is_main()
@@ -93,15 +116,21 @@ def test_merge_results_orders_dedups_and_removes_shards(tmp_path):
     # Methods in run order (b before a), then prompts, then strengths in sweep order, then images;
     # the row written last for a key wins.
     assert [(r["method"], r["prompt_index"], r["strength_scale"], r["image_index"], r["psnr"]) for r in rows] == [
-        ("b", "0", "1.0", "0", "6"), ("b", "0", "1.0", "1", "7"), ("b", "0", "0.5", "0", "4"),
-        ("b", "0", "0.5", "1", "3"), ("b", "1", "1.0", "0", "5"), ("a", "0", "1.0", "0", "1"),
-        ("a", "0", "1.0", "1", "9")]
+        ("b", "0", "1.0", "0", "6"),
+        ("b", "0", "1.0", "1", "7"),
+        ("b", "0", "0.5", "0", "4"),
+        ("b", "0", "0.5", "1", "3"),
+        ("b", "1", "1.0", "0", "5"),
+        ("a", "0", "1.0", "0", "1"),
+        ("a", "0", "1.0", "1", "9"),
+    ]
     assert shard_files(tmp_path) == []
     before = (tmp_path / "results.csv").read_bytes()
     assert merge_results(tmp_path, cfg) == 7 and (tmp_path / "results.csv").read_bytes() == before
 
 
 # -- two ranks ------------------------------------------------------------------------------------
+
 
 def test_torchrun_run_matches_one_process_and_a_crashed_rank_resumes(cache, tmp_path):
     work = tmp_path / "work"  # one method cache: the mapper trained by the first run is reused
@@ -119,8 +148,9 @@ def test_torchrun_run_matches_one_process_and_a_crashed_rank_resumes(cache, tmp_
     assert (two / "reports" / "table.md").is_file()
 
     # Rank 1 dies after its first unit; torchrun stops rank 0 (mid-unit or at the last barrier).
-    r = _torchrun(["-m", "deltabench", *BASE, "--out", str(crash), "--work-dir", str(work)], cache,
-                  env={FAIL_ENV: "1:1"})
+    r = _torchrun(
+        ["-m", "deltabench", *BASE, "--out", str(crash), "--work-dir", str(work)], cache, env={FAIL_ENV: "1:1"}
+    )
     assert r.returncode != 0
     assert not (crash / "summary.csv").exists()
     shards = shard_files(crash)
@@ -143,7 +173,7 @@ def test_torchrun_run_matches_one_process_and_a_crashed_rank_resumes(cache, tmp_
     assert _strip(_rows(crash / "summary.csv")) == _strip(_rows(ref / "summary.csv"))
 
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, sys
 from pathlib import Path
 import safetensors.torch, torch
@@ -184,7 +214,7 @@ fit_fs3(domain, out / "gd", FS3Config(n_images=2, n_std=200, max_batch=8))
 res["history"] = info["history"]
 (out / f"rank{r}.json").write_text(json.dumps(res))
 dist.shutdown()
-'''
+"""
 
 
 def test_ddp_training_sharded_fs3_and_merged_metrics_match_one_process(cache, micro_world, tmp_path):
@@ -214,8 +244,10 @@ def test_ddp_training_sharded_fs3_and_merged_metrics_match_one_process(cache, mi
     domain = SynthfacesDomain(micro_world)
     cfg = DeltaEditConfig(n_generated=64, n_inverted=16, steps=20, batch=16)
     _, info = train_deltamapper(domain, cfg, tmp_path / "de1", seed=0, pool_dir=tmp_path / "pool1")
-    p1, p2 = (safetensors.torch.load_file(str(next(d.glob("pool-*.safetensors"))))
-              for d in (tmp_path / "pool1", tmp_path / "pool"))
+    p1, p2 = (
+        safetensors.torch.load_file(str(next(d.glob("pool-*.safetensors"))))
+        for d in (tmp_path / "pool1", tmp_path / "pool")
+    )
     assert all(torch.equal(p1[k], p2[k]) for k in p1)  # rank 0 built the same pool
     # DDP: the same global-batch steps, up to float rounding of the gradient all-reduce.
     w1 = safetensors.torch.load_file(str(tmp_path / "de1" / "mapper.safetensors"))

@@ -1,4 +1,5 @@
 """The domain contract (deltabench.domainbase): declared once, checked at load, never probed."""
+
 from __future__ import annotations
 
 import ast
@@ -85,27 +86,16 @@ def test_capabilities_of_a_faces_world(micro_world):
 
 
 def _modules():
-    for pkg in PACKAGES:
-        for f in sorted((ROOT / pkg).rglob("*.py")):
-            rel = f.relative_to(ROOT).with_suffix("")
-            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-            yield ".".join(parts), f
+    from importgraph import modules
+
+    yield from modules(ROOT, PACKAGES)
 
 
 def _imported(mod: str, f: Path):
-    """Every module name ``f`` imports (anywhere in it, functions included), ``from a import b`` as ``a.b``."""
-    is_pkg = f.name == "__init__.py"
-    for node in ast.walk(ast.parse(f.read_text())):
-        if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            yield base
-            yield from (f"{base}.{a.name}" for a in node.names)
+    """Every module name ``f`` imports (the one walker, tests/importgraph.py)."""
+    from importgraph import imported
+
+    yield from (name for name, _ in imported(mod, f))
 
 
 # A world kind's own modules, and the compatibility names of the faces ones.
@@ -151,7 +141,11 @@ def test_nothing_outside_a_domain_probes_it_with_getattr_or_hasattr():
         if mod in ("deltabench.domainbase",):
             continue
         for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+            ):
                 a = node.args[0] if node.args else None
                 name = a.id if isinstance(a, ast.Name) else (a.attr if isinstance(a, ast.Attribute) else None)
                 if name in domainish:

@@ -3,6 +3,7 @@ the photo, ``--no-align`` for aligned images; on synthfaces no alignment ever ru
 
 The domain is the random-weight 32 px ``ffhq``-like one of ``tests/test_real_domains.py``
 (every file in its official format), the photo scikit-image's astronaut (512 px, one face)."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from test_real_domains import RES, _config, weights  # noqa: F401 - `weights` is a fixture
 
 from deltabench.cli import main
 from deltabench.real import align as A
-from test_real_domains import RES, _config, weights  # noqa: F401 - `weights` is a fixture
+
+pytestmark = pytest.mark.slow  # photo alignment and edits on a toy real domain (about 2 minutes each)
 
 FAST = ["--method", "deltaedit", "--steps", "2", "--n-generated", "8", "--n-inverted", "0", "--batch", "4"]
 
@@ -35,8 +38,22 @@ def photo(tmp_path_factory):
 
 
 def _edit(photo, cfg, out, *extra):
-    return main(["edit", str(photo), "--world", str(cfg), "--target", "face with smile", "--out", str(out),
-                 "--work-dir", str(out.parent / "work"), *FAST, *extra])
+    return main(
+        [
+            "edit",
+            str(photo),
+            "--world",
+            str(cfg),
+            "--target",
+            "face with smile",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(out.parent / "work"),
+            *FAST,
+            *extra,
+        ]
+    )
 
 
 def test_paste_back_changes_only_the_face(toy, photo, tmp_path, capsys):
@@ -52,7 +69,9 @@ def test_paste_back_changes_only_the_face(toy, photo, tmp_path, capsys):
     want = A.align_face(A.load_photo(photo), RES)
     assert np.array_equal(np.asarray(Image.open(aligned_png)), np.asarray(want.image))
     rec = A.load_record(aligned_png.with_suffix(".json"))
-    assert np.allclose(rec["quad"], want.quad) and rec["size"] == RES and rec["faces_found"] == want.n_faces  # 2: a small second "face" on the suit
+    assert (
+        np.allclose(rec["quad"], want.quad) and rec["size"] == RES and rec["faces_found"] == want.n_faces
+    )  # 2: a small second "face" on the suit
 
     orig = np.asarray(Image.open(photo).convert("RGB")).astype(int)
     pasted = np.asarray(Image.open(pasted_png)).astype(int)
@@ -63,12 +82,12 @@ def test_paste_back_changes_only_the_face(toy, photo, tmp_path, capsys):
     x0, y0 = np.floor(q.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(q.max(axis=0)).astype(int) + 1
     box = np.zeros(diff.shape, bool)
-    box[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
+    box[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1] = True
     assert diff[~box].max() == 0
     # ... and wherever the feathered face mask, mapped into the photo, is 0
     from scipy.ndimage import map_coordinates
 
-    ys, xs = np.mgrid[:diff.shape[0], :diff.shape[1]]
+    ys, xs = np.mgrid[: diff.shape[0], : diff.shape[1]]
     uv = A.to_aligned(np.stack([xs, ys], axis=-1), q, RES)
     weight = map_coordinates(A.face_mask(RES), [uv[..., 1], uv[..., 0]], order=1, mode="constant", cval=0.0)
     assert (weight > 0).sum() < 0.2 * weight.size

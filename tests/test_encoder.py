@@ -46,6 +46,7 @@ def test_encoder_shape_and_e4e_parameterisation():
         EncoderConfig.from_dict({"depth": 3})
 
 
+@pytest.mark.slow
 def test_short_training_reduces_latent_loss():
     # a generator that already depends on the face parameters, so images carry the latent
     G, _ = train_generator(G_MICRO, DistillConfig(steps=40, eval_n=0), 32, seed=0)

@@ -1,6 +1,7 @@
 """``deltabench gap`` on a real domain: a toy ffhq (random weights in the official formats,
 from :mod:`test_real_domains`) and a tiny folder in the MultiModal-CelebA-HQ layout
 (``image/N.jpg``, ``text/N.txt`` with one caption a line)."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_real_domains import _config, weights  # noqa: F401  (weights: the module fixture)
 
 from deltabench.cli import main
-from test_real_domains import _config, weights  # noqa: F401  (weights: the module fixture)
 
 N_IMAGES, N_CAPTIONS = 12, 3
 COLORS = ("red", "green", "blue", "black")
@@ -28,11 +29,12 @@ def _mm_celeba(root, n=N_IMAGES, captions=True, uncaptioned=0):
     for i in range(n + uncaptioned):
         c = COLORS[i % len(COLORS)]
         a = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
-        a[8 + i % 8: 32 + i % 8, 8:32] = rgb[c]
+        a[8 + i % 8 : 32 + i % 8, 8:32] = rgb[c]
         Image.fromarray(a).save(root / "image" / f"{i}.jpg", quality=95)
         if captions and i < n:
-            lines = [f"This person has {c} hair.", f"The person is smiling and has {c} hair.",
-                     f"She wears a {c} hat."][:N_CAPTIONS]
+            lines = [f"This person has {c} hair.", f"The person is smiling and has {c} hair.", f"She wears a {c} hat."][
+                :N_CAPTIONS
+            ]
             (root / "text" / f"{i}.txt").write_text("\n".join(lines) + "\n")
     return root
 
@@ -54,11 +56,27 @@ def _one_error_line(capsys, *needles):
     return err[0]
 
 
+@pytest.mark.slow  # training or a many-file end-to-end check: minutes on 2 cores
 def test_gap_cli_on_mm_celeba_layout(toy_world, tmp_path, capsys):
     data = _mm_celeba(tmp_path / "mm-celeba", uncaptioned=1)
     out = tmp_path / "gap"
-    rc = main(["gap", "--world", toy_world, "--images", str(data), "--pairs", str(N_IMAGES), "--out", str(out),
-               "--tsne-iter", "250", "--threads", "1"])
+    rc = main(
+        [
+            "gap",
+            "--world",
+            toy_world,
+            "--images",
+            str(data),
+            "--pairs",
+            str(N_IMAGES),
+            "--out",
+            str(out),
+            "--tsne-iter",
+            "250",
+            "--threads",
+            "1",
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     assert "centroid distance" in cap.out and "1 of the 13 images" in cap.err
@@ -82,6 +100,7 @@ def test_gap_cli_on_mm_celeba_layout(toy_world, tmp_path, capsys):
     assert "| probe, MLP |" in (out / "gap.md").read_text()
 
 
+@pytest.mark.slow  # training or a many-file end-to-end check: minutes on 2 cores
 def test_pairs_are_the_domains_clip_embeddings(weights, tmp_path):  # noqa: F811
     """Images are embedded as the real domain embeds its test images; captions are seeded."""
     from deltabench.gap.data import caption_folder, folder_pairs
@@ -105,9 +124,22 @@ def test_pairs_are_the_domains_clip_embeddings(weights, tmp_path):  # noqa: F811
     assert len(picks) > 1  # the seed chooses among each image's captions
 
 
-@pytest.mark.parametrize("over", [{}, {"name": "lsun-toy", "encoder": None, "identity": None, "identity_loss": None,
-                                      "face_crop": "none", "neutral": "cat", "test_source": "generated",
-                                      "prompts": [{"source": "cat", "target": "black cat"}]}])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        {
+            "name": "lsun-toy",
+            "encoder": None,
+            "identity": None,
+            "identity_loss": None,
+            "face_crop": "none",
+            "neutral": "cat",
+            "test_source": "generated",
+            "prompts": [{"source": "cat", "target": "black cat"}],
+        },
+    ],
+)
 def test_folder_without_captions_is_one_error_line(over, tmp_path, capsys):
     p = tmp_path / "domain.json"
     p.write_text(json.dumps(_config(**over).to_dict()))

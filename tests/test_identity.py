@@ -16,8 +16,18 @@ from deltabench.world.train_identity import (
     verification_pairs,
 )
 
-MICRO = IdentityConfig(stem_width=8, widths=(16, 32), embed_dim=32, n_identities=40, images_per_identity=4,
-                       steps=30, batch_size=32, lr=3e-3, scale=16.0, margin=0.2)
+MICRO = IdentityConfig(
+    stem_width=8,
+    widths=(16, 32),
+    embed_dim=32,
+    n_identities=40,
+    images_per_identity=4,
+    steps=30,
+    batch_size=32,
+    lr=3e-3,
+    scale=16.0,
+    margin=0.2,
+)
 
 
 def test_arcface_margin_makes_loss_larger_than_softmax():
@@ -134,14 +144,21 @@ def test_identity_auc_matches_sklearn_on_constructed_embeddings():
     got = identity_auc(_PixelIdentity(0.8), n, seed, 16, render_fn=_fake_render)
     # the expected value, computed straight from the parameters of the same pairs
     a, b, same = verification_pairs(n, seed)
-    emb = [_constructed(torch.from_numpy(np.round((p.ident + 1) * 127.5) / 127.5 - 1).float(),
-                        torch.from_numpy(p.attrs).float(), 0.8) for p in (a, b)]
+    emb = [
+        _constructed(
+            torch.from_numpy(np.round((p.ident + 1) * 127.5) / 127.5 - 1).float(),
+            torch.from_numpy(p.attrs).float(),
+            0.8,
+        )
+        for p in (a, b)
+    ]
     want = roc_auc_score(same, F.cosine_similarity(emb[0], emb[1], dim=1).numpy())
     assert 0.6 < want < 0.99
     assert got == pytest.approx(want, abs=1e-9)
     assert pair_auc(emb[0], emb[1], same) == pytest.approx(want, abs=1e-12)
 
 
+@pytest.mark.slow  # training or a many-file end-to-end check: minutes on 2 cores
 def test_train_identity_reduces_loss_and_is_deterministic():
     net, stats = train_identity(MICRO, 32, seed=0)
     assert not net.training

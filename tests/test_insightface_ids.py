@@ -1,5 +1,6 @@
 """IDS through insightface itself (``ArcFaceONNX`` + ``face_align.norm_crop``), on an ONNX
 model exported from a small torch net; the fallback without insightface records a warning."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_real_domains import _TinyArcFace, weights  # noqa: F401 - `weights` is a fixture
 
 from deltabench.metrics.identity import IdentitySimilarity
 from deltabench.models.irse import ffhq_face_crop
 from deltabench.real import align as A
 from deltabench.real import loaders
 from deltabench.utils import uint8_to_float
-from test_real_domains import _TinyArcFace, weights  # noqa: F401 - `weights` is a fixture
 
 pytest.importorskip("insightface")
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX  # noqa: E402
@@ -33,8 +34,15 @@ def net_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("arcface") / "w600k_r50.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, (torch.randn(1, 3, 112, 112),), str(path), dynamo=False,
-                          input_names=["input.1"], output_names=["embedding"], dynamic_axes={"input.1": {0: "N"}})
+        torch.onnx.export(
+            net,
+            (torch.randn(1, 3, 112, 112),),
+            str(path),
+            dynamo=False,
+            input_names=["input.1"],
+            output_names=["embedding"],
+            dynamic_axes={"input.1": {0: "N"}},
+        )
     return net, path
 
 
@@ -123,6 +131,7 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
     class D:
         identity_info = m.info()
         fid_feature_name = "Inception pool3"
+        fid_resize = "clean-fid 'clean'"
         device = torch.device("cpu")
         clip = type("Clip", (), {"precision": "fp32"})()
 
@@ -143,9 +152,10 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
 
 
 def test_real_domain_scores_ids_through_insightface(weights):  # noqa: F811 - the imported fixture
+    from test_real_domains import _config
+
     from deltabench.real.domain import RealDomain
     from deltabench.runner import domain_notes
-    from test_real_domains import _config
 
     d = RealDomain(_config(), weights=weights)
     assert isinstance(d.identity, loaders.InsightFaceArcFace)

@@ -1,4 +1,5 @@
 """Metrics against reference values computed another way (closed forms, numpy, scikit-image)."""
+
 import math
 import mmap
 import time
@@ -12,8 +13,14 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from deltabench.metrics.clip_score import ClipScore, DirectionalClipScore, directional_clip_score
 from deltabench.metrics.cost import EditLatency, PeakMemory, measure
-from deltabench.metrics.fid import (FrechetDistance, KernelDistance, SingularCovarianceWarning, covariance_rank,
-                                    frechet_distance, frechet_distance_features)
+from deltabench.metrics.fid import (
+    FrechetDistance,
+    KernelDistance,
+    SingularCovarianceWarning,
+    covariance_rank,
+    frechet_distance,
+    frechet_distance_features,
+)
 from deltabench.metrics.identity import IdentitySimilarity
 from deltabench.metrics.image import PSNR, SSIM, psnr, ssim
 
@@ -29,6 +36,7 @@ def rotation(d, seed):
 
 
 # ---------------------------------------------------------------- FID
+
 
 @pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # pytorch-fid on new scipy
 def test_fid_of_two_gaussians_matches_closed_form():
@@ -46,8 +54,9 @@ def test_fid_of_two_gaussians_matches_closed_form():
     assert exact == pytest.approx(5.94, abs=0.01)  # the test itself: a non-trivial distance
     assert got == pytest.approx(exact, rel=0.02)
     # the same number as pytorch-fid from np.cov of the full sample
-    ref = calculate_frechet_distance(x.mean(0).numpy(), np.cov(x.numpy(), rowvar=False),
-                                     y.mean(0).numpy(), np.cov(y.numpy(), rowvar=False))
+    ref = calculate_frechet_distance(
+        x.mean(0).numpy(), np.cov(x.numpy(), rowvar=False), y.mean(0).numpy(), np.cov(y.numpy(), rowvar=False)
+    )
     assert got == pytest.approx(ref, rel=1e-9)
 
 
@@ -137,6 +146,7 @@ def test_frechet_distance_equals_pytorch_fid_where_it_is_well_posed():
         assert abs(frechet_distance_features(x, y) - ref) < 1e-8 * ref
 
 
+@pytest.mark.slow
 def test_fid_from_few_samples_is_exact_and_never_crashes():
     """4 samples of 256-d features: scipy's sqrtm aborted the interpreter here (a 2-image run's
     summary). The sample-space route (an SVD of [4, 4]) equals the covariance route."""
@@ -152,6 +162,7 @@ def test_fid_from_few_samples_is_exact_and_never_crashes():
 
 
 # ---------------------------------------------------------------- KID
+
 
 def kid_naive(x: np.ndarray, y: np.ndarray) -> float:
     """Unbiased MMD^2, polynomial kernel, all samples, written out with loops over pairs."""
@@ -175,8 +186,11 @@ def test_kid_matches_the_formula_written_out():
 def test_kid_near_zero_for_identical_sets_and_positive_for_shifted():
     x = gaussian(600, np.zeros(16), np.eye(16), 0)
     kids = {}
-    for name, y in {"same set": x, "same law": gaussian(600, np.zeros(16), np.eye(16), 1),
-                    "shifted": gaussian(600, 0.5 * np.ones(16), np.eye(16), 1)}.items():
+    for name, y in {
+        "same set": x,
+        "same law": gaussian(600, np.zeros(16), np.eye(16), 1),
+        "shifted": gaussian(600, 0.5 * np.ones(16), np.eye(16), 1),
+    }.items():
         kids[name] = KernelDistance(subset_size=200, n_subsets=50)
         kids[name].update(real=x, fake=y)
         kids[name] = kids[name].compute_std()
@@ -201,6 +215,7 @@ def test_kid_merge_and_seed_determinism():
 
 
 # ---------------------------------------------------------------- PSNR, SSIM
+
 
 def image_pair(seed, n=3, size=24):
     g = torch.Generator().manual_seed(seed)
@@ -252,6 +267,7 @@ def test_mean_metrics_merge_exactly():
 
 # ---------------------------------------------------------------- IDS, CLIP scores
 
+
 def test_ids_is_one_for_identical_images_and_lower_otherwise():
     proj = torch.randn(3 * 8 * 8, 16, generator=torch.Generator().manual_seed(0))
     embed = lambda img: img.flatten(1) @ proj  # noqa: E731  (un-normalised on purpose)
@@ -281,6 +297,7 @@ def test_directional_clip_score_flips_sign_and_matches_cosine():
 
 # ---------------------------------------------------------------- cost
 
+
 def _rss_now() -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
@@ -309,6 +326,7 @@ def test_measure_times_and_sees_peak_memory():
 
 # ---------------------------------------------------------------- the suite on the micro world
 
+
 @pytest.fixture(scope="module")
 def domain(micro_world):
     from deltabench.domain import SynthfacesDomain
@@ -326,9 +344,19 @@ def test_suite_scores_a_micro_world_cell(domain):
     start = domain.generator.synthesis(domain.invert(test.images))
     edited = domain.generator.synthesis(domain.sample_w_plus(80, seed=9))  # stand-in edits: other faces
     suite = build_metrics(domain, prompt, kid_subset_size=16, kid_subsets=10)
-    assert list(suite.metrics) == ["fid", "kid", "psnr", "ssim", "ids", "clip_score", "clip_direction",
-                                   "manipulation_accuracy", "disentanglement", "identity_param_error",
-                                   "identity_regression"]
+    assert list(suite.metrics) == [
+        "fid",
+        "kid",
+        "psnr",
+        "ssim",
+        "ids",
+        "clip_score",
+        "clip_direction",
+        "manipulation_accuracy",
+        "disentanglement",
+        "identity_param_error",
+        "identity_regression",
+    ]
     assert suite.labels()["fid"] == "FID (oracle)"
     with warnings.catch_warnings():
         warnings.simplefilter("error", SingularCovarianceWarning)  # 80 images > 64-d features
@@ -381,7 +409,8 @@ def test_suite_no_edit_is_perfect_and_swapped_prompt_flips_direction(domain):
     np.testing.assert_allclose(a.numpy(), -b.numpy(), atol=1e-9)
     assert rows["clip_direction"].shape == (16,)
     assert ClipScore(domain.clip_image, tgt, scale=100).update(edited).mean() == pytest.approx(
-        100 * float((domain.clip_image(edited) @ tgt).mean()), abs=1e-3)
+        100 * float((domain.clip_image(edited) @ tgt).mean()), abs=1e-3
+    )
 
 
 def test_fid_of_weighted_distinct_rows_equals_the_repeated_rows():

@@ -15,6 +15,7 @@ The reference ops follow the official ``models/stylegan2/model.py`` ``EqualLinea
 and ``op/fused_act.py`` (``leaky_relu(x + bias, 0.2) * sqrt(2)``, bias on the last axis of 3-D
 input).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ from deltabench.checkpoints import CheckpointError
 from deltabench.domainbase import DomainBase
 from deltabench.models.stylegan2 import GeneratorConfig, build_generator
 from deltaedit.mapper import DeltaMapper
-from deltaedit.official import (convert_official_state_dict, from_official_state_dict, official_keys,
-                               to_official_state_dict)
+from deltaedit.official import (
+    convert_official_state_dict,
+    from_official_state_dict,
+    official_keys,
+    to_official_state_dict,
+)
 
 LR_MUL = 0.01
 # 64 px, 9 non-toRGB layers: coarse 3 x 16, medium 4 x 16, fine 16 + 8 = 24 (official structure).
@@ -71,8 +76,11 @@ class EqualLinearParams(nn.Module):
 class OfficialMapper(nn.Module):
     def __init__(self, i: int, o: int, norm: bool = True):
         super().__init__()
-        layers = ([PixelNormSlot()] if norm else []) + [EqualLinearParams(i, o)] + \
-            [EqualLinearParams(o, o) for _ in range(3)]
+        layers = (
+            ([PixelNormSlot()] if norm else [])
+            + [EqualLinearParams(i, o)]
+            + [EqualLinearParams(o, o) for _ in range(3)]
+        )
         self.mapping = nn.Sequential(*layers)
 
 
@@ -108,7 +116,7 @@ class OfficialStyleCLIPMapper(nn.Module):
 
 # -- reference forwards ------------------------------------------------------------------------
 def ref_pixel_norm(x):
-    return x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+    return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
 
 
 def ref_equal_linear_lrelu(x, w, b):
@@ -156,11 +164,23 @@ def ref_levels_mapper(sd: dict, x):
 
 def _opts(**over) -> dict:
     """vars() of the official train_options (the fields that matter, plus a few others)."""
-    ns = argparse.Namespace(exp_dir="../results/x", mapper_type="LevelsMapper", no_coarse_mapper=False,
-                            no_medium_mapper=False, no_fine_mapper=False, work_in_stylespace=False,
-                            batch_size=2, learning_rate=0.5, clip_lambda=1.0, latent_l2_lambda=0.8,
-                            id_lambda=0.1, stylegan_size=1024, checkpoint_path=None,
-                            description="face with glasses", device="cuda:0")
+    ns = argparse.Namespace(
+        exp_dir="../results/x",
+        mapper_type="LevelsMapper",
+        no_coarse_mapper=False,
+        no_medium_mapper=False,
+        no_fine_mapper=False,
+        work_in_stylespace=False,
+        batch_size=2,
+        learning_rate=0.5,
+        clip_lambda=1.0,
+        latent_l2_lambda=0.8,
+        id_lambda=0.1,
+        stylegan_size=1024,
+        checkpoint_path=None,
+        description="face with glasses",
+        device="cuda:0",
+    )
     for k, v in over.items():
         setattr(ns, k, v)
     return vars(ns)
@@ -207,6 +227,7 @@ def test_deltaedit_checkpoint_edits_as_the_official_forward(small_deltaedit, sma
     assert list(back) == official_keys() and all(torch.equal(back[k], sd[k]) for k in sd)
 
 
+@pytest.mark.slow  # training or a many-file end-to-end check: minutes on 2 cores
 def test_deltaedit_at_1024_is_the_official_model(layout_1024):
     torch.manual_seed(8)
     with torch.no_grad():
@@ -225,7 +246,10 @@ def test_deltaedit_at_1024_is_the_official_model(layout_1024):
 
 def test_deltaedit_wrong_kinds_are_clear_errors(tmp_path, small_deltaedit, small_layout, layout_1024):
     path, _ = small_deltaedit
-    with pytest.raises(CheckpointError, match=r"expected coarse per-layer width 512, .*fine width 2464 .*found coarse per-layer width 16, .*fine width 24$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"expected coarse per-layer width 512, .*fine width 2464 .*found coarse per-layer width 16, .*fine width 24$",
+    ):
         deltaedit.load_official_checkpoint(path, layout_1024)  # a 64 px file for the 1024 px generator
     lm_file = tmp_path / "afro.pt"
     _save_lm(lm_file, dim=8, n_rgb=1)
@@ -243,8 +267,9 @@ def test_deltaedit_wrong_kinds_are_clear_errors(tmp_path, small_deltaedit, small
     (tmp_path / "torn.pth").write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="corrupt"):
         deltaedit.load_official_checkpoint(tmp_path / "torn.pth", small_layout)
-    unequal = build_generator(GeneratorConfig(size=64, style_dim=32, n_mlp=2,
-                                              channels={4: 16, 8: 8, 16: 8, 32: 8, 64: 8})).slayout
+    unequal = build_generator(
+        GeneratorConfig(size=64, style_dim=32, n_mlp=2, channels={4: 16, 8: 8, 16: 8, 32: 8, 64: 8})
+    ).slayout
     with pytest.raises(CheckpointError, match=r"equal coarse layer widths.*\[16, 16, 8\]"):
         deltaedit.load_official_checkpoint(path, unequal)
 
@@ -255,8 +280,12 @@ def test_released_mapper_edits_as_the_official_levels_mapper(tmp_path):
     sd = _save_lm(tmp_path / "afro.pt")
     m = lm.load_official_mapper(tmp_path / "afro.pt")
     assert isinstance(m, lm.LevelsMapper) and m.n_latent == 18
-    assert m.official_info == {"description": "face with glasses", "groups": ["coarse", "medium", "fine"],
-                               "stylegan_size": 1024, "n_latent": 18}
+    assert m.official_info == {
+        "description": "face with glasses",
+        "groups": ["coarse", "medium", "fine"],
+        "stylegan_size": 1024,
+        "n_latent": 18,
+    }
     w = torch.randn(3, 18, 512, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ours, ref = m(w), ref_levels_mapper(sd, w)
@@ -266,8 +295,9 @@ def test_released_mapper_edits_as_the_official_levels_mapper(tmp_path):
 def test_released_mapper_without_fine_mapper_and_other_sizes(tmp_path):
     torch.manual_seed(4)
     # --no_fine_mapper (the README's mohawk example), 64 px decoder: 10 W+ entries, official split 4 / 8
-    sd = _save_lm(tmp_path / "mohawk.pt", dim=32, n_rgb=4, opts={"no_fine_mapper": True, "stylegan_size": 64},
-                  fine=False)
+    sd = _save_lm(
+        tmp_path / "mohawk.pt", dim=32, n_rgb=4, opts={"no_fine_mapper": True, "stylegan_size": 64}, fine=False
+    )
     m = lm.load_official_mapper(tmp_path / "mohawk.pt")
     assert m.n_latent == 10 and m.official_info["groups"] == ["coarse", "medium"]
     assert lm.level_split(10) != m.split  # deltabench's own scaled split is not used for released files
@@ -277,14 +307,19 @@ def test_released_mapper_without_fine_mapper_and_other_sizes(tmp_path):
     assert (out - ref_levels_mapper(sd, w)).abs().max() < 1e-5
     assert torch.equal(out[:, 8:], torch.zeros_like(out[:, 8:]))
     # opts held as an argparse.Namespace (older pSp-style files) load too
-    torch.save({"state_dict": sd, "opts": argparse.Namespace(**_opts(no_fine_mapper=True, stylegan_size=64))},
-               tmp_path / "ns.pt")
+    torch.save(
+        {"state_dict": sd, "opts": argparse.Namespace(**_opts(no_fine_mapper=True, stylegan_size=64))},
+        tmp_path / "ns.pt",
+    )
     assert lm.load_official_mapper(tmp_path / "ns.pt").official_info["groups"] == ["coarse", "medium"]
 
 
 def test_released_mapper_wrong_kinds_are_clear_errors(tmp_path, small_deltaedit):
     path, _ = small_deltaedit
-    with pytest.raises(CheckpointError, match=r"expected keys 'opts', 'state_dict'; found 'cm_coarse.mapping.1.bias'.*a DeltaEdit checkpoint"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"expected keys 'opts', 'state_dict'; found 'cm_coarse.mapping.1.bias'.*a DeltaEdit checkpoint",
+    ):
         lm.load_official_mapper(path)
     sd = {f"mapper.mapper_{c}.mapping.1.weight": torch.zeros(4, 4) for c in range(3)}
     torch.save({"state_dict": sd, "opts": _opts(work_in_stylespace=True)}, tmp_path / "s.pt")
@@ -325,7 +360,9 @@ def test_lm_method_uses_a_released_mapper_for_its_prompt(tmp_path, monkeypatch):
     torch.manual_seed(6)
     sd = _save_lm(tmp_path / "glasses.pt", dim=32, n_rgb=4, opts={"stylegan_size": 64})
     plain = lm.StyleCLIPMapper(dom, tmp_path / "work")
-    m = lm.StyleCLIPMapper(dom, tmp_path / "work", config={"checkpoints": {"face  with glasses": str(tmp_path / "glasses.pt")}})
+    m = lm.StyleCLIPMapper(
+        dom, tmp_path / "work", config={"checkpoints": {"face  with glasses": str(tmp_path / "glasses.pt")}}
+    )
     assert m.cfg.checkpoints == {"face with glasses": str(tmp_path / "glasses.pt")}
     assert m.run_dir == plain.run_dir  # trained mappers of other prompts stay valid
     assert "checkpoints" not in plain.cfg.to_dict()  # configs from before the option hash as before

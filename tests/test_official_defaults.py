@@ -8,18 +8,19 @@ re-implementation of the official code (random weights in the official formats, 
 - The CLIP feed of DeltaEdit, StyleCLIP-OP and -LM (``criteria/clip_loss.py``): Upsample(x7) +
   AvgPool(size/32) of the [-1, 1] image, no mean/std.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_official_checkpoints import OfficialDeltaMapper, ref_delta_mapper
+from test_real_domains import TINY_CLIP, _register_tiny_clip
 
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, save_rosinality_checkpoint
 from deltabench.real import loaders
 from deltabench.real.domain import RealDomain, RealDomainConfig
-from test_official_checkpoints import OfficialDeltaMapper, ref_delta_mapper
-from test_real_domains import TINY_CLIP, _register_tiny_clip
 
 RES = 64
 # The official DeltaMapper's structure at 64 px: coarse 3 x 16, medium 4 x 16, fine 16 + 8.
@@ -43,10 +44,19 @@ def toy(tmp_path_factory):
     torch.save(open_clip.create_model(TINY_CLIP, pretrained=None).state_dict(), d / "clip.pt")
     torch.manual_seed(5)
     torch.save(loaders.fid_inception_net(None).state_dict(), d / "fid.pth")
-    cfg = RealDomainConfig.from_dict({
-        "name": "ffhq-toy64", "resolution": RES, "generator": str(d / "g.pt"), "clip": str(d / "clip.pt"),
-        "clip_model": TINY_CLIP, "fid": str(d / "fid.pth"), "neutral": "face", "test_source": "generated",
-        "prompts": [{"source": "face", "target": "face with smile"}]})
+    cfg = RealDomainConfig.from_dict(
+        {
+            "name": "ffhq-toy64",
+            "resolution": RES,
+            "generator": str(d / "g.pt"),
+            "clip": str(d / "clip.pt"),
+            "clip_model": TINY_CLIP,
+            "fid": str(d / "fid.pth"),
+            "neutral": "face",
+            "test_source": "generated",
+            "prompts": [{"source": "face", "target": "face with smile"}],
+        }
+    )
     return RealDomain(cfg), d
 
 
@@ -91,8 +101,9 @@ def _official_inference(G, clip, tok, templates, fs3, sd, w, photos, target, neu
         from PIL import Image
         from torchvision import transforms
 
-        tf = transforms.Compose([transforms.Resize(256), transforms.ToTensor(),
-                                 transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+        tf = transforms.Compose(
+            [transforms.Resize(256), transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+        )
         u8 = ((photos.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         img = torch.stack([tf(Image.fromarray(a)) for a in u8])
         c = clip.encode_image(_official_feed(img, 256))
@@ -116,7 +127,7 @@ def _fs3_around(dt_raw: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     r -= (r @ u)[:, None] * u[None]
     r /= np.linalg.norm(r, axis=1, keepdims=True)
     cos = rng.permutation(np.linspace(-1, 1, n))
-    return (cos[:, None] * u[None] + np.sqrt(1 - cos ** 2)[:, None] * r).astype(np.float32)
+    return (cos[:, None] * u[None] + np.sqrt(1 - cos**2)[:, None] * r).astype(np.float32)
 
 
 def test_deltaedit_on_a_real_domain_edits_as_the_official_inference(toy, tmp_path):
@@ -195,7 +206,9 @@ def test_deltaedit_beta_uses_the_domain_styleclip_gd_fs3(toy, tmp_path, monkeypa
     m = DeltaEdit(domain, tmp_path / "methods" / domain.key, checkpoint=str(tmp_path / "net.pth"))
     info = m.fit()
     assert seen["work_dir"] == tmp_path / "methods" / domain.key / "styleclip-gd"
-    assert seen["cfg"].resolve(domain) == gd.FS3Config.from_dict(domain.method_defaults.get("styleclip-gd", {}).get("config", {})).resolve(domain)
+    assert seen["cfg"].resolve(domain) == gd.FS3Config.from_dict(
+        domain.method_defaults.get("styleclip-gd", {}).get("config", {})
+    ).resolve(domain)
     assert info["relevance"]["source"] == "styleclip-gd fs3" and m.relevance.shape[0] == 136
 
 
@@ -263,8 +276,9 @@ def _ref_ranger_run(params, grads, lr, steps):
                 n_sma = n_max - 2 * s["step"] * b2t / (1 - b2t)
                 b[1] = n_sma
                 if n_sma > thr:
-                    size = math.sqrt((1 - b2t) * (n_sma - 4) / (n_max - 4) * (n_sma - 2) / n_sma * n_max /
-                                     (n_max - 2)) / (1 - beta1 ** s["step"])
+                    size = math.sqrt(
+                        (1 - b2t) * (n_sma - 4) / (n_max - 4) * (n_sma - 2) / n_sma * n_max / (n_max - 2)
+                    ) / (1 - beta1 ** s["step"])
                 else:
                     size = 1.0 / (1 - beta1 ** s["step"])
                 b[2] = size
@@ -311,7 +325,14 @@ def test_styleclip_real_domain_defaults_are_the_official_ones(toy):
     domain, d = toy
     dflt = domain.method_defaults
     cfg = lm.LMConfig.from_dict(dflt["styleclip-lm"]["config"])
-    assert (cfg.steps, cfg.batch, cfg.optimizer, cfg.lr, cfg.l2_lambda, cfg.id_lambda) == (50_000, 2, "ranger", 0.5, 0.8, 0.1)
+    assert (cfg.steps, cfg.batch, cfg.optimizer, cfg.lr, cfg.l2_lambda, cfg.id_lambda) == (
+        50_000,
+        2,
+        "ranger",
+        0.5,
+        0.8,
+        0.1,
+    )
     assert cfg.to_dict()["optimizer"] == "ranger" and "optimizer" not in lm.LMConfig().to_dict()
     ocfg = op.OPConfig.from_dict(dflt["styleclip-op"]["config"])
     assert (ocfg.id_lambda, ocfg.lr, ocfg.steps, ocfg.l2_lambda) == (0.0, 0.1, 300, 0.008)
@@ -368,6 +389,7 @@ def _naive_single_channel(domain, n_images, n_std, seed, channels):
     return fs3 / np.linalg.norm(fs3, axis=-1)[:, None], mean, std
 
 
+@pytest.mark.slow  # training or a many-file end-to-end check: minutes on 2 cores
 def test_fs3_official_protocol_matches_single_channel(toy):
     import baselines.gd as gd
 
@@ -385,8 +407,9 @@ def test_fs3_official_protocol_matches_single_channel(toy):
     naive = gd.compute_fs3_naive(domain, cfg, s, channels=channels)
     assert np.abs(naive.numpy() - want).max() < 2e-4
     # the per-image protocol measures something else
-    per_image, _, _ = gd.compute_fs3(domain, gd.FS3Config(n_images=3, n_std=1500, seed=2, precision="fp32"),
-                                     channels=channels)
+    per_image, _, _ = gd.compute_fs3(
+        domain, gd.FS3Config(n_images=3, n_std=1500, seed=2, precision="fp32"), channels=channels
+    )
     assert np.abs(per_image.numpy() - want).max() > 1e-2
     with pytest.raises(ValueError, match="protocol"):
         gd.FS3Config(protocol="tf")

@@ -4,12 +4,10 @@ import torch
 from torch import nn
 
 from deltabench.models.oracle import Oracle, OracleConfig, OracleOutput
-from deltabench.world.train_oracle import world_oracle
 from deltabench.world.attributes import ATTRIBUTES, IDENTITY_PARAMS, sample_params
-from deltabench.world.train_oracle import ident_error, oracle_accuracy, train_oracle
+from deltabench.world.train_oracle import ident_error, oracle_accuracy, train_oracle, world_oracle
 
-MICRO = OracleConfig(stem_width=8, widths=(16, 32), feature_dim=64, pool_size=256, steps=30, batch_size=32,
-                     lr=3e-3)
+MICRO = OracleConfig(stem_width=8, widths=(16, 32), feature_dim=64, pool_size=256, steps=30, batch_size=32, lr=3e-3)
 
 
 @pytest.mark.parametrize("res", [32, 64])
@@ -90,6 +88,7 @@ def test_oracle_accuracy_and_ident_error_on_a_perfect_oracle():
     assert all(v == pytest.approx(0.25, abs=1e-6) for v in ident_error(_PerfectOracle(), images, shifted).values())
 
 
+@pytest.mark.slow  # training or a many-file end-to-end check: minutes on 2 cores
 def test_train_oracle_reduces_loss_and_is_deterministic():
     oracle, stats = train_oracle(MICRO, 32, seed=0)
     assert isinstance(oracle, Oracle) and not oracle.training

@@ -2,6 +2,7 @@
 is not a terminal (what, done/total, rate, ETA, postfix; a final line with the total time), a
 kept tqdm bar on a terminal, and nothing under ``DELTABENCH_QUIET=1``; ``timed`` says when a
 block starts and how long it took."""
+
 from __future__ import annotations
 
 import io
@@ -42,12 +43,12 @@ FINAL = re.compile(r"^deltabench: demo loop 40/40 \(100%\) done in ([\d.]+) s \(
 def _run(**env_extra) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DELTABENCH_QUIET"}
     env.update({"DELTABENCH_LOG_EVERY": "0.2", "OMP_NUM_THREADS": "1", **env_extra})
-    r = subprocess.run([sys.executable, "-c", LOOP], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", LOOP], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
 
+@pytest.mark.slow
 def test_progress_lines_when_stderr_is_a_pipe():
     r = _run()
     elapsed = float(r.stdout.strip().splitlines()[-1])
@@ -81,6 +82,7 @@ def test_progress_lines_when_stderr_is_a_pipe():
     assert len(lines) == len(demo) + len(nolen) + len(upd), lines
 
 
+@pytest.mark.slow
 def test_log_every_throttles():
     r = _run(DELTABENCH_LOG_EVERY="100")  # one line at the first item after 1 s, then only the final line
     demo = [ln for ln in r.stderr.splitlines() if ln.startswith("deltabench: demo loop")]
@@ -133,8 +135,9 @@ def test_timed(monkeypatch, capsys):
     with pytest.raises(KeyError):
         with utils.timed("broken"):
             raise KeyError("x")
-    assert re.fullmatch(r"deltabench: broken started\ndeltabench: broken failed after \d+\.\d s\n",
-                        capsys.readouterr().err)
+    assert re.fullmatch(
+        r"deltabench: broken started\ndeltabench: broken failed after \d+\.\d s\n", capsys.readouterr().err
+    )
     got = []
     with utils.timed("stage", log=got.append):
         pass

@@ -9,6 +9,7 @@ pytorch-fid's Inception state dict. They load through the public loaders into a
 The full-size layouts (1024 px generator, ViT-B-32, IR-SE50, e4e at 1024) are checked on the
 meta device (no memory, no time).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,9 @@ TINY_IRSE = IRSEConfig(units=(1, 1, 1, 1), widths=(8, 16, 24, STYLE), stem_width
 
 def _tiny_generator(seed: int = 0, size: int = RES) -> StyleGAN2:
     torch.manual_seed(seed)
-    return StyleGAN2(GeneratorConfig(size=size, style_dim=STYLE, n_mlp=2,
-                                     channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8})).eval()
+    return StyleGAN2(
+        GeneratorConfig(size=size, style_dim=STYLE, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16, 64: 8})
+    ).eval()
 
 
 class _TinyArcFace(torch.nn.Module):
@@ -73,10 +75,16 @@ def _register_tiny_clip(tmp) -> None:
 
     cfg_dir = tmp / "clip_cfg"
     cfg_dir.mkdir(exist_ok=True)
-    (cfg_dir / f"{TINY_CLIP}.json").write_text(json.dumps({
-        "embed_dim": 32, "quick_gelu": True,
-        "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    (cfg_dir / f"{TINY_CLIP}.json").write_text(
+        json.dumps(
+            {
+                "embed_dim": 32,
+                "quick_gelu": True,
+                "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32, "head_width": 16},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+            }
+        )
+    )
     open_clip.add_model_config(cfg_dir)
 
 
@@ -89,11 +97,22 @@ def weights(tmp_path_factory):
     G = _tiny_generator()
     save_rosinality_checkpoint(d / "stylegan2-test.pt", G, G.mean_latent(500))
     torch.manual_seed(1)
-    enc = Encoder4Editing(E4EConfig(backbone=TINY_IRSE, n_styles=G.n_latent, style_dim=STYLE, input_size=64,
-                                    convs=(2, 3, 4))).eval()
-    save_e4e_checkpoint(d / "e4e_test.pt", enc, G.state_dict(), G.mean_latent(500).reshape(-1),
-                        {"stylegan_size": RES, "encoder_type": "Encoder4Editing", "start_from_latent_avg": True,
-                         "checkpoint_path": None, "lpips_lambda": 0.8})
+    enc = Encoder4Editing(
+        E4EConfig(backbone=TINY_IRSE, n_styles=G.n_latent, style_dim=STYLE, input_size=64, convs=(2, 3, 4))
+    ).eval()
+    save_e4e_checkpoint(
+        d / "e4e_test.pt",
+        enc,
+        G.state_dict(),
+        G.mean_latent(500).reshape(-1),
+        {
+            "stylegan_size": RES,
+            "encoder_type": "Encoder4Editing",
+            "start_from_latent_avg": True,
+            "checkpoint_path": None,
+            "lpips_lambda": 0.8,
+        },
+    )
     _register_tiny_clip(d)
     torch.manual_seed(2)
     clip = open_clip.create_model(TINY_CLIP, pretrained=None)
@@ -104,8 +123,15 @@ def weights(tmp_path_factory):
     onnx_dir.mkdir()
     with warnings.catch_warnings():  # the TorchScript exporter (the dynamo one needs onnxscript) is deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, (torch.randn(1, 3, 112, 112),), str(onnx_dir / "w600k_r50.onnx"), dynamo=False,
-                          input_names=["input.1"], output_names=["embedding"], dynamic_axes={"input.1": {0: "N"}})
+        torch.onnx.export(
+            net,
+            (torch.randn(1, 3, 112, 112),),
+            str(onnx_dir / "w600k_r50.onnx"),
+            dynamo=False,
+            input_names=["input.1"],
+            output_names=["embedding"],
+            dynamic_axes={"input.1": {0: "N"}},
+        )
     torch.manual_seed(4)
     torch.save(IRSEBackbone(TINY_IRSE, 112, 16).state_dict(), d / "irse-test.pth")
     torch.manual_seed(5)
@@ -114,10 +140,21 @@ def weights(tmp_path_factory):
 
 
 def _config(**over) -> RealDomainConfig:
-    d = {"name": "ffhq-toy", "resolution": RES, "generator": "stylegan2-test.pt", "encoder": "e4e_test.pt",
-         "clip": "clip-test.pt", "clip_model": TINY_CLIP, "identity": "buffalo_test", "identity_loss": "irse-test.pth",
-         "fid": "pt_inception-test.pth", "neutral": "face", "prompts": [{"source": "face", "target": "face with smile"}],
-         "images_env": "DELTABENCH_TOY_IMAGES", **over}
+    d = {
+        "name": "ffhq-toy",
+        "resolution": RES,
+        "generator": "stylegan2-test.pt",
+        "encoder": "e4e_test.pt",
+        "clip": "clip-test.pt",
+        "clip_model": TINY_CLIP,
+        "identity": "buffalo_test",
+        "identity_loss": "irse-test.pth",
+        "fid": "pt_inception-test.pth",
+        "neutral": "face",
+        "prompts": [{"source": "face", "target": "face with smile"}],
+        "images_env": "DELTABENCH_TOY_IMAGES",
+        **over,
+    }
     return RealDomainConfig.from_dict(d)
 
 
@@ -150,8 +187,8 @@ def test_domain_configs_ship_as_data():
         load_domain_config("lsun-dog")
 
 
-
 # --- full-size layouts, on the meta device -------------------------------------------------
+
 
 def test_generator_1024_layout_is_config_f():
     with torch.device("meta"):
@@ -184,7 +221,12 @@ def test_e4e_and_irse50_full_layouts():
     assert tuple(sd["styles.17.convs.10.weight"].shape) == (512, 512, 3, 3) and "styles.17.convs.12.weight" not in sd
     assert "styles.2.convs.6.weight" in sd and "styles.2.convs.8.weight" not in sd
     assert tuple(sd["styles.0.linear.weight"].shape) == (512, 512)
-    assert tuple(sd["latlayer1.weight"].shape) == (512, 256, 1, 1) and tuple(sd["latlayer2.weight"].shape) == (512, 128, 1, 1)
+    assert tuple(sd["latlayer1.weight"].shape) == (512, 256, 1, 1) and tuple(sd["latlayer2.weight"].shape) == (
+        512,
+        128,
+        1,
+        1,
+    )
     assert enc.ends == (2, 6, 20, 23)  # the official taps c1 = unit 6, c2 = 20, c3 = 23
     cfg = e4e_config_from_state_dict(sd)
     assert (cfg.n_styles, cfg.input_size, cfg.convs, cfg.backbone.units) == (18, 256, (4, 5, 6), (3, 4, 14, 3))
@@ -201,18 +243,26 @@ def test_vit_b32_quickgelu_key_table():
     with torch.device("meta"):
         m = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None, device="meta")
     sd = m.state_dict()
-    expect = {"visual.conv1.weight": (768, 3, 32, 32), "visual.class_embedding": (768,),
-              "visual.positional_embedding": (50, 768), "visual.proj": (768, 512),
-              "visual.transformer.resblocks.11.mlp.c_fc.weight": (3072, 768),
-              "transformer.resblocks.11.attn.in_proj_weight": (1536, 512), "token_embedding.weight": (49408, 512),
-              "positional_embedding": (77, 512), "text_projection": (512, 512), "ln_final.weight": (512,),
-              "logit_scale": ()}
+    expect = {
+        "visual.conv1.weight": (768, 3, 32, 32),
+        "visual.class_embedding": (768,),
+        "visual.positional_embedding": (50, 768),
+        "visual.proj": (768, 512),
+        "visual.transformer.resblocks.11.mlp.c_fc.weight": (3072, 768),
+        "transformer.resblocks.11.attn.in_proj_weight": (1536, 512),
+        "token_embedding.weight": (49408, 512),
+        "positional_embedding": (77, 512),
+        "text_projection": (512, 512),
+        "ln_final.weight": (512,),
+        "logit_scale": (),
+    }
     assert {k: tuple(sd[k].shape) for k in expect} == expect
     assert sum(v.numel() for v in sd.values() if v.dtype.is_floating_point) == 151_277_313  # OpenAI ViT-B/32
     assert isinstance(m.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
 
 
 # --- loaders agree with the networks that wrote the files ----------------------------------
+
 
 def test_loaders_reproduce_the_saved_networks(weights):
     import open_clip
@@ -234,8 +284,9 @@ def test_loaders_reproduce_the_saved_networks(weights):
     assert torch.allclose(wp, enc(x64) + ck.inverter.latent_avg, atol=1e-5)
     codes = enc(x64)
     torch.manual_seed(1)
-    src_enc = Encoder4Editing(E4EConfig(backbone=TINY_IRSE, n_styles=G.n_latent, style_dim=STYLE, input_size=64,
-                                        convs=(2, 3, 4))).eval()
+    src_enc = Encoder4Editing(
+        E4EConfig(backbone=TINY_IRSE, n_styles=G.n_latent, style_dim=STYLE, input_size=64, convs=(2, 3, 4))
+    ).eval()
     assert torch.allclose(codes, src_enc(x64), atol=1e-5)
     # e4e's forward, recomputed by hand: w_i = w0 + map2style_i(features), features c3 for
     # entries < 3, p2 = up(c3) + latlayer1(c2) for < 7, p1 = up(p2) + latlayer2(c1) after
@@ -272,12 +323,16 @@ def test_loaders_reproduce_the_saved_networks(weights):
     ref_clip = open_clip.create_model(TINY_CLIP, pretrained=None).eval()
     # the official feed: Upsample(x7) + AvgPool(size // 32) -> 224, then CLIP mean/std
     x224 = torch.nn.functional.interpolate(x, scale_factor=7, mode="nearest")
-    mean, std = torch.tensor(open_clip.OPENAI_DATASET_MEAN)[:, None, None], torch.tensor(open_clip.OPENAI_DATASET_STD)[:, None, None]
+    mean, std = (
+        torch.tensor(open_clip.OPENAI_DATASET_MEAN)[:, None, None],
+        torch.tensor(open_clip.OPENAI_DATASET_STD)[:, None, None],
+    )
     want = ref_clip.encode_image(((x224 + 1) / 2 - mean) / std, normalize=True)
     assert torch.allclose(clip.encode_image(x), want, atol=1e-5)
     tok = open_clip.get_tokenizer(TINY_CLIP)
-    assert torch.allclose(clip.encode_text(["face with smile"]), ref_clip.encode_text(tok(["face with smile"]), normalize=True),
-                          atol=1e-5)
+    assert torch.allclose(
+        clip.encode_text(["face with smile"]), ref_clip.encode_text(tok(["face with smile"]), normalize=True), atol=1e-5
+    )
     assert clip.tokenizer.unknown_words("a zyzzyva face") == []
 
     fid = loaders.load_fid_inception(weights / "pt_inception-test.pth")
@@ -292,8 +347,14 @@ def test_loaders_reproduce_the_saved_networks(weights):
     with um.patch.object(pfi, "fid_inception_v3", lambda: raw):
         ref_fid = InceptionV3([3]).eval()
     q = ((x + 1) * 127.5).round() / 255
-    assert torch.allclose(fid.features(x), ref_fid(q)[0].flatten(1), atol=1e-4)
+    # default: clean-fid's PIL bicubic resize to 299 first (pytorch-fid's own resize is then a copy)
+    from deltabench.metrics.fid import clean_resize
+
+    assert fid.resize == "clean"
+    assert torch.allclose(fid.features(x), ref_fid(clean_resize(q * 255, 299) / 255)[0].flatten(1), atol=1e-4)
     assert fid.features(x).shape == (3, 2048)
+    fid.resize = "pytorch-fid"  # pytorch-fid's bilinear resize, as its CLI computes FID from files
+    assert torch.allclose(fid.features(x), ref_fid(q)[0].flatten(1), atol=1e-4)
 
 
 class _OpenAIStyleHolder(torch.nn.Module):
@@ -324,8 +385,9 @@ def test_open_clip_loads_openai_torchscript_archive(weights, tmp_path):
         torch.jit.trace(_OpenAIStyleHolder(m), torch.zeros(1)).save(str(tmp_path / "ViT-B-32.pt"))
     clip = loaders.load_open_clip(tmp_path / "ViT-B-32.pt", TINY_CLIP)
     x = torch.rand(2, 3, RES, RES) * 2 - 1
-    assert torch.allclose(clip.encode_image(x), loaders.load_open_clip(weights / "clip-test.pt", TINY_CLIP).encode_image(x),
-                          atol=1e-6)
+    assert torch.allclose(
+        clip.encode_image(x), loaders.load_open_clip(weights / "clip-test.pt", TINY_CLIP).encode_image(x), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("h", [32, 64, 256])
@@ -348,12 +410,16 @@ def _taps(enc, x):
 
 # --- the domain, end to end ----------------------------------------------------------------
 
+
+@pytest.mark.slow
 def test_real_domain_edits_and_scores_end_to_end(domain):
     from deltabench.metrics.suite import build_metrics
     from deltabench.runner import Prompt
 
     assert domain.kind == "real" and domain.oracle is None and domain.resolution == RES
-    assert len(domain.templates) == 79 and domain.key.startswith("ffhq-toy-") and len(domain.key) == len("ffhq-toy-") + 16
+    assert (
+        len(domain.templates) == 79 and domain.key.startswith("ffhq-toy-") and len(domain.key) == len("ffhq-toy-") + 16
+    )
     assert domain.prompts == (Prompt("face", "face with smile"),)
     test = domain.test_images(4, seed=0)
     assert test.images.shape == (4, 3, RES, RES) and test.params is None
@@ -386,6 +452,7 @@ def test_real_domain_edits_and_scores_end_to_end(domain):
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:FID .*covariance is singular")
 def test_styleclip_gd_runs_on_a_real_domain(domain, tmp_path, monkeypatch):
     import deltabench.metrics.fid as fid_mod
@@ -399,8 +466,15 @@ def test_styleclip_gd_runs_on_a_real_domain(domain, tmp_path, monkeypatch):
 
     monkeypatch.setattr(fid_mod, "frechet_distance", cheap_frechet)
 
-    cfg = RunConfig(methods=("styleclip-gd",), world="ffhq-toy", prompts=(Prompt("face", "face with smile"),),
-                    images=2, batch=2, method_options={"styleclip-gd": {"config": {"n_images": 2, "n_std": 64}}})
+    cfg = RunConfig(
+        methods=("styleclip-gd",),
+        world="ffhq-toy",
+        prompts=(Prompt("face", "face with smile"),),
+        images=2,
+        batch=2,
+        sweep=(1.0,),
+        method_options={"styleclip-gd": {"config": {"n_images": 2, "n_std": 64}}},
+    )
     out = run(cfg, tmp_path / "run", domain=domain, work_dir=tmp_path / "work", log=lambda m: None)
     import csv
 
@@ -431,13 +505,17 @@ def test_load_domain_dispatches_real_configs(weights, images_dir, tmp_path):
 
 # --- errors ---------------------------------------------------------------------------------
 
+
 def test_wrong_kind_and_resolution_are_clear_errors(weights, images_dir, tmp_path):
     with pytest.raises(CheckpointError, match=r"no 'g_ema' key; found keys \['latent_avg', 'opts', 'state_dict'\]"):
         load_rosinality_checkpoint(weights / "e4e_test.pt")
     with pytest.raises(CheckpointError, match="StyleGAN2 generator checkpoint, not an e4e encoder"):
         load_e4e(weights / "stylegan2-test.pt")
-    with pytest.raises(CheckpointError, match=r"e4e encoder for a 32 px generator \(8 W\+ entries\); the domain's "
-                                              r"generator is 1024 px \(18 entries\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"e4e encoder for a 32 px generator \(8 W\+ entries\); the domain's "
+        r"generator is 1024 px \(18 entries\)",
+    ):
         load_e4e(weights / "e4e_test.pt", expect_resolution=1024)
     # networks load when first asked for (tests/test_real_lazy.py): the errors come then
     with pytest.raises(CheckpointError, match=r"a 32 px generator; domain 'ffhq-toy' expects 1024 px"):
@@ -448,7 +526,9 @@ def test_wrong_kind_and_resolution_are_clear_errors(weights, images_dir, tmp_pat
         loaders.load_fid_inception(weights / "irse-test.pth")
     with pytest.raises(CheckpointError, match="not an IR-SE ArcFace backbone"):
         load_irse50(weights / "pt_inception-test.pth")
-    with pytest.raises(CheckpointError, match=r"missing weight file 'stylegan2-nope.pt' \(not in the weights registry\)"):
+    with pytest.raises(
+        CheckpointError, match=r"missing weight file 'stylegan2-nope.pt' \(not in the weights registry\)"
+    ):
         RealDomain(_config(generator="stylegan2-nope.pt"), weights=weights, images=images_dir).generator
     empty = tmp_path / "no-weights"
     empty.mkdir()
@@ -481,8 +561,12 @@ def test_malicious_checkpoints_are_refused_by_every_loader(tmp_path, loader):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "opts": _Payload(marker)}, path)
-    load = {"e4e": load_e4e, "irse": load_irse50, "fid": loaders.load_fid_inception,
-            "clip": lambda p: loaders.load_open_clip(p, TINY_CLIP)}[loader]
+    load = {
+        "e4e": load_e4e,
+        "irse": load_irse50,
+        "fid": loaders.load_fid_inception,
+        "clip": lambda p: loaders.load_open_clip(p, TINY_CLIP),
+    }[loader]
     with pytest.raises(CheckpointError, match=r"refused by torch.load\(weights_only=True\)"):
         load(path)
     assert not marker.exists()
@@ -511,16 +595,28 @@ def test_test_image_folder_errors(domain, tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=r"0\.png is not a readable image"):
             domain.test_images(1, 0)
         domain.images_dir = None
-        with pytest.raises(ValueError, match=r"needs a folder of test images: pass images=DIR or set \$DELTABENCH_TOY_IMAGES"):
+        with pytest.raises(
+            ValueError, match=r"needs a folder of test images: pass images=DIR or set \$DELTABENCH_TOY_IMAGES"
+        ):
             domain.test_images(1, 0)
     finally:
         domain.images_dir = orig
 
 
 def test_domain_without_encoder_uses_generated_images(weights):
-    d = RealDomain(_config(name="lsun-toy", encoder=None, identity=None, identity_loss=None, face_crop="none",
-                           neutral="cat", prompts=[{"source": "cat", "target": "black cat"}], images_env=None),
-                   weights=weights)
+    d = RealDomain(
+        _config(
+            name="lsun-toy",
+            encoder=None,
+            identity=None,
+            identity_loss=None,
+            face_crop="none",
+            neutral="cat",
+            prompts=[{"source": "cat", "target": "black cat"}],
+            images_env=None,
+        ),
+        weights=weights,
+    )
     assert d.identity is None and d.identity_loss is None and d.encoder.encoder is None
     test = d.test_images(3, seed=5)
     w = test.invert(d)  # the latents the images were generated from: no encoder needed
@@ -536,7 +632,9 @@ def test_domain_without_encoder_uses_generated_images(weights):
     assert t.key != d.key
     # with an encoder (lsun-church, lsun-horse): generated test images still carry their exact
     # latents, any other image goes through e4e
-    e = RealDomain(_config(name="lsun-toy", test_source="generated", identity=None, identity_loss=None), weights=weights)
+    e = RealDomain(
+        _config(name="lsun-toy", test_source="generated", identity=None, identity_loss=None), weights=weights
+    )
     test = e.test_images(2, seed=9)
     assert torch.equal(test.invert(e), e.sample_w_plus(2, seed=9))
     assert torch.equal(test.invert(e, 1, 2), e.sample_w_plus(2, seed=9)[1:])

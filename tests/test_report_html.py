@@ -4,6 +4,7 @@ image must load, the summary table must have one row per method, and a screensho
 Chromium is Debian's ``chromium`` package; ``.ci/run`` installs it where it is missing.
 ``DELTABENCH_CHROMIUM`` points the test at another binary.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,25 +21,45 @@ import pytest
 
 from deltabench.cli import main
 
-OPTS = json.dumps({m: {"config": {"n_generated": 64, "n_inverted": 16, "steps": 20, "batch": 16}}
-                   for m in ("deltaedit", "deltaedit-naive")})
+pytestmark = pytest.mark.slow  # headless Chromium
+
+OPTS = json.dumps(
+    {
+        m: {"config": {"n_generated": 64, "n_inverted": 16, "steps": 20, "batch": 16}}
+        for m in ("deltaedit", "deltaedit-naive")
+    }
+)
 METHODS = ("deltaedit", "deltaedit-naive")
 
 
 def chromium() -> str:
     exe = os.environ.get("DELTABENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
-        pytest.fail("headless Chromium is needed for the report test: `apt-get install chromium` "
-                    "(.ci/run does this) or set DELTABENCH_CHROMIUM to a Chromium binary")
+        pytest.fail(
+            "headless Chromium is needed for the report test: `apt-get install chromium` "
+            "(.ci/run does this) or set DELTABENCH_CHROMIUM to a Chromium binary"
+        )
     return exe
 
 
 def browse(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     # Flags for a closed network: without the background-networking ones Chromium keeps trying
     # to reach Google's hosts.
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=5000", *extra, url]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--virtual-time-budget=5000",
+        *extra,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -46,8 +67,30 @@ def browse(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
 def served_run(micro_root, monkeypatch, tmp_path):
     monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
     run = tmp_path / "run"
-    assert main(["run", "--methods", ",".join(METHODS), "--world", "synthfaces-micro", "--images", "4",
-                 "--limit", "2", "--sweep", "0.5,1", "--batch", "4", "--options", OPTS, "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--methods",
+                ",".join(METHODS),
+                "--world",
+                "synthfaces-micro",
+                "--images",
+                "4",
+                "--limit",
+                "2",
+                "--sweep",
+                "0.5,1",
+                "--batch",
+                "4",
+                "--options",
+                OPTS,
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(run / "reports"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -18,6 +18,7 @@ shortcuts, download their answers, and the analysis reads them:
 
 ``DELTABENCH_STUDY_REPORT=DIR`` keeps the screenshot, the responses and the analysis in DIR.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,8 @@ from deltabench.cli import main
 from deltabench.study.analyze import bradley_terry, fleiss_kappa
 from deltabench.study.schedule import schedule
 
+pytestmark = pytest.mark.slow  # headless Chromium through Playwright
+
 OPTS = {"deltaedit": {"config": {"n_generated": 64, "n_inverted": 16, "steps": 20, "batch": 16}}}
 METHODS = ["deltaedit", "oracle-edit", "inversion"]
 ROUNDS = 12  # 4 per method pair: every pair's sides balance exactly for each participant
@@ -43,8 +46,10 @@ ROUNDS = 12  # 4 per method pair: every pair's sides balance exactly for each pa
 def chromium() -> str:
     exe = os.environ.get("DELTABENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
-        pytest.fail("headless Chromium is needed for the study test: `apt-get install chromium` "
-                    "(.ci/run does this) or set DELTABENCH_CHROMIUM to a Chromium binary")
+        pytest.fail(
+            "headless Chromium is needed for the study test: `apt-get install chromium` "
+            "(.ci/run does this) or set DELTABENCH_CHROMIUM to a Chromium binary"
+        )
     return exe
 
 
@@ -59,8 +64,18 @@ def run_dir(micro_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DELTABENCH_CACHE", str(micro_root.parent))
-        deltabench.run(methods="deltaedit", world="synthfaces-micro", images=4, limit=4, sweep=(1,), batch=4,
-                       options=OPTS, out=out, save_edits=True, device="cpu")
+        deltabench.run(
+            methods="deltaedit",
+            world="synthfaces-micro",
+            images=4,
+            limit=4,
+            sweep=(1,),
+            batch=4,
+            options=OPTS,
+            out=out,
+            save_edits=True,
+            device="cpu",
+        )
     torch.set_num_threads(n)
     return out
 
@@ -68,8 +83,24 @@ def run_dir(micro_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def study(run_dir):
     out = run_dir.parent / "study"
-    assert main(["study", "make", str(run_dir), "--methods", ",".join(METHODS), "--rounds", str(ROUNDS),
-                 "--out", str(out), "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "make",
+                str(run_dir),
+                "--methods",
+                ",".join(METHODS),
+                "--rounds",
+                str(ROUNDS),
+                "--out",
+                str(out),
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -78,11 +109,21 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("the study test drives Chromium with Playwright: pip install -e '.[test]' (or pip install playwright)")
+        pytest.fail(
+            "the study test drives Chromium with Playwright: pip install -e '.[test]' (or pip install playwright)"
+        )
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium(),
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                    "--disable-component-update", "--disable-sync", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=chromium(),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 
@@ -168,6 +209,7 @@ def test_oracle_raters_in_a_browser_agree_with_the_run(run_dir, study, browser, 
                 pref = oracle_answer(files[left], files[right], res, q, parity == 0, it["methods"][0])
                 out.append("left" if pref else "right")
             return tuple(out)
+
         return rate
 
     def always_left(kind, left, right, prompt):
@@ -192,8 +234,9 @@ def test_oracle_raters_in_a_browser_agree_with_the_run(run_dir, study, browser, 
     # The page's randomisation is the one its participant id implies, balanced per participant.
     pairs = [it["pair"] for it in s["items"]]
     for pid, r in got.items():
-        assert [{k: t[k] for k in ("kind", "item", "first_left")} for t in r["trials"]] == \
-            schedule(s["study_id"], pid, pairs, len(s["attention_checks"]))
+        assert [{k: t[k] for k in ("kind", "item", "first_left")} for t in r["trials"]] == schedule(
+            s["study_id"], pid, pairs, len(s["attention_checks"])
+        )
         for p in set(pairs):
             lefts = [t["first_left"] for t in r["trials"] if t["kind"] == "round" and pairs[t["item"]] == p]
             assert sum(lefts) * 2 == len(lefts)
@@ -213,8 +256,9 @@ def test_oracle_raters_in_a_browser_agree_with_the_run(run_dir, study, browser, 
             v = [0.0 if math.isnan(x) else x for x in v]
             row = next(r for r in a["per_item"] if r["question"] == q and r["item"] == it["id"])
             # 4 oracle raters: all on the better edit, or split 2:2 on a tie
-            assert (row["first_chosen"], row["second_chosen"]) == ((4, 0) if v[0] > v[1] else (0, 4) if v[0] < v[1]
-                                                                   else (2, 2)), (q, it, row)
+            assert (row["first_chosen"], row["second_chosen"]) == (
+                (4, 0) if v[0] > v[1] else (0, 4) if v[0] < v[1] else (2, 2)
+            ), (q, it, row)
         for m0, m1 in s["pairs"]:
             its = [it for it in s["items"] if it["methods"] == [m0, m1]]
             acc = {m: [float(res.loc[(m, it["prompt_index"], it["image_index"]), col]) for it in its] for m in (m0, m1)}
@@ -223,13 +267,16 @@ def test_oracle_raters_in_a_browser_agree_with_the_run(run_dir, study, browser, 
             r = next(r for r in a["pairs"] if r["question"] == q and r["method"] == m0 and r["versus"] == m1)
             assert r["rate"] == pytest.approx(implied, abs=1e-12) and r["participants"] == 4
             assert r["lo"] <= r["rate"] <= r["hi"]
-            lines.append(f"{q:<9} {m0:>12} vs {m1:<12} oracle raters {100 * r['rate']:5.1f}% "
-                         f"[{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]  run-implied {100 * implied:5.1f}%  "
-                         f"run {col} {np.nanmean(acc[m0]):.2f} vs {np.nanmean(acc[m1]):.2f} ({len(its)} items)")
+            lines.append(
+                f"{q:<9} {m0:>12} vs {m1:<12} oracle raters {100 * r['rate']:5.1f}% "
+                f"[{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]  run-implied {100 * implied:5.1f}%  "
+                f"run {col} {np.nanmean(acc[m0]):.2f} vs {np.nanmean(acc[m1]):.2f} ({len(its)} items)"
+            )
         # Bradley-Terry ranks as the methods' implied win rates do
         bt = [r["method"] for r in a["bradley_terry"] if r["question"] == q]
-        wins = {m: next(r["rate"] for r in a["methods_rates"] if r["question"] == q and r["method"] == m)
-                for m in METHODS}
+        wins = {
+            m: next(r["rate"] for r in a["methods_rates"] if r["question"] == q and r["method"] == m) for m in METHODS
+        }
         for m1 in METHODS:  # every two methods with different win rates in the same order
             for m2 in METHODS:
                 if wins[m1] > wins[m2] + 1e-9:
@@ -241,8 +288,21 @@ def test_oracle_raters_in_a_browser_agree_with_the_run(run_dir, study, browser, 
 
     # Always-left raters: exactly 50% for every pair and question (sides balanced per participant).
     out_l = tmp_path / "left"
-    assert main(["study", "analyze", str(resp / "L0.json"), str(resp / "L1.json"), "--out", str(out_l),
-                 "--max-check-failures", "1"]) == 0  # "left" fails the checks whose edit is on the right
+    assert (
+        main(
+            [
+                "study",
+                "analyze",
+                str(resp / "L0.json"),
+                str(resp / "L1.json"),
+                "--out",
+                str(out_l),
+                "--max-check-failures",
+                "1",
+            ]
+        )
+        == 0
+    )  # "left" fails the checks whose edit is on the right
     al = json.loads((out_l / "analysis.json").read_text())
     assert al["included"] == 2 and [al["attention"][p]["passed"] for p in ("L0", "L1")] == [1, 1]
     assert {r["rate"] for r in al["pairs"]} == {0.5}
@@ -259,18 +319,38 @@ def test_oracle_raters_in_a_browser_agree_with_the_run(run_dir, study, browser, 
     (bad / "truncated.json").write_text(text[: len(text) // 2])
     (bad / "other_study.json").write_text(json.dumps({**got["O2"], "study_id": "0123456789abcdef"}))
     (bad / "dup.json").write_text(json.dumps({**got["O0"]}))
-    (bad / "missing.json").write_text(json.dumps({**got["O3"], "participant": "O9", "trials": got["O3"]["trials"][:-3]}))
+    (bad / "missing.json").write_text(
+        json.dumps({**got["O3"], "participant": "O9", "trials": got["O3"]["trials"][:-3]})
+    )
     swapped = [dict(t) for t in got["L0"]["trials"]]
     swapped[0]["first_left"] = not swapped[0]["first_left"]
     (bad / "sides.json").write_text(json.dumps({**got["L0"], "participant": "L9", "trials": swapped}))
     capsys.readouterr()
     names = ["truncated", "other_study", "dup", "missing", "sides"]
-    assert main(["study", "analyze", str(resp / "O0.json"), *(str(bad / f"{n}.json") for n in names),
-                 "--out", str(tmp_path / "bad_out"), "--study", str(study)]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "analyze",
+                str(resp / "O0.json"),
+                *(str(bad / f"{n}.json") for n in names),
+                "--out",
+                str(tmp_path / "bad_out"),
+                "--study",
+                str(study),
+            ]
+        )
+        == 0
+    )
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("deltabench: warning:")]
     assert len(err) == 5, err
-    expect = {"truncated": "not valid JSON", "other_study": "not this study", "dup": "already answered",
-              "missing": "answered 9 of 12 rounds", "sides": "differ from what the participant id implies"}
+    expect = {
+        "truncated": "not valid JSON",
+        "other_study": "not this study",
+        "dup": "already answered",
+        "missing": "answered 9 of 12 rounds",
+        "sides": "differ from what the participant id implies",
+    }
     for n, line in zip(names, err):
         assert f"{n}.json" in line and expect[n] in line, (n, line)
     with capsys.disabled():
@@ -309,8 +389,11 @@ def test_make_refuses_a_run_without_saved_edits(run_dir, tmp_path, capsys):
     assert main(["study", "make", str(bare), "--methods", "deltaedit,inversion", "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deltabench: error:") and "--save-edits" in err[0]
-    for args, word in ((["--methods", "deltaedit"], "two or more"), (["--methods", "deltaedit,nope"], "nope"),
-                       (["--methods", "deltaedit,inversion", "--rounds", "17"], "--rounds 16 or fewer")):
+    for args, word in (
+        (["--methods", "deltaedit"], "two or more"),
+        (["--methods", "deltaedit,nope"], "nope"),
+        (["--methods", "deltaedit,inversion", "--rounds", "17"], "--rounds 16 or fewer"),
+    ):
         assert main(["study", "make", str(run_dir), *args, "--out", str(tmp_path / "s")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0], err
@@ -332,8 +415,20 @@ def test_schedule_is_balanced_and_reproducible():
 
 def test_fleiss_kappa_and_bradley_terry_against_references():
     # Fleiss' kappa: the worked example of Wikipedia's "Fleiss' kappa" (10 items, 14 raters): 0.210
-    counts = np.array([[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-                       [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]])
+    counts = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
     kappa, agree = fleiss_kappa(counts)
     assert kappa == pytest.approx(0.210, abs=5e-4) and agree == pytest.approx(0.378, abs=5e-4)
     # Bradley-Terry by MM = the maximum-likelihood fit (scipy) of the same wins
@@ -360,8 +455,24 @@ def test_two_method_study_as_the_paper(run_dir, tmp_path):
     the page's schedule, every participant preferring oracle-edit for accuracy and deltaedit for
     realism in all but their first round; the figure is the stacked two-method bar."""
     out = tmp_path / "s2"
-    assert main(["study", "make", str(run_dir), "--methods", "oracle-edit,deltaedit", "--rounds", "8", "--checks", "0",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "make",
+                str(run_dir),
+                "--methods",
+                "oracle-edit,deltaedit",
+                "--rounds",
+                "8",
+                "--checks",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = json.loads((out / "study.json").read_text())
     assert s["pairs"] == [["oracle-edit", "deltaedit"]] and not s["attention_checks"]
     for pid in ("p1", "p2", "p3"):
@@ -372,17 +483,36 @@ def test_two_method_study_as_the_paper(run_dir, tmp_path):
             left, right = it["methods"][a], it["methods"][1 - a]
             side = {left: "left", right: "right"}
             flip = pos == 0
-            trials.append({**t, "position": pos, "left": left, "right": right, "left_image": it["images"][a],
-                           "right_image": it["images"][1 - a],
-                           "accuracy": side["deltaedit" if flip else "oracle-edit"],
-                           "realism": side["oracle-edit" if flip else "deltaedit"]})
-        (tmp_path / f"{pid}.json").write_text(json.dumps({"format": "deltabench-study-responses/1",
-                                                          "study_id": s["study_id"], "participant": pid,
-                                                          "methods": s["methods"], "rounds": 8, "checks": 0,
-                                                          "trials": trials}))
+            trials.append(
+                {
+                    **t,
+                    "position": pos,
+                    "left": left,
+                    "right": right,
+                    "left_image": it["images"][a],
+                    "right_image": it["images"][1 - a],
+                    "accuracy": side["deltaedit" if flip else "oracle-edit"],
+                    "realism": side["oracle-edit" if flip else "deltaedit"],
+                }
+            )
+        (tmp_path / f"{pid}.json").write_text(
+            json.dumps(
+                {
+                    "format": "deltabench-study-responses/1",
+                    "study_id": s["study_id"],
+                    "participant": pid,
+                    "methods": s["methods"],
+                    "rounds": 8,
+                    "checks": 0,
+                    "trials": trials,
+                }
+            )
+        )
     assert main(["study", "analyze", str(tmp_path), "--out", str(tmp_path / "a"), "--study", str(out)]) == 0
     a = json.loads((tmp_path / "a" / "analysis.json").read_text())
     rate = {(r["question"], r["method"]): r["rate"] for r in a["methods_rates"]}
-    assert rate[("accuracy", "oracle-edit")] == pytest.approx(7 / 8) and rate[("realism", "deltaedit")] == pytest.approx(7 / 8)
+    assert rate[("accuracy", "oracle-edit")] == pytest.approx(7 / 8) and rate[
+        ("realism", "deltaedit")
+    ] == pytest.approx(7 / 8)
     assert rate[("accuracy", "deltaedit")] == pytest.approx(1 / 8) and not a["bradley_terry"]
     assert (tmp_path / "a" / "figure.png").stat().st_size > 5_000

@@ -1,4 +1,5 @@
 """A run's summary and tables: n, 95% intervals, paired tests, reference rows, honest FID, LaTeX."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ import pytest
 
 from deltabench.cli import main
 
+pytestmark = pytest.mark.slow  # full runs and pdflatex
+
 OPTS = json.dumps({"deltaedit": {"config": {"n_generated": 64, "n_inverted": 16, "steps": 20, "batch": 16}}})
 
 
@@ -19,8 +22,26 @@ def run_dir(micro_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("tables") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DELTABENCH_CACHE", str(micro_root.parent))
-        assert main(["run", "--methods", "deltaedit,styleclip-gd", "--world", "synthfaces-micro", "--limit", "3",
-                     "--sweep", "1", "--options", OPTS, "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--methods",
+                    "deltaedit,styleclip-gd",
+                    "--world",
+                    "synthfaces-micro",
+                    "--limit",
+                    "3",
+                    "--sweep",
+                    "1",
+                    "--options",
+                    OPTS,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -68,10 +89,17 @@ def test_tables_mark_references_fid_and_compile_with_pdflatex(cache, run_dir, tm
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (.ci/run installs TeX Live's base and recommended packages)")
     doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-                   f"\\input{{{rep / 'table.tex'}}}\n\\end{{document}}\n")
-    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
+    doc.write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        f"\\input{{{rep / 'table.tex'}}}\n\\end{{document}}\n"
+    )
+    r = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
 
@@ -79,8 +107,18 @@ def test_tables_mark_references_fid_and_compile_with_pdflatex(cache, run_dir, tm
 def test_one_precision_per_column():
     from deltabench.report import table_cells
 
-    s = pd.DataFrame({"method": ["a", "b"], "reference": [False, False], "prompts": [2, 2], "images": [3, 3],
-                      "psnr": [14.123, 9.5], "psnr_lo": [13.0, 9.0], "psnr_hi": [15.2, 10.1], "psnr_p": [np.nan, 0.01]})
+    s = pd.DataFrame(
+        {
+            "method": ["a", "b"],
+            "reference": [False, False],
+            "prompts": [2, 2],
+            "images": [3, 3],
+            "psnr": [14.123, 9.5],
+            "psnr_lo": [13.0, 9.0],
+            "psnr_hi": [15.2, 10.1],
+            "psnr_p": [np.nan, 0.01],
+        }
+    )
     t = table_cells(s)
     col = [row[2] for row in t["rows"]]
     # two significant digits of the median half-width (0.825): two decimals for both rows

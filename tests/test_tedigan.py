@@ -1,5 +1,6 @@
 """TediGAN (``tedigan``): the same optimisation steps as the official code, its perceptual
 networks, its config and a micro run."""
+
 from __future__ import annotations
 
 import math
@@ -123,6 +124,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_same_steps_as_the_official_inverter(case, tmp_path, one_thread):
     over, strength = CASES[case]
@@ -152,15 +154,22 @@ def test_the_same_steps_as_the_official_inverter(case, tmp_path, one_thread):
     # The history holds the official losses before each step (step 0: at the encoder's codes).
     pix0 = torch.mean((x - dom.generator.synthesis(w0)) ** 2, dim=(1, 2, 3)).mean().item()
     assert m.last_history[0][0][1] == pytest.approx(
-        torch.mean((x[:2] - dom.generator.synthesis(w0[:2])) ** 2, dim=(1, 2, 3)).mean().item(), rel=1e-12)
+        torch.mean((x[:2] - dom.generator.synthesis(w0[:2])) ** 2, dim=(1, 2, 3)).mean().item(), rel=1e-12
+    )
     assert math.isfinite(pix0)
 
 
 def test_config_defaults_are_the_official_ones_and_bad_values_are_refused(tmp_path):
     c = TediGANConfig()
     # base/invert.py lines 24, 26, 31, 34, 37 and the reconstruction weight of line 58
-    assert (c.lr, c.steps, c.recon_weight, c.perceptual_weight, c.reg_weight, c.clip_weight) == \
-        (0.01, 200, 1.0, 5e-5, 2.0, 2.0)
+    assert (c.lr, c.steps, c.recon_weight, c.perceptual_weight, c.reg_weight, c.clip_weight) == (
+        0.01,
+        200,
+        1.0,
+        5e-5,
+        2.0,
+        2.0,
+    )
     with pytest.raises(ValueError, match="tedigan config"):
         TediGANConfig.from_dict({"iterations": 3})
     with pytest.raises(ValueError, match="recon_weight must be > 0"):
@@ -187,7 +196,10 @@ def test_vgg_perceptual_is_torchvision_vgg16_conv4_3_and_loads_safely(tmp_path, 
     torch.save(ref.state_dict(), path)
     net = load_vgg16_perceptual(path)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
     with torch.no_grad():
         want = ref.features[:VGG16_LAYERS](((x + 1) / 2 - mean) / std)
         got = net(x)
@@ -226,8 +238,15 @@ def test_world_stand_in_is_the_encoder_trunk_at_an_eighth(micro_world, one_threa
 
 
 def test_a_micro_run_works(cache, tmp_path):
-    df = deltabench.run(methods=["tedigan"], world="synthfaces-micro", images=2, limit=1, sweep=(1,),
-                        options={"tedigan": {"config": {"steps": 3}}}, out=tmp_path / "r")
+    df = deltabench.run(
+        methods=["tedigan"],
+        world="synthfaces-micro",
+        images=2,
+        limit=1,
+        sweep=(1,),
+        options={"tedigan": {"config": {"steps": 3}}},
+        out=tmp_path / "r",
+    )
     rows = df.attrs["results"]
     ted = rows[rows["method"] == "tedigan"]
     assert len(ted) == 2 and (ted["strength"] == 2.0).all()  # 2 images x 1 prompt at x1: clip weight 2.0
@@ -239,7 +258,6 @@ def test_real_domains_read_vgg16_through_the_weights_registry(tmp_path, one_thre
 
     from baselines.tedigan import perceptual_network
     from deltabench.checkpoints import CheckpointError
-
     from deltabench.real.domain import resolve_weight
 
     class RealLike:  # a real domain: its weights folder is tmp_path
@@ -249,7 +267,9 @@ def test_real_domains_read_vgg16_through_the_weights_registry(tmp_path, one_thre
         def weight_file(self, name):
             return resolve_weight(name, tmp_path)
 
-    with pytest.raises(CheckpointError, match=r"vgg16-397923af\.pth not found .*deltabench weights fetch vgg16-397923af\.pth"):
+    with pytest.raises(
+        CheckpointError, match=r"vgg16-397923af\.pth not found .*deltabench weights fetch vgg16-397923af\.pth"
+    ):
         perceptual_network(RealLike())
     torch.manual_seed(0)
     torch.save(vgg16(weights=None).state_dict(), tmp_path / "vgg16-397923af.pth")

@@ -1,4 +1,5 @@
 """The world cache: verification, clear errors on damage, resume, never a silent rebuild."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,9 +8,9 @@ import shutil
 
 import pytest
 
-from deltabench.world.catalog import load_world_config
 from deltabench.world import store
 from deltabench.world.build import build_world
+from deltabench.world.catalog import load_world_config
 from deltabench.world.world import load_world
 
 CFG = load_world_config("synthfaces-micro")
@@ -84,6 +85,7 @@ def _forbidden(*a, **k):
     raise AssertionError("training was called")
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes_finished_stages(tmp_path, monkeypatch):
     from deltabench.world import components
 
@@ -98,6 +100,7 @@ def test_interrupted_build_resumes_finished_stages(tmp_path, monkeypatch):
                 interrupted.append(True)
                 raise KeyboardInterrupt  # the user pressed Ctrl-C during the clip stage
             return fn(cfg, models)
+
         return train
 
     for name, spec in list(specs.items()):
@@ -136,8 +139,7 @@ def test_generator_refine_phase_continues_the_cached_base(micro_root, tmp_path):
     stages = tmp_path / "stages"
     shutil.copytree(micro_root / "stages", stages)  # the base stages are cached already
     d = CFG.to_dict()
-    d["generator"] = {**d["generator"], "refine": {**d["generator"]["train"], "steps": 40, "lr": 2e-3,
-                                                   "eval_n": 64}}
+    d["generator"] = {**d["generator"], "refine": {**d["generator"]["train"], "steps": 40, "lr": 2e-3, "eval_n": 64}}
     cfg = resolve_sections(type(CFG).from_dict(d))
     assert cfg.without_refine("generator").stage_hash("generator") == CFG.stage_hash("generator")
     assert cfg.stage_hash("generator") != CFG.stage_hash("generator")
@@ -168,8 +170,10 @@ def test_clip_refine_phase_continues_the_cached_clip(micro_root, tmp_path):
     stages = tmp_path / "stages"
     shutil.copytree(micro_root / "stages", stages)
     d = CFG.to_dict()
-    d["clip"] = {**d["clip"], "refine": {"steps": 3, "lr": 1e-4, "pool_groups": 16, "pair_frac": 1.0,
-                                         "pair_attrs": ["eye_size"]}}
+    d["clip"] = {
+        **d["clip"],
+        "refine": {"steps": 3, "lr": 1e-4, "pool_groups": 16, "pair_frac": 1.0, "pair_attrs": ["eye_size"]},
+    }
     cfg = resolve_sections(type(CFG).from_dict(d))
     # The refine phase is resolved as what it trains with: the base keys with its own laid over.
     r = cfg.refine("clip")
@@ -234,12 +238,26 @@ def test_clip_refine_phases_chain_on_the_cached_stages(micro_root, tmp_path):
 # config key ("kind") is left out at its default, so the shipped world and the method fits keyed
 # by it stay valid. Read from `deltabench world list` before the change.
 FROZEN = {
-    "synthfaces": ("b742fd84ba6a71f3", {"generator": "1e1eb50ca0a57256", "encoder": "14ad920a5e735545",
-                                        "clip": "e4783004d3cc5301", "identity": "bcbbe537c2326ced",
-                                        "oracle": "0085269f5c86e108"}),
-    "synthfaces-micro": ("f1d9256f2720cb60", {"generator": "e6fbafa712e401e5", "encoder": "440dde93c7741bf9",
-                                              "clip": "ea0462383a42387a", "identity": "c9950d40552d30b9",
-                                              "oracle": "41a4691700e5a828"}),
+    "synthfaces": (
+        "b742fd84ba6a71f3",
+        {
+            "generator": "1e1eb50ca0a57256",
+            "encoder": "14ad920a5e735545",
+            "clip": "e4783004d3cc5301",
+            "identity": "bcbbe537c2326ced",
+            "oracle": "0085269f5c86e108",
+        },
+    ),
+    "synthfaces-micro": (
+        "f1d9256f2720cb60",
+        {
+            "generator": "e6fbafa712e401e5",
+            "encoder": "440dde93c7741bf9",
+            "clip": "ea0462383a42387a",
+            "identity": "c9950d40552d30b9",
+            "oracle": "41a4691700e5a828",
+        },
+    ),
 }
 
 

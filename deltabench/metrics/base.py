@@ -4,6 +4,7 @@ A state is a tensor reduced by ``"sum"`` or a list of tensors reduced by ``"cat"
 metrics of the same kind merge state by state, which is all that sharding across processes
 needs (gather every rank's states, merge, compute once).
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,7 +46,7 @@ class Metric:
     def compute(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def merge(self, other: "Metric") -> "Metric":
+    def merge(self, other: Metric) -> Metric:
         if type(other) is not type(self):
             raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
         return self.merge_state_dict(other.state_dict())
@@ -63,3 +64,24 @@ class Metric:
     def load_state_dict(self, d: dict) -> None:
         for name in self._defaults:
             setattr(self, name, d[name])
+
+    @classmethod
+    def from_state(cls, d: dict, **settings) -> Metric:
+        """A metric of this kind holding the saved states ``d``, built without the models that
+        only ``update`` uses (feature networks, encoders, text embeddings): enough to merge and
+        compute. ``settings``: constructor values that ``compute`` reads (KID's ``seed``); every
+        other constructor argument takes its default (None where it has none)."""
+        import inspect
+
+        m = cls.__new__(cls)
+        Metric.__init__(m)
+        for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                setattr(m, p.name, settings.get(p.name, None if p.default is p.empty else p.default))
+        for name, value in d.items():  # a list state is gathered ("cat"), a tensor summed
+            m._defaults[name] = (
+                type(value)() if isinstance(value, list) else value,
+                "cat" if isinstance(value, list) else "sum",
+            )
+            setattr(m, name, value)
+        return m

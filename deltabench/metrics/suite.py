@@ -16,9 +16,10 @@ What is compared with what:
   identity-parameter error, so the inversion's own error, the same for every method, is
   not counted as part of the edit (``deltabench.evaluate`` does the same).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -29,11 +30,13 @@ from deltabench.metrics.fid import FrechetDistance, KernelDistance
 from deltabench.metrics.identity import IdentitySimilarity
 from deltabench.metrics.image import PSNR, SSIM
 from deltabench.metrics.record import EditBatch
+from deltabench.registry import METRICS
 
-# The table's metrics, in column order: each class declares its key, label and direction.
-METRIC_CLASSES = (FrechetDistance, KernelDistance, PSNR, SSIM, IdentitySimilarity, ClipScore, DirectionalClipScore,
-                  ManipulationAccuracy, Disentanglement, IdentityParamError, IdentityRegression)
+# The table's metrics, in column order (the registry's): each class declares its key, label and
+# direction, and is registered under its key.
+METRIC_CLASSES = tuple(METRICS.get(k) for k in METRICS.builtins)
 HIGHER_IS_BETTER: dict[str, bool] = {c.key: c.higher_is_better for c in METRIC_CLASSES}
+assert all(k == c.key for k, c in zip(METRICS.builtins, METRIC_CLASSES)), "a metric registered under another key"
 
 
 def fid_features(domain) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
@@ -51,8 +54,14 @@ def fid_features(domain) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
 class MetricSuite:
     """Named metrics of one cell, updated together; see the module docstring."""
 
-    def __init__(self, domain, metrics: dict[str, Metric], features: Callable | None = None,
-                 attribute: int | None = None, value: int | None = None):
+    def __init__(
+        self,
+        domain,
+        metrics: dict[str, Metric],
+        features: Callable | None = None,
+        attribute: int | None = None,
+        value: int | None = None,
+    ):
         self.domain, self.metrics, self.features = domain, metrics, features
         self.attribute, self.value = attribute, value
         if ("fid" in metrics or "kid" in metrics) and features is None:
@@ -63,8 +72,14 @@ class MetricSuite:
         return {k: m.label for k, m in self.metrics.items()}
 
     @torch.no_grad()
-    def update(self, inputs: torch.Tensor, edited: torch.Tensor, start: torch.Tensor | None = None,
-               params=None, cache: dict | None = None) -> dict[str, torch.Tensor]:
+    def update(
+        self,
+        inputs: torch.Tensor,
+        edited: torch.Tensor,
+        start: torch.Tensor | None = None,
+        params=None,
+        cache: dict | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Score a batch. ``inputs, edited, start: [N, 3, H, W]`` in [-1, 1]; ``params``: the
         inputs' ground-truth ``FaceParams`` (synthfaces; images that already have the target
         value are left out of manipulation accuracy). ``cache``: a dict the caller keeps per
@@ -76,8 +91,17 @@ class MetricSuite:
         """
         if inputs.shape != edited.shape:
             raise ValueError(f"inputs {tuple(inputs.shape)} and edits {tuple(edited.shape)} differ in shape")
-        batch = EditBatch(self.domain, inputs, edited, inputs if start is None else start, self.features,
-                          params, self.attribute, self.value, {} if cache is None else cache)
+        batch = EditBatch(
+            self.domain,
+            inputs,
+            edited,
+            inputs if start is None else start,
+            self.features,
+            params,
+            self.attribute,
+            self.value,
+            {} if cache is None else cache,
+        )
         out: dict[str, torch.Tensor] = {}
         for k, m in self.metrics.items():
             scores = m.update_from(batch)
@@ -88,10 +112,11 @@ class MetricSuite:
     def compute(self) -> dict[str, float]:
         return {k: float(m.compute()) for k, m in self.metrics.items()}
 
-    def merge(self, other: "MetricSuite") -> "MetricSuite":
+    def merge(self, other: MetricSuite) -> MetricSuite:
         if set(other.metrics) != set(self.metrics):
-            raise ValueError(f"cannot merge metric suites with different metrics: "
-                             f"{sorted(self.metrics)} vs {sorted(other.metrics)}")
+            raise ValueError(
+                f"cannot merge metric suites with different metrics: {sorted(self.metrics)} vs {sorted(other.metrics)}"
+            )
         for k, met in self.metrics.items():
             met.merge(other.metrics[k])
         return self
@@ -103,10 +128,28 @@ class MetricSuite:
         for k, m in self.metrics.items():
             m.load_state_dict(d[k])
 
+    @classmethod
+    def from_state(cls, d: dict, seed: int = 0, feature_name: str = "features") -> MetricSuite:
+        """The suite a ``state_dict()`` was saved from, rebuilt from the metric registry without
+        any model (no domain, no feature network, no text embedding): it merges and computes,
+        and cannot ``update``. ``seed``: the seed the suite was built with (KID's subsets);
+        ``feature_name``: the FID/KID feature network's name, for their labels."""
+        suite = cls.__new__(cls)
+        suite.domain = suite.features = suite.attribute = suite.value = None
+        suite.metrics = {k: METRICS.get(k).from_state(state, seed=seed, name=feature_name) for k, state in d.items()}
+        return suite
 
-def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, target_emb: torch.Tensor | None = None,
-                  kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0,
-                  only: tuple[str, ...] | None = None) -> MetricSuite:
+
+def build_metrics(
+    domain,
+    prompt=None,
+    source_emb: torch.Tensor | None = None,
+    target_emb: torch.Tensor | None = None,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+    only: tuple[str, ...] | None = None,
+) -> MetricSuite:
     """The metric set of one (method, prompt) cell.
 
     ``prompt``: an ``EditPrompt`` (``source``, ``target``, and in synthfaces ``attribute``,
@@ -120,28 +163,26 @@ def build_metrics(domain, prompt=None, source_emb: torch.Tensor | None = None, t
     # The suite extracts FID/KID features itself (once per input batch through the cache),
     # so the metrics take features directly.
     metrics: dict[str, Metric] = {
-        "fid": FrechetDistance(None, feat_name, feature_dim=feat_dim),
-        "kid": KernelDistance(None, feat_name, kid_subset_size, kid_subsets, seed),
-        "psnr": PSNR(),
-        "ssim": SSIM(),
+        FrechetDistance.key: FrechetDistance(None, feat_name, feature_dim=feat_dim),
+        KernelDistance.key: KernelDistance(None, feat_name, kid_subset_size, kid_subsets, seed),
+        PSNR.key: PSNR(),
+        SSIM.key: SSIM(),
     }
     if domain.identity is not None:  # IDS exactly where the domain declares identity (none on LSUN, church)
-        metrics["ids"] = IdentitySimilarity(domain.identity.embed)
+        metrics[IdentitySimilarity.key] = IdentitySimilarity(domain.identity.embed)
     if source_emb is None and prompt is not None:
         source_emb = domain.text_embedding(prompt.source)
     if target_emb is None and prompt is not None:
         target_emb = domain.text_embedding(prompt.target)
     if target_emb is not None:
-        metrics["clip_score"] = ClipScore(domain.clip_image, target_emb)
+        metrics[ClipScore.key] = ClipScore(domain.clip_image, target_emb)
     if source_emb is not None and target_emb is not None:
-        metrics["clip_direction"] = DirectionalClipScore(domain.clip_image, source_emb, target_emb)
+        metrics[DirectionalClipScore.key] = DirectionalClipScore(domain.clip_image, source_emb, target_emb)
     attr = value = None
     if prompt is not None and prompt.attribute and domain.has("ground_truth"):
         attr, value = domain.attribute_code(prompt.attribute, prompt.value)
-        metrics["manipulation_accuracy"] = ManipulationAccuracy()
-        metrics["disentanglement"] = Disentanglement()
-        metrics["identity_param_error"] = IdentityParamError()
-        metrics["identity_regression"] = IdentityRegression()
+        for c in (ManipulationAccuracy, Disentanglement, IdentityParamError, IdentityRegression):
+            metrics[c.key] = c()
     order = list(HIGHER_IS_BETTER)
     metrics = dict(sorted(metrics.items(), key=lambda kv: order.index(kv[0])))
     if only is not None:  # a subset, e.g. the ground-truth metrics alone (deltabench.evaluate)

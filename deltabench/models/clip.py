@@ -4,101 +4,104 @@ The synthfaces world trains this model from scratch; the ``ffhq`` domain uses th
 open_clip ViT-B/32 behind the same :class:`ClipModel` interface (``encode_image`` on
 images in [-1, 1], ``encode_text`` on strings, both L2-normalised).
 """
+
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
 from deltabench.parse import config_from_dict
 
 # The 79 ImageNet prompt templates of StyleCLIP's global directions
 # (orpatashnik/StyleCLIP, global_directions/MapTS.py): CLIP's 80 notebook templates without
 # 'a photo of many {}.'. DeltaEdit averages its text deltas over the same list.
 IMAGENET_TEMPLATES: tuple[str, ...] = (
-    'a bad photo of a {}.',
-    'a sculpture of a {}.',
-    'a photo of the hard to see {}.',
-    'a low resolution photo of the {}.',
-    'a rendering of a {}.',
-    'graffiti of a {}.',
-    'a bad photo of the {}.',
-    'a cropped photo of the {}.',
-    'a tattoo of a {}.',
-    'the embroidered {}.',
-    'a photo of a hard to see {}.',
-    'a bright photo of a {}.',
-    'a photo of a clean {}.',
-    'a photo of a dirty {}.',
-    'a dark photo of the {}.',
-    'a drawing of a {}.',
-    'a photo of my {}.',
-    'the plastic {}.',
-    'a photo of the cool {}.',
-    'a close-up photo of a {}.',
-    'a black and white photo of the {}.',
-    'a painting of the {}.',
-    'a painting of a {}.',
-    'a pixelated photo of the {}.',
-    'a sculpture of the {}.',
-    'a bright photo of the {}.',
-    'a cropped photo of a {}.',
-    'a plastic {}.',
-    'a photo of the dirty {}.',
-    'a jpeg corrupted photo of a {}.',
-    'a blurry photo of the {}.',
-    'a photo of the {}.',
-    'a good photo of the {}.',
-    'a rendering of the {}.',
-    'a {} in a video game.',
-    'a photo of one {}.',
-    'a doodle of a {}.',
-    'a close-up photo of the {}.',
-    'a photo of a {}.',
-    'the origami {}.',
-    'the {} in a video game.',
-    'a sketch of a {}.',
-    'a doodle of the {}.',
-    'a origami {}.',
-    'a low resolution photo of a {}.',
-    'the toy {}.',
-    'a rendition of the {}.',
-    'a photo of the clean {}.',
-    'a photo of a large {}.',
-    'a rendition of a {}.',
-    'a photo of a nice {}.',
-    'a photo of a weird {}.',
-    'a blurry photo of a {}.',
-    'a cartoon {}.',
-    'art of a {}.',
-    'a sketch of the {}.',
-    'a embroidered {}.',
-    'a pixelated photo of a {}.',
-    'itap of the {}.',
-    'a jpeg corrupted photo of the {}.',
-    'a good photo of a {}.',
-    'a plushie {}.',
-    'a photo of the nice {}.',
-    'a photo of the small {}.',
-    'a photo of the weird {}.',
-    'the cartoon {}.',
-    'art of the {}.',
-    'a drawing of the {}.',
-    'a photo of the large {}.',
-    'a black and white photo of a {}.',
-    'the plushie {}.',
-    'a dark photo of a {}.',
-    'itap of a {}.',
-    'graffiti of the {}.',
-    'a toy {}.',
-    'itap of my {}.',
-    'a photo of a cool {}.',
-    'a photo of a small {}.',
-    'a tattoo of the {}.',
+    "a bad photo of a {}.",
+    "a sculpture of a {}.",
+    "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.",
+    "a rendering of a {}.",
+    "graffiti of a {}.",
+    "a bad photo of the {}.",
+    "a cropped photo of the {}.",
+    "a tattoo of a {}.",
+    "the embroidered {}.",
+    "a photo of a hard to see {}.",
+    "a bright photo of a {}.",
+    "a photo of a clean {}.",
+    "a photo of a dirty {}.",
+    "a dark photo of the {}.",
+    "a drawing of a {}.",
+    "a photo of my {}.",
+    "the plastic {}.",
+    "a photo of the cool {}.",
+    "a close-up photo of a {}.",
+    "a black and white photo of the {}.",
+    "a painting of the {}.",
+    "a painting of a {}.",
+    "a pixelated photo of the {}.",
+    "a sculpture of the {}.",
+    "a bright photo of the {}.",
+    "a cropped photo of a {}.",
+    "a plastic {}.",
+    "a photo of the dirty {}.",
+    "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.",
+    "a photo of the {}.",
+    "a good photo of the {}.",
+    "a rendering of the {}.",
+    "a {} in a video game.",
+    "a photo of one {}.",
+    "a doodle of a {}.",
+    "a close-up photo of the {}.",
+    "a photo of a {}.",
+    "the origami {}.",
+    "the {} in a video game.",
+    "a sketch of a {}.",
+    "a doodle of the {}.",
+    "a origami {}.",
+    "a low resolution photo of a {}.",
+    "the toy {}.",
+    "a rendition of the {}.",
+    "a photo of the clean {}.",
+    "a photo of a large {}.",
+    "a rendition of a {}.",
+    "a photo of a nice {}.",
+    "a photo of a weird {}.",
+    "a blurry photo of a {}.",
+    "a cartoon {}.",
+    "art of a {}.",
+    "a sketch of the {}.",
+    "a embroidered {}.",
+    "a pixelated photo of a {}.",
+    "itap of the {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.",
+    "a plushie {}.",
+    "a photo of the nice {}.",
+    "a photo of the small {}.",
+    "a photo of the weird {}.",
+    "the cartoon {}.",
+    "art of the {}.",
+    "a drawing of the {}.",
+    "a photo of the large {}.",
+    "a black and white photo of a {}.",
+    "the plushie {}.",
+    "a dark photo of a {}.",
+    "itap of a {}.",
+    "graffiti of the {}.",
+    "a toy {}.",
+    "itap of my {}.",
+    "a photo of a cool {}.",
+    "a photo of a small {}.",
+    "a tattoo of the {}.",
 )
 
 # OpenAI CLIP's image normalisation (open_clip.constants.OPENAI_DATASET_MEAN / STD).
@@ -106,6 +109,25 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+CLIP_CONFIG_SCHEMA = Schema(
+    "world.clip.model",
+    first=(
+        "embed_dim",
+        "image_size",
+        "patch_size",
+        "vision_width",
+        "vision_layers",
+        "vision_heads",
+        "text_width",
+        "text_layers",
+        "text_heads",
+        "context_length",
+        "vocab_size",
+    ),
+)
+
+
+@versioned(CLIP_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class ClipConfig:
     """Sizes of the world's CLIP. ``image_size=None`` means the world resolution."""
@@ -124,11 +146,11 @@ class ClipConfig:
     vocab_size: int = 64
 
     @staticmethod
-    def from_dict(d: dict) -> "ClipConfig":
+    def from_dict(d: dict) -> ClipConfig:
         return config_from_dict(ClipConfig, d, "clip model config")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return confighash.to_dict(self)
 
 
 class WordTokenizer:
@@ -203,7 +225,7 @@ class WordTokenizer:
         return {"words": list(self.words), "context_length": self.context_length}
 
     @staticmethod
-    def from_dict(d: dict) -> "WordTokenizer":
+    def from_dict(d: dict) -> WordTokenizer:
         unknown = set(d) - {"words", "context_length"}
         if unknown:
             raise ValueError(f"tokenizer data: unknown keys {sorted(unknown)}")
@@ -236,8 +258,9 @@ class ClipModel(nn.Module):
             raise ValueError(f"encode_image wants [N, 3, H, W] images in [-1, 1], got shape {tuple(img.shape)}")
         x = img.to(self.mean.device, torch.float32)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
         return ((x + 1) / 2 - self.mean) / self.std
 
     @property
@@ -285,11 +308,21 @@ def build_clip(cfg: ClipConfig, resolution: int, tokenizer: WordTokenizer) -> Cl
     for what, w, h in (("vision", cfg.vision_width, cfg.vision_heads), ("text", cfg.text_width, cfg.text_heads)):
         if w % h:
             raise ValueError(f"clip {what}_width {w} is not divisible by {what}_heads {h}")
-    vision = CLIPVisionCfg(layers=cfg.vision_layers, width=cfg.vision_width,
-                           head_width=cfg.vision_width // cfg.vision_heads,
-                           patch_size=cfg.patch_size, image_size=size)
-    text = CLIPTextCfg(context_length=cfg.context_length, vocab_size=cfg.vocab_size,
-                       width=cfg.text_width, heads=cfg.text_heads, layers=cfg.text_layers,
-                       pad_id=WordTokenizer.PAD, eos_id=tokenizer.eot)
+    vision = CLIPVisionCfg(
+        layers=cfg.vision_layers,
+        width=cfg.vision_width,
+        head_width=cfg.vision_width // cfg.vision_heads,
+        patch_size=cfg.patch_size,
+        image_size=size,
+    )
+    text = CLIPTextCfg(
+        context_length=cfg.context_length,
+        vocab_size=cfg.vocab_size,
+        width=cfg.text_width,
+        heads=cfg.text_heads,
+        layers=cfg.text_layers,
+        pad_id=WordTokenizer.PAD,
+        eos_id=tokenizer.eot,
+    )
     clip = CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text)
     return ClipModel(clip, tokenizer, size)

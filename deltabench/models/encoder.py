@@ -8,19 +8,25 @@ entries read c3, medium the p2 merge, fine the p1 merge), and the e4e parameteri
 per-entry offsets, which keeps inversions close to W and so editable. The IR-SE50 backbone
 is replaced by a small plain CNN (no BatchNorm: deterministic, batch-size independent).
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deltabench.parse import config_from_dict
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
 from deltabench.models.ops import EqualLinear
+from deltabench.parse import config_from_dict
+
+ENCODER_CONFIG_SCHEMA = Schema("world.encoder.model", first=("style_dim", "channels", "fpn_dim", "coarse", "medium"))
 
 
+@versioned(ENCODER_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class EncoderConfig:
     """Encoder sizes. ``channels`` are the widths at 1, 1/2, 1/4 (c1), 1/8 (c2), 1/16 (c3)
@@ -40,13 +46,11 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.channels needs 5 widths (1, 1/2, 1/4, 1/8, 1/16), got {self.channels}")
 
     @staticmethod
-    def from_dict(d: dict) -> "EncoderConfig":
+    def from_dict(d: dict) -> EncoderConfig:
         return config_from_dict(EncoderConfig, d, "EncoderConfig")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(d["channels"])
-        return d
+        return confighash.to_dict(self)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -82,15 +86,16 @@ class Encoder4Editing(nn.Module):
         c = cfg.channels
         self.stem = _conv(3, c[0])
         self.stages = nn.ModuleList(
-            nn.Sequential(_conv(c[i], c[i + 1], 2), _conv(c[i + 1], c[i + 1])) for i in range(4))
+            nn.Sequential(_conv(c[i], c[i + 1], 2), _conv(c[i + 1], c[i + 1])) for i in range(4)
+        )
         self.lat3 = nn.Conv2d(c[4], cfg.fpn_dim, 1)
         self.lat2 = nn.Conv2d(c[3], cfg.fpn_dim, 1)
         self.lat1 = nn.Conv2d(c[2], cfg.fpn_dim, 1)
-        self.levels = tuple(0 if i < cfg.coarse else 1 if i < cfg.coarse + cfg.medium else 2
-                            for i in range(self.n_latent))
+        self.levels = tuple(
+            0 if i < cfg.coarse else 1 if i < cfg.coarse + cfg.medium else 2 for i in range(self.n_latent)
+        )
         spatial = (resolution // 16, resolution // 8, resolution // 4)
-        self.styles = nn.ModuleList(
-            GradualStyleBlock(cfg.fpn_dim, cfg.style_dim, spatial[lv]) for lv in self.levels)
+        self.styles = nn.ModuleList(GradualStyleBlock(cfg.fpn_dim, cfg.style_dim, spatial[lv]) for lv in self.levels)
         # The generator's mean w (set by training / loaded with the weights).
         self.register_buffer("w_avg", torch.zeros(cfg.style_dim))
 
@@ -106,8 +111,7 @@ class Encoder4Editing(nn.Module):
         p1 = F.interpolate(p2, scale_factor=2, mode="bilinear", align_corners=False) + self.lat1(c1)
         pyramid = (p3, p2, p1)
         base = self.styles[0](pyramid[self.levels[0]])  # [B, style_dim]
-        deltas = [torch.zeros_like(base)] + [
-            head(pyramid[lv]) for head, lv in zip(self.styles[1:], self.levels[1:])]
+        deltas = [torch.zeros_like(base)] + [head(pyramid[lv]) for head, lv in zip(self.styles[1:], self.levels[1:])]
         return self.w_avg + base[:, None] + torch.stack(deltas, 1)  # [B, n_latent, style_dim]
 
     def deltas(self, w_plus: torch.Tensor) -> torch.Tensor:

@@ -6,18 +6,45 @@ projection shortcut, and insightface's "E" output layer ``BN2d - dropout - flatt
 which keeps the spatial layout (where the eyes and nose sit *is* the identity here).
 Loss: ArcFace additive angular margin (Deng et al., CVPR 2019; insightface ``losses.py``).
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
 from deltabench.parse import config_from_dict
 
+IDENTITY_CONFIG_SCHEMA = Schema(
+    "world.identity",
+    first=(
+        "stem_width",
+        "stem_stride",
+        "widths",
+        "blocks_per_stage",
+        "embed_dim",
+        "dropout",
+        "scale",
+        "margin",
+        "n_identities",
+        "images_per_identity",
+        "steps",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "aug_blur_max",
+        "aug_noise",
+        "aug_jitter",
+    ),
+)
 
+
+@versioned(IDENTITY_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class IdentityConfig:
     """Identity net size and training schedule (the ``identity`` section of a world JSON)."""
@@ -53,13 +80,11 @@ class IdentityConfig:
     aug_jitter: float = 0.06
 
     @staticmethod
-    def from_dict(d: dict) -> "IdentityConfig":
+    def from_dict(d: dict) -> IdentityConfig:
         return config_from_dict(IdentityConfig, d, "identity config", tuples=("widths",))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
+        return confighash.to_dict(self)
 
 
 class IRBlock(nn.Module):
@@ -92,13 +117,14 @@ class IdentityNet(nn.Module):
         super().__init__()
         down = cfg.stem_stride * 2 ** len(cfg.widths)
         if resolution % down:
-            raise ValueError(f"identity net: resolution {resolution} is not divisible by {down} "
-                             f"(stem_stride={cfg.stem_stride}, one halving per entry of widths={list(cfg.widths)})")
+            raise ValueError(
+                f"identity net: resolution {resolution} is not divisible by {down} "
+                f"(stem_stride={cfg.stem_stride}, one halving per entry of widths={list(cfg.widths)})"
+            )
         self.cfg = cfg
         self.resolution = resolution
         c0 = cfg.stem_width
-        self.stem = nn.Sequential(nn.Conv2d(3, c0, 3, cfg.stem_stride, 1, bias=False), nn.BatchNorm2d(c0),
-                                  nn.PReLU(c0))
+        self.stem = nn.Sequential(nn.Conv2d(3, c0, 3, cfg.stem_stride, 1, bias=False), nn.BatchNorm2d(c0), nn.PReLU(c0))
         layers, cin = [], c0
         for w in cfg.widths:
             layers.append(IRBlock(cin, w, 2))
@@ -124,8 +150,9 @@ class IdentityNet(nn.Module):
     def embed(self, img: torch.Tensor) -> torch.Tensor:
         """``img: [N, 3, H, W]`` in [-1, 1] -> unit-norm identity embedding ``[N, D]``."""
         if img.shape[-2:] != (self.resolution, self.resolution):
-            img = F.interpolate(img, size=(self.resolution, self.resolution), mode="bilinear",
-                                antialias=True, align_corners=False)
+            img = F.interpolate(
+                img, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
+            )
         dev = next(self.parameters()).device
         return F.normalize(self(img.to(dev)), dim=1)
 

@@ -4,17 +4,40 @@ It is the world's ground-truth reader (manipulation accuracy, disentanglement) a
 :meth:`Oracle.features`, the feature network of the synthfaces Fréchet distance (the role
 InceptionV3's pool3 plays for FFHQ).
 """
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
 from deltabench.parse import config_from_dict
 
+ORACLE_CONFIG_SCHEMA = Schema(
+    "world.oracle",
+    first=(
+        "stem_width",
+        "stem_stride",
+        "widths",
+        "feature_dim",
+        "pool_size",
+        "steps",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "ident_weight",
+        "aug_blur_max",
+        "aug_noise",
+        "aug_jitter",
+    ),
+)
 
+
+@versioned(ORACLE_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class OracleConfig:
     """Oracle size and training schedule (the ``oracle`` section of a world JSON)."""
@@ -38,13 +61,11 @@ class OracleConfig:
     aug_jitter: float = 0.06
 
     @staticmethod
-    def from_dict(d: dict) -> "OracleConfig":
+    def from_dict(d: dict) -> OracleConfig:
         return config_from_dict(OracleConfig, d, "oracle config", tuples=("widths",))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
+        return confighash.to_dict(self)
 
 
 @dataclass
@@ -62,8 +83,10 @@ class Oracle(nn.Module):
         super().__init__()
         down = cfg.stem_stride * 2 ** len(cfg.widths)
         if resolution % down:
-            raise ValueError(f"oracle: resolution {resolution} is not divisible by {down} "
-                             f"(stem_stride={cfg.stem_stride}, one halving per entry of widths={list(cfg.widths)})")
+            raise ValueError(
+                f"oracle: resolution {resolution} is not divisible by {down} "
+                f"(stem_stride={cfg.stem_stride}, one halving per entry of widths={list(cfg.widths)})"
+            )
         self.cfg = cfg
         self.resolution = resolution
         c0 = cfg.stem_width
@@ -71,8 +94,12 @@ class Oracle(nn.Module):
         cin = c0
         for w in cfg.widths:
             layers += [
-                nn.Conv2d(cin, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                nn.Conv2d(w, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                nn.Conv2d(cin, w, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(w, w, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
             ]
             cin = w
         self.body = nn.Sequential(*layers)
@@ -90,8 +117,9 @@ class Oracle(nn.Module):
 
     def _prep(self, img: torch.Tensor) -> torch.Tensor:
         if img.shape[-2:] != (self.resolution, self.resolution):
-            img = F.interpolate(img, size=(self.resolution, self.resolution), mode="bilinear",
-                                antialias=True, align_corners=False)
+            img = F.interpolate(
+                img, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
+            )
         return img.to(next(self.parameters()).device)
 
     def features(self, img: torch.Tensor) -> torch.Tensor:

@@ -8,27 +8,40 @@ follows NVIDIA stylegan3 ``training/networks_stylegan2.py``: ``G.mapping(z) -> w
 ``G.synthesis_from_styles([s_l]) -> img`` (Wu et al., "StyleSpace Analysis", CVPR 2021).
 The S layout is data (``G.slayout``), never a constant: 6048/9088/18 hold only at 1024px.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deltabench import confighash
 from deltabench.checkpoints import CheckpointError, safe_torch_load
-from deltabench.parse import config_from_dict
+from deltabench.confighash import Schema, versioned
 from deltabench.models.ops import Blur, EqualLinear, FusedLeakyReLU, PixelNorm, Upsample
+from deltabench.parse import config_from_dict
 
 # rosinality's width table: 512 up to 32px, then halving (times channel_multiplier).
 _BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 _MULTIPLIED = (64, 128, 256, 512, 1024)
 
 
+# The world's generator section "model" (deltabench.confighash); conv_clamp came with NVIDIA's
+# pickles (None: no clamp, as before).
+GENERATOR_CONFIG_SCHEMA = Schema(
+    "world.generator.model",
+    first=("size", "style_dim", "n_mlp", "channel_multiplier", "channels", "lr_mlp", "blur_kernel"),
+    added=[{"conv_clamp": None}],
+)
+
+
+@versioned(GENERATOR_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class GeneratorConfig:
     """StyleGAN2 generator hyper-parameters (rosinality ``Generator`` arguments).
@@ -57,21 +70,14 @@ class GeneratorConfig:
         object.__setattr__(self, "blur_kernel", tuple(float(x) for x in self.blur_kernel))
 
     @staticmethod
-    def from_dict(d: dict) -> "GeneratorConfig":
+    def from_dict(d: dict) -> GeneratorConfig:
         return config_from_dict(GeneratorConfig, d, "GeneratorConfig")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        if d["channels"] is not None:
-            d["channels"] = {str(k): v for k, v in sorted(d["channels"].items())}
-        d["blur_kernel"] = list(d["blur_kernel"])
-        if d["conv_clamp"] is None:  # absent unless set: world config hashes stay as they were
-            del d["conv_clamp"]
-        return d
+        return confighash.to_dict(self)
 
     def channel_table(self) -> dict[int, int]:
-        table = {r: c * (self.channel_multiplier if r in _MULTIPLIED else 1)
-                 for r, c in _BASE_CHANNELS.items()}
+        table = {r: c * (self.channel_multiplier if r in _MULTIPLIED else 1) for r, c in _BASE_CHANNELS.items()}
         table.update(self.channels or {})
         return table
 
@@ -153,9 +159,16 @@ class ModulatedConv2d(nn.Module):
     (rosinality's ``fused=False`` path): the same maths, and an ordinary batched conv on CPU.
     """
 
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 demodulate: bool = True, upsample: bool = False,
-                 blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+    ):
         super().__init__()
         self.in_channel = in_channel
         self.out_channel = out_channel
@@ -165,9 +178,8 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             factor = 2
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1),
-                             upsample_factor=factor)
-        self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
@@ -188,8 +200,10 @@ class ModulatedConv2d(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, "
-                f"upsample={self.upsample}, demodulate={self.demodulate}")
+        return (
+            f"{self.in_channel}, {self.out_channel}, {self.kernel_size}, "
+            f"upsample={self.upsample}, demodulate={self.demodulate}"
+        )
 
 
 class NoiseInjection(nn.Module):
@@ -211,12 +225,20 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1),
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim,
-                                    upsample=upsample, blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
         self.conv_clamp = conv_clamp
@@ -227,8 +249,14 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True,
-                 blur_kernel: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channel: int,
+        style_dim: int,
+        upsample: bool = True,
+        blur_kernel: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -259,12 +287,16 @@ class StyleGAN2(nn.Module):
         self.size = cfg.size
         self.style_dim = cfg.style_dim
         bk = cfg.blur_kernel
-        self.style = nn.Sequential(PixelNorm(), *[
-            EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation="fused_lrelu")
-            for _ in range(cfg.n_mlp)])
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *[
+                EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation="fused_lrelu")
+                for _ in range(cfg.n_mlp)
+            ],
+        )
         self.channels = cfg.channel_table()
         self.log_size = int(math.log2(cfg.size))
-        missing = [2 ** i for i in range(2, self.log_size + 1) if 2 ** i not in self.channels]
+        missing = [2**i for i in range(2, self.log_size + 1) if 2**i not in self.channels]
         if missing:
             raise ValueError(f"GeneratorConfig.channels has no width for resolutions {missing}")
         self.input = ConstantInput(self.channels[4])
@@ -278,12 +310,13 @@ class StyleGAN2(nn.Module):
         self.noises = nn.Module()
         for layer_idx in range(self.num_layers):
             res = (layer_idx + 5) // 2
-            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2 ** res, 2 ** res))
+            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2**res, 2**res))
         in_channel = self.channels[4]
         for i in range(3, self.log_size + 1):
-            out_channel = self.channels[2 ** i]
-            self.convs.append(StyledConv(in_channel, out_channel, 3, cfg.style_dim, upsample=True,
-                                         blur_kernel=bk, conv_clamp=cc))
+            out_channel = self.channels[2**i]
+            self.convs.append(
+                StyledConv(in_channel, out_channel, 3, cfg.style_dim, upsample=True, blur_kernel=bk, conv_clamp=cc)
+            )
             self.convs.append(StyledConv(out_channel, out_channel, 3, cfg.style_dim, blur_kernel=bk, conv_clamp=cc))
             self.to_rgbs.append(ToRGB(out_channel, cfg.style_dim, blur_kernel=bk, conv_clamp=cc))
             in_channel = out_channel
@@ -329,8 +362,10 @@ class StyleGAN2(nn.Module):
         if w.ndim == 2:
             w = w[:, None].expand(-1, self.n_latent, -1)
         if w.ndim != 3 or w.shape[1] != self.n_latent or w.shape[2] != self.style_dim:
-            raise ValueError(f"w_plus must be [B, {self.n_latent}, {self.style_dim}] "
-                             f"(or w [B, {self.style_dim}]), got {list(w.shape)}")
+            raise ValueError(
+                f"w_plus must be [B, {self.n_latent}, {self.style_dim}] "
+                f"(or w [B, {self.style_dim}]), got {list(w.shape)}"
+            )
         return w
 
     # -- S ------------------------------------------------------------------------------
@@ -343,8 +378,9 @@ class StyleGAN2(nn.Module):
         w_plus = self._as_wplus(w_plus)
         return [m.modulation(w_plus[:, i]) for _, m, i, _ in self._modulated()]
 
-    def synthesis_from_styles(self, styles: Sequence[torch.Tensor],
-                              noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def synthesis_from_styles(
+        self, styles: Sequence[torch.Tensor], noise: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """``[s_l: [B, C_l]]`` -> ``img: [B, 3, size, size]``.
 
         ``noise=None`` uses the stored ``noises.noise_*`` buffers (deterministic); otherwise
@@ -369,8 +405,7 @@ class StyleGAN2(nn.Module):
         """``w_plus: [B, n_latent, style_dim]`` (or ``w: [B, style_dim]``) -> ``img [B, 3, H, W]``."""
         return self.synthesis_from_styles(self.styles(w_plus), noise)
 
-    def forward(self, z: torch.Tensor, truncation: float = 1.0,
-                w_avg: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, truncation: float = 1.0, w_avg: torch.Tensor | None = None) -> torch.Tensor:
         """``z: [B, style_dim] -> img``; truncation pulls w towards ``w_avg``."""
         w = self.mapping(z)
         if truncation != 1.0:
@@ -417,12 +452,14 @@ def config_from_state_dict(sd: dict, lr_mlp: float = 0.01) -> GeneratorConfig:
     if "convs.0.conv.blur.kernel" in sd:
         k = sd["convs.0.conv.blur.kernel"].float().sum(1)
         blur = tuple(float(x) for x in (k / k.min()).tolist())
-    return GeneratorConfig(size=size, style_dim=style_dim, n_mlp=n_mlp, channels=channels,
-                           lr_mlp=lr_mlp, blur_kernel=blur)
+    return GeneratorConfig(
+        size=size, style_dim=style_dim, n_mlp=n_mlp, channels=channels, lr_mlp=lr_mlp, blur_kernel=blur
+    )
 
 
-def load_rosinality_checkpoint(path: str | Path, lr_mlp: float = 0.01, key: str = "g_ema",
-                               map_location: str | torch.device = "cpu") -> tuple[StyleGAN2, torch.Tensor]:
+def load_rosinality_checkpoint(
+    path: str | Path, lr_mlp: float = 0.01, key: str = "g_ema", map_location: str | torch.device = "cpu"
+) -> tuple[StyleGAN2, torch.Tensor]:
     """Load a rosinality checkpoint -> ``(G.eval(), latent_avg [style_dim])``.
 
     Accepts converted official files (``g_ema``, ``latent_avg``) and ``train.py`` files
@@ -431,8 +468,9 @@ def load_rosinality_checkpoint(path: str | Path, lr_mlp: float = 0.01, key: str 
     """
     path = Path(path)
     # train.py stores its argparse.Namespace under 'args'; allow exactly that class.
-    ckpt = safe_torch_load(path, "a rosinality StyleGAN2 checkpoint", allow=[argparse.Namespace],
-                           map_location=map_location)
+    ckpt = safe_torch_load(
+        path, "a rosinality StyleGAN2 checkpoint", allow=[argparse.Namespace], map_location=map_location
+    )
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict with key {key!r}, found a {type(ckpt).__name__}")
     if key in ckpt:
@@ -441,8 +479,8 @@ def load_rosinality_checkpoint(path: str | Path, lr_mlp: float = 0.01, key: str 
         sd = ckpt  # a bare generator state dict
     else:
         raise CheckpointError(
-            f"{path}: not a rosinality StyleGAN2 checkpoint: no {key!r} key; found keys "
-            f"{sorted(map(str, ckpt))[:20]}")
+            f"{path}: not a rosinality StyleGAN2 checkpoint: no {key!r} key; found keys {sorted(map(str, ckpt))[:20]}"
+        )
     if not isinstance(sd, dict) or "style.1.weight" not in sd or "input.input" not in sd:
         found = sorted(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
         raise CheckpointError(f"{path}: {key!r} is not a StyleGAN2 generator state dict (found {found})")
@@ -451,14 +489,11 @@ def load_rosinality_checkpoint(path: str | Path, lr_mlp: float = 0.01, key: str 
     try:
         G.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: state dict does not match the inferred architecture "
-                              f"{cfg.to_dict()}: {e}") from e
+        raise CheckpointError(
+            f"{path}: state dict does not match the inferred architecture {cfg.to_dict()}: {e}"
+        ) from e
     G = G.to(map_location).eval()
     latent_avg = ckpt.get("latent_avg") if key in ckpt else None
     if latent_avg is None:
         latent_avg = G.mean_latent(10000)
     return G, latent_avg.reshape(-1).float()
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

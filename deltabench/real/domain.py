@@ -22,6 +22,7 @@ can still train on generated codes alone with ``n_inverted=0``). Both folders, w
 of their contents, are part of :attr:`RealDomain.config_hash` (a run's ``world_hash``) and of
 :meth:`RealDomain.describe`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,9 @@ import numpy as np
 import torch
 
 from deltabench.checkpoints import CheckpointError
+from deltabench.confighash import Schema, versioned
+from deltabench.domainbase import ClipTextImage, DomainSource, TestImages
 from deltabench.parse import config_from_dict
-from deltabench.domainbase import ClipTextImage, TestImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -53,8 +55,12 @@ NETWORK_ROLES = {
     "fid": "pytorch-fid's Inception (FID/KID features)",
 }
 # The registry file that serves each entry on every official domain (config hints).
-NETWORK_FILES = {"clip": "ViT-B-32-quickgelu-openai.safetensors", "identity": "w600k_r50.onnx",
-                 "identity_loss": "model_ir_se50.pth", "fid": "pt_inception-2015-12-05-6726825d.pth"}
+NETWORK_FILES = {
+    "clip": "ViT-B-32-quickgelu-openai.safetensors",
+    "identity": "w600k_r50.onnx",
+    "identity_loss": "model_ir_se50.pth",
+    "fid": "pt_inception-2015-12-05-6726825d.pth",
+}
 
 
 def _add_entry_hint(domain: str, kind: str) -> str:
@@ -63,6 +69,38 @@ def _add_entry_hint(domain: str, kind: str) -> str:
     return f"domain {domain!r} names no {kind!r} file ({NETWORK_ROLES[kind]}); add {example} to its config"
 
 
+# What of a real domain's config its hash covers (deltabench.confighash; RealDomain._identity):
+# the released fs3 came after the first version (none before); where the images lie and the
+# description do not change the weights (the image sets enter the hash by their contents).
+REAL_DOMAIN_SCHEMA = Schema(
+    "real-domain",
+    first=(
+        "name",
+        "resolution",
+        "generator",
+        "clip",
+        "fid",
+        "clip_model",
+        "clip_input_size",
+        "clip_normalize",
+        "encoder",
+        "identity",
+        "identity_loss",
+        "face_crop",
+        "truncation",
+        "truncation_mean",
+        "neutral",
+        "prompts",
+        "images_env",
+        "train_images_env",
+        "test_source",
+    ),
+    added=[{"fs3": None}],
+    not_hashed=("images", "train_images", "description"),
+)
+
+
+@versioned(REAL_DOMAIN_SCHEMA)
 @dataclass(frozen=True)
 class RealDomainConfig:
     """A real domain, as data. Weight entries are registry file names (or paths)."""
@@ -109,7 +147,9 @@ class RealDomainConfig:
             ps.append(tuple(p))
         object.__setattr__(self, "prompts", tuple(ps))
         if self.test_source not in ("folder", "generated"):
-            raise ValueError(f"domain {self.name!r}: test_source must be 'folder' or 'generated', got {self.test_source!r}")
+            raise ValueError(
+                f"domain {self.name!r}: test_source must be 'folder' or 'generated', got {self.test_source!r}"
+            )
         if self.face_crop not in ("ffhq", "none"):
             raise ValueError(f"domain {self.name!r}: face_crop must be 'ffhq' or 'none', got {self.face_crop!r}")
 
@@ -175,7 +215,9 @@ def resolve_weight(name: str, wdir: str | Path | None = None) -> Path:
         inside = registry.weights_dir(wdir) / name
         if not p.is_absolute() and inside.exists():
             return inside
-        raise CheckpointError(f"{p}: no such file (named in the domain config{'' if p.is_absolute() else f'; nor at {inside}'})")
+        raise CheckpointError(
+            f"{p}: no such file (named in the domain config{'' if p.is_absolute() else f'; nor at {inside}'})"
+        )
     try:
         return registry.path_of(name, wdir, alternatives=True)
     except registry.MissingWeightsError as e:
@@ -183,8 +225,10 @@ def resolve_weight(name: str, wdir: str | Path | None = None) -> Path:
     except registry.WeightsError:  # not a registry file (a config of the user's own)
         path = registry.weights_dir(wdir) / name
         if not path.exists():
-            raise CheckpointError(f"{path}: missing weight file {name!r} (not in the weights registry); place it "
-                                  f"there or point $DELTABENCH_WEIGHTS (or the weights argument) at its folder") from None
+            raise CheckpointError(
+                f"{path}: missing weight file {name!r} (not in the weights registry); place it "
+                f"there or point $DELTABENCH_WEIGHTS (or the weights argument) at its folder"
+            ) from None
         return path
 
 
@@ -263,9 +307,11 @@ class GeneratedInverter:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self._given is None and self.domain.cfg.encoder is None:
-            raise ValueError(f"domain {self.domain.name!r} has no inversion encoder: it can only edit "
-                             f"images it generated itself (test_images). Give the domain config an "
-                             f"'encoder' (an e4e checkpoint for this generator) to edit other images")
+            raise ValueError(
+                f"domain {self.domain.name!r} has no inversion encoder: it can only edit "
+                f"images it generated itself (test_images). Give the domain config an "
+                f"'encoder' (an e4e checkpoint for this generator) to edit other images"
+            )
         return self.encoder(images)
 
 
@@ -301,15 +347,23 @@ class RealDomain(ClipTextImage):
     #   100,000 codes (GetCode.py line 195, GetCodeMS lines 170-179, numpy ddof 0) sampled with
     #   truncation 0.7 (GetCode.py line 79).
     method_defaults = {
-        "deltaedit": {"beta": 0.03, "config": {"n_generated": 200_000, "n_inverted": 58_000,
-                                               "steps": 201_562, "batch": 64}},
+        "deltaedit": {
+            "beta": 0.03,
+            "config": {"n_generated": 200_000, "n_inverted": 58_000, "steps": 201_562, "batch": 64},
+        },
         "styleclip-op": {"config": {"id_lambda": 0.0}},
         "styleclip-lm": {"config": {"steps": 50_000, "batch": 2, "optimizer": "ranger"}},
         "styleclip-gd": {"config": {"protocol": "official", "n_images": 100, "n_std": 100_000}},
     }
 
-    def __init__(self, cfg: RealDomainConfig, weights: str | Path | None = None, images: str | Path | None = None,
-                 device: str | torch.device = "cpu", train_images: str | Path | None = None):
+    def __init__(
+        self,
+        cfg: RealDomainConfig,
+        weights: str | Path | None = None,
+        images: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        train_images: str | Path | None = None,
+    ):
         """Nothing is loaded here: each network is read from its file the first time a method or
         metric asks for it (:attr:`generator`, :attr:`encoder`, :attr:`clip`, :attr:`identity`,
         :attr:`identity_loss`, :meth:`fid_features`), and a missing file is an error naming it
@@ -327,8 +381,10 @@ class RealDomain(ClipTextImage):
         self._inverter = GeneratedInverter(self)
         if not cfg.encoder:  # nothing can be inverted: DeltaEdit's pool is generated codes only
             de = self.method_defaults["deltaedit"]
-            self.method_defaults = {**self.method_defaults,
-                                    "deltaedit": {**de, "config": {**de["config"], "n_inverted": 0}}}
+            self.method_defaults = {
+                **self.method_defaults,
+                "deltaedit": {**de, "config": {**de["config"], "n_inverted": 0}},
+            }
         self.templates: tuple[str, ...] = IMAGENET_TEMPLATES
         self.neutral = cfg.neutral
         self.images_dir = _folder(images, cfg.images_env, cfg.images)
@@ -341,7 +397,14 @@ class RealDomain(ClipTextImage):
     # -- the networks, loaded when first asked for ---------------------------------------------
     generator_format = None  # "rosinality" or "nvidia" once the generator has loaded
     fid_feature_name = "Inception pool3"  # loaders.FidInception.name
+    # loaders.FidInception(resize="clean").resize_filter: clean-fid's resize to 299 (metrics.fid.CLEAN_RESIZE)
+    fid_resize = "clean-fid 'clean': PIL bicubic per channel on float32 [0, 255], clipped"
     fid_feature_dim = 2048  # loaders.FidInception.feature_dim
+
+    @property
+    def clip_name(self) -> str:
+        """The open_clip model and its weights file, for the CLIP-I/CLIP-T column headers."""
+        return f"{self.cfg.clip_model} ({Path(self.cfg.clip).name})" if self.cfg.clip else self.cfg.clip_model
 
     def path(self, kind: str) -> Path:
         """The local file of config entry ``kind`` (one of :data:`NETWORKS`). Raises
@@ -355,8 +418,9 @@ class RealDomain(ClipTextImage):
         try:
             return resolve_weight(name, self._weights)
         except CheckpointError as e:
-            raise CheckpointError(f"domain {self.name!r} needs {NETWORK_ROLES[kind]} (config entry {kind!r}): "
-                                  f"{e}") from None
+            raise CheckpointError(
+                f"domain {self.name!r} needs {NETWORK_ROLES[kind]} (config entry {kind!r}): {e}"
+            ) from None
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -390,9 +454,11 @@ class RealDomain(ClipTextImage):
             G, latent_avg, info = load_stylegan2(path, map_location=self._device)
             self.generator_format = info["format"]
             if G.size != cfg.resolution:
-                raise CheckpointError(f"{path}: a {G.size} px generator; domain {cfg.name!r} expects "
-                                      f"{cfg.resolution} px (config 'resolution'). Use the {cfg.resolution} px "
-                                      f"checkpoint or fix the config")
+                raise CheckpointError(
+                    f"{path}: a {G.size} px generator; domain {cfg.name!r} expects "
+                    f"{cfg.resolution} px (config 'resolution'). Use the {cfg.resolution} px "
+                    f"checkpoint or fix the config"
+                )
             self._latent_avg = latent_avg.to(self._device)
             return G.requires_grad_(False)
         if kind == "encoder":
@@ -402,8 +468,10 @@ class RealDomain(ClipTextImage):
         if kind == "clip":
             clip = loaders.load_open_clip(path, cfg.clip_model, self._device, normalize=cfg.clip_normalize)
             if clip.image_size != cfg.clip_input_size:
-                raise CheckpointError(f"{path}: open_clip {cfg.clip_model!r} takes {clip.image_size} px images; "
-                                      f"domain {cfg.name!r} says clip_input_size={cfg.clip_input_size}")
+                raise CheckpointError(
+                    f"{path}: open_clip {cfg.clip_model!r} takes {clip.image_size} px images; "
+                    f"domain {cfg.name!r} says clip_input_size={cfg.clip_input_size}"
+                )
             return clip.requires_grad_(False)
         if kind == "identity":
             return loaders.load_arcface(path, crop=cfg.face_crop)
@@ -417,15 +485,26 @@ class RealDomain(ClipTextImage):
         with self._net_lock:
             self._nets[kind] = value
 
-    generator = property(lambda self: self._network("generator"), lambda self, v: self._set_network("generator", v),
-                         doc="The StyleGAN2 generator (rosinality .pt or NVIDIA .pkl), loaded when first asked for.")
-    clip = property(lambda self: self._network("clip"), lambda self, v: self._set_network("clip", v),
-                    doc="open_clip CLIP, loaded when first asked for.")
-    identity = property(lambda self: self._network("identity"), lambda self, v: self._set_network("identity", v),
-                        doc="The IDS model (insightface ArcFace), None where the config names none.")
-    identity_loss = property(lambda self: self._network("identity_loss"),
-                             lambda self, v: self._set_network("identity_loss", v),
-                             doc="IR-SE50 identity loss (StyleCLIP-OP/LM), None where the config names none.")
+    generator = property(
+        lambda self: self._network("generator"),
+        lambda self, v: self._set_network("generator", v),
+        doc="The StyleGAN2 generator (rosinality .pt or NVIDIA .pkl), loaded when first asked for.",
+    )
+    clip = property(
+        lambda self: self._network("clip"),
+        lambda self, v: self._set_network("clip", v),
+        doc="open_clip CLIP, loaded when first asked for.",
+    )
+    identity = property(
+        lambda self: self._network("identity"),
+        lambda self, v: self._set_network("identity", v),
+        doc="The IDS model (insightface ArcFace), None where the config names none.",
+    )
+    identity_loss = property(
+        lambda self: self._network("identity_loss"),
+        lambda self, v: self._set_network("identity_loss", v),
+        doc="IR-SE50 identity loss (StyleCLIP-OP/LM), None where the config names none.",
+    )
 
     @property
     def encoder(self) -> GeneratedInverter:
@@ -449,8 +528,9 @@ class RealDomain(ClipTextImage):
         return tuple(k for k in NETWORKS if self._nets.get(k) is not None)
 
     # -- which files a command needs, checked before it starts ------------------------------------
-    def needs(self, methods=(), metrics: bool = False, test_images: bool = False,
-              invert: bool = False) -> tuple[str, ...]:
+    def needs(
+        self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False
+    ) -> tuple[str, ...]:
         """The config entries (:data:`NETWORKS`) a command uses, in that order.
 
         ``methods``: method names, or ``{name: options}`` with the options the method will be
@@ -478,9 +558,13 @@ class RealDomain(ClipTextImage):
             if name in ("styleclip-op", "styleclip-lm") and _id_lambda(name, conf) > 0:
                 out.append("identity_loss" if self.cfg.identity_loss else "identity" if self.cfg.identity else "")
             trains_on_photos = self.train_dir is not None and (
-                (name in ("deltaedit", "deltaedit-naive") and not o.get("checkpoint")
-                 and int(conf.get("n_inverted", 1)) > 0)
-                or (name == "styleclip-lm" and not conf.get("checkpoints")))
+                (
+                    name in ("deltaedit", "deltaedit-naive")
+                    and not o.get("checkpoint")
+                    and int(conf.get("n_inverted", 1)) > 0
+                )
+                or (name == "styleclip-lm" and not conf.get("checkpoints"))
+            )
             if trains_on_photos:
                 out.append("encoder")
         return tuple(k for k in NETWORKS if k in out)
@@ -497,8 +581,10 @@ class RealDomain(ClipTextImage):
                 raise ValueError(f"unknown network {kind!r}; known: {', '.join(NETWORKS)}")
             if not getattr(self.cfg, kind):
                 if kind == "encoder":
-                    problems.append(f"domain {self.name!r} has no inversion encoder (config entry 'encoder'), so "
-                                    f"it cannot invert photos; give its config an e4e checkpoint for this generator")
+                    problems.append(
+                        f"domain {self.name!r} has no inversion encoder (config entry 'encoder'), so "
+                        f"it cannot invert photos; give its config an e4e checkpoint for this generator"
+                    )
                 elif kind in ("generator", "clip", "fid"):
                     problems.append(_add_entry_hint(self.name, kind))
                 continue
@@ -508,11 +594,14 @@ class RealDomain(ClipTextImage):
                 problems.append(str(e))
         if problems:
             head = f"{purpose}: " if purpose else ""
-            raise CheckpointError(head + (problems[0] if len(problems) == 1 else
-                                          f"{len(problems)} files are missing: " + "; ".join(problems)))
+            raise CheckpointError(
+                head
+                + (problems[0] if len(problems) == 1 else f"{len(problems)} files are missing: " + "; ".join(problems))
+            )
 
-    def check_files(self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False,
-                    purpose: str = "") -> tuple[str, ...]:
+    def check_files(
+        self, methods=(), metrics: bool = False, test_images: bool = False, invert: bool = False, purpose: str = ""
+    ) -> tuple[str, ...]:
         """``require(needs(...))``: raises before any work when a file the command needs is
         missing; returns the entries checked."""
         needs = self.needs(methods, metrics=metrics, test_images=test_images, invert=invert)
@@ -528,12 +617,12 @@ class RealDomain(ClipTextImage):
     def _identity(self, files=NETWORKS) -> dict:
         """Config and file identities of the entries ``files`` (a missing file: "missing")."""
         present = self.paths
-        ids = {k: _file_identity(present[k]) if k in present else "missing"
-               for k in sorted(self.cfg.weight_names()) if k in files}
-        cfg = {k: v for k, v in self.cfg.to_dict().items() if k not in ("images", "train_images", "description")}
-        if cfg.get("fs3") is None:
-            cfg.pop("fs3", None)  # configs without one hash as before the entry existed
-        return {"config": cfg, "files": ids}
+        ids = {
+            k: _file_identity(present[k]) if k in present else "missing"
+            for k in sorted(self.cfg.weight_names())
+            if k in files
+        }
+        return {"config": REAL_DOMAIN_SCHEMA.hashed(self.cfg.to_dict()), "files": ids}
 
     @property
     def config_hash(self) -> str:
@@ -606,12 +695,17 @@ class RealDomain(ClipTextImage):
             test, test_sha = self._folder_content(self.images_dir, "test")
         elif self._generates_test():
             test = {"source": "generated", "seeds": "the run's test seeds"}
-        if self.train_dir is not None and self.images_dir is not None and \
-                self.train_dir.resolve() == self.images_dir.resolve():
-            raise ValueError(f"domain {self.name!r}: the training folder and the test folder are both "
-                             f"{self.images_dir}; methods must not train on the images the benchmark scores. "
-                             f"Give train_images=DIR{self._env_hint(train=True)} a folder of other images "
-                             f"(for ffhq: CelebA-HQ train, aligned as FFHQ)")
+        if (
+            self.train_dir is not None
+            and self.images_dir is not None
+            and self.train_dir.resolve() == self.images_dir.resolve()
+        ):
+            raise ValueError(
+                f"domain {self.name!r}: the training folder and the test folder are both "
+                f"{self.images_dir}; methods must not train on the images the benchmark scores. "
+                f"Give train_images=DIR{self._env_hint(train=True)} a folder of other images "
+                f"(for ffhq: CelebA-HQ train, aligned as FFHQ)"
+            )
         train, train_sha = self._train_record()
         if train_sha:
             shared = [(f, test_sha[h]) for h, f in train_sha.items() if h in test_sha]
@@ -621,8 +715,9 @@ class RealDomain(ClipTextImage):
                     f"training image {tf} has the same bytes (sha256) as test image {sf}"
                     + (f", and {more} more training image{'s' if more > 1 else ''} repeat test images" if more else "")
                     + f": the training folder {self.train_dir} and the test folder {self.images_dir} must not "
-                      f"share images (methods would train on what the benchmark scores). Remove the shared files "
-                      f"from the training folder, or give another train_images=DIR{self._env_hint(train=True)}")
+                    f"share images (methods would train on what the benchmark scores). Remove the shared files "
+                    f"from the training folder, or give another train_images=DIR{self._env_hint(train=True)}"
+                )
         return {"train": train, "test": test}
 
     def _train_record(self) -> tuple[dict, dict[str, Path]]:
@@ -717,14 +812,11 @@ class RealDomain(ClipTextImage):
         z = torch.randn(n, G.style_dim, generator=g)
         out = []
         for i in range(0, n, 1024):
-            w = G.mapping(z[i:i + 1024].to(self._device))
+            w = G.mapping(z[i : i + 1024].to(self._device))
             if self.cfg.truncation != 1.0:
                 w = self._mean_w() + self.cfg.truncation * (w - self._mean_w())
             out.append(w[:, None].expand(-1, G.n_latent, -1))
         return torch.cat(out) if out else torch.zeros(0, G.n_latent, G.style_dim, device=self._device)
-
-    def image_files(self) -> list[Path]:
-        return self._list_images(self.images_dir, "test")
 
     def _list_images(self, d: Path | None, what: str) -> list[Path]:
         arg = "train_images" if what == "training" else "images"
@@ -753,13 +845,14 @@ class RealDomain(ClipTextImage):
                     im = im.resize((r, r), Image.BICUBIC)
                 return np.asarray(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path} is not a readable image ({e}); remove it from its folder "
-                             f"or replace it with a PNG/JPEG") from None
+            raise ValueError(
+                f"{path} is not a readable image ({e}); remove it from its folder or replace it with a PNG/JPEG"
+            ) from None
 
     def _generated(self, n: int, seed: int) -> TestImages:
         w = self.sample_w_plus(n, seed)
         with torch.no_grad():
-            imgs = torch.cat([self.generator.synthesis(w[i:i + 16]) for i in range(0, n, 16)]).cpu()
+            imgs = torch.cat([self.generator.synthesis(w[i : i + 16]) for i in range(0, n, 16)]).cpu()
         return TestImages(imgs, None, latents=w.cpu())
 
     def _from_folder(self, d: Path, n: int, seed: int, what: str, arg: str) -> TestImages:
@@ -767,8 +860,10 @@ class RealDomain(ClipTextImage):
 
         files = self._list_images(d, what)
         if n > len(files):
-            raise ValueError(f"asked for {n} {what} images but {d} holds {len(files)}; ask for at most "
-                             f"{len(files)} ({arg}) or add images")
+            raise ValueError(
+                f"asked for {n} {what} images but {d} holds {len(files)}; ask for at most "
+                f"{len(files)} ({arg}) or add images"
+            )
         idx = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(int(seed)))[:n].tolist())
         arr = np.stack([self._read(files[i]) for i in idx])  # uint8 [n, R, R, 3]
         return TestImages(uint8_to_float(arr), None)
@@ -791,7 +886,8 @@ class RealDomain(ClipTextImage):
                 f"domain {self.name!r} has no training images, and methods never train on the test images: pass "
                 f"train_images=DIR{self._env_hint(train=True)} (a folder sharing no image with the test folder; "
                 f"for ffhq the official methods use CelebA-HQ train / FFHQ images, aligned as FFHQ). DeltaEdit can "
-                f"train on generated codes alone: --options '{{\"deltaedit\": {{\"config\": {{\"n_inverted\": 0}}}}}}'")
+                f'train on generated codes alone: --options \'{{"deltaedit": {{"config": {{"n_inverted": 0}}}}}}\''
+            )
         if self._split_checked != (self.train_dir, self.images_dir):  # once per pair of folders, not per batch
             self.data_sources()  # refuses a training folder that shares images with the test folder
             self._split_checked = (self.train_dir, self.images_dir)
@@ -842,7 +938,7 @@ class RealDomain(ClipTextImage):
         """Images ``[N, 3, H, W]`` -> W+ ``[N, n_latent, D]`` with the domain's encoder (e4e sees
         them as the official code makes its input from the photo file: quantised to uint8, PIL
         ``Resize(256)``; an input at e4e's input size is taken as it is, see :meth:`photo_input`)."""
-        return torch.cat([self.encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
+        return torch.cat([self.encoder(images[i : i + batch]) for i in range(0, len(images), batch)])
 
     # -- CLIP: text_embedding (over the 79 ImageNet templates) and clip_image come from
     # ClipTextImage; open_clip's tokenizer lowercases anyway, so the shared lowercased cache
@@ -850,10 +946,16 @@ class RealDomain(ClipTextImage):
     clip_batch = 64
 
 
-def load_real_domain(name_or_path: str | Path, weights: str | Path | None = None, images: str | Path | None = None,
-                     device: str | torch.device = "cpu", train_images: str | Path | None = None) -> RealDomain:
-    return RealDomain(load_domain_config(name_or_path), weights=weights, images=images, device=device,
-                      train_images=train_images)
+def load_real_domain(
+    name_or_path: str | Path,
+    weights: str | Path | None = None,
+    images: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    train_images: str | Path | None = None,
+) -> RealDomain:
+    return RealDomain(
+        load_domain_config(name_or_path), weights=weights, images=images, device=device, train_images=train_images
+    )
 
 
 __all__ = [
@@ -865,3 +967,19 @@ __all__ = [
     "load_real_domain",
     "resolve_weight",
 ]
+
+
+class RealDomains(DomainSource):
+    """The real domains: a built-in config name (ffhq, lsun-*) or a JSON config with a generator."""
+
+    @classmethod
+    def claims(cls, world: str) -> bool:
+        return world in domain_names() or is_real_domain_config(world)
+
+    @classmethod
+    def load(cls, world: str, device="cpu", weights=None, images=None, train_images=None):
+        return load_real_domain(world, weights=weights, images=images, device=device, train_images=train_images)
+
+    @classmethod
+    def neutral(cls, world: str) -> str:
+        return load_domain_config(world).neutral

@@ -9,6 +9,7 @@ copied into ``<name>-<hash>.partial/`` with the manifest and the directory is re
 final name, so a world directory without ``.partial`` is always complete. An existing world
 is never overwritten without ``force``.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,15 @@ from pathlib import Path
 
 import torch
 
-from deltabench import integrity
+from deltabench import confighash, integrity
 from deltabench.config import WorldConfig
 from deltabench.world import store
-from deltabench.world.components import COMPONENT_SPECS
+from deltabench.world.components import COMPONENT_SPECS, schema_versions
 
 
-def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
-                log=print, only: tuple[str, ...] | None = None) -> Path | None:
+def build_world(
+    cfg: WorldConfig, root: Path | None = None, force: bool = False, log=print, only: tuple[str, ...] | None = None
+) -> Path | None:
     """Build (or resume building) ``cfg`` under ``root/<name>-<hash>``; return that directory.
 
     ``only``: train just these stages into the stage cache (their dependencies too) and stop
@@ -76,11 +78,14 @@ def build_world(cfg: WorldConfig, root: Path | None = None, force: bool = False,
         "name": cfg.name,
         "config_hash": cfg.hash,
         "config": cfg.to_dict(),
+        confighash.SCHEMA_KEY: schema_versions(),
         "seed": cfg.seed,
         "stages": stages,
-        "build_seconds": {"total": sum(s["seconds"] for s in stages.values()),
-                          **{k: s["seconds"] for k, s in stages.items()},
-                          "wall_this_invocation": time.perf_counter() - t_start},
+        "build_seconds": {
+            "total": sum(s["seconds"] for s in stages.values()),
+            **{k: s["seconds"] for k, s in stages.items()},
+            "wall_this_invocation": time.perf_counter() - t_start,
+        },
         "files": files,
         **store.describe_environment(),
     }
@@ -116,6 +121,7 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
         _stage_from_installed_world(cfg, name, wfile, sfile, stages_dir.parent, log)
     if wfile.is_file() and sfile.is_file() and not force:
         info = integrity.read_json(sfile, f"the {name} stage's stats", hint)
+        confighash.check_record(info, str(sfile))
         model = spec.build(cfg, info.get("extra", {}))
         sd = integrity.load_tensors(wfile, hint)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
@@ -131,8 +137,12 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
         t0 = time.perf_counter()
         model, stats, extra = spec.refine(cfg, base, base_info.get("extra", {}), models)
         seconds = time.perf_counter() - t0
-        stats = {**stats, "base_stage": base_cfg.stage_hash(name), "base_seconds": base_info["seconds"],
-                 "refine_seconds": seconds}
+        stats = {
+            **stats,
+            "base_stage": base_cfg.stage_hash(name),
+            "base_seconds": base_info["seconds"],
+            "refine_seconds": seconds,
+        }
         seconds += base_info["seconds"]  # what building this stage from nothing costs
     else:
         log(f"[{name}] training ...")
@@ -140,13 +150,20 @@ def _stage(cfg: WorldConfig, name: str, models: dict, stages_dir: Path, force: b
         model, stats, extra = spec.train(cfg, models)
         seconds = time.perf_counter() - t0
     integrity.save_tensors(model.state_dict(), wfile, spec.save_dtype)
-    info = {"seconds": seconds, "stats": stats, "extra": extra, "seed": cfg.stage_seed(name),
-            "stage_hash": cfg.stage_hash(name)}
+    info = {
+        "seconds": seconds,
+        "stats": stats,
+        "extra": extra,
+        "seed": cfg.stage_seed(name),
+        "stage_hash": cfg.stage_hash(name),
+        confighash.SCHEMA_KEY: schema_versions(),
+    }
     store.write_json(info, sfile)
     # Evaluate what was saved (fp16 round trip included), not the in-memory fp32 copy.
     model = spec.build(cfg, extra)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in integrity.load_tensors(wfile, hint).items()})
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in integrity.load_tensors(wfile, hint).items()}
+    )
     log(f"[{name}] done in {seconds:.0f} s: {_short(stats)}")
     return model.eval(), info
 
@@ -181,6 +198,9 @@ def _stage_from_installed_world(cfg: WorldConfig, name: str, wfile: Path, sfile:
 
 
 def _short(stats: dict) -> str:
-    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()
-             if isinstance(v, (int, float, str))]
+    items = [
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in stats.items()
+        if isinstance(v, (int, float, str))
+    ]
     return ", ".join(items[:6])

@@ -1,4 +1,5 @@
 """``deltabench world card``: measure a loaded world against the ground truth it knows."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deltabench.metrics.image import psnr
+from deltabench.pixels import psnr
 from deltabench.utils import float_to_uint8
 from deltabench.world.kind import Params
 from deltabench.world.world import World
@@ -46,20 +47,31 @@ def world_card(world: World, n: int = 512, seed: int = 10_000) -> dict:
         "oracle_on_rendered": oracle_agreement(real),
         "clip_zeroshot": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution, kind=world.kind),
         # The same with short edit-style prompts ("face with glasses"), what editing feeds CLIP.
-        "clip_zeroshot_short": clip_zeroshot(world.clip, n=n, seed=seed + 1, resolution=world.resolution,
-                                             style="short", kind=world.kind),
+        "clip_zeroshot_short": clip_zeroshot(
+            world.clip, n=n, seed=seed + 1, resolution=world.resolution, style="short", kind=world.kind
+        ),
         # Only where the world has an identity model (faces); a kind without one has no IDS.
-        **({"identity_auc": float(identity_auc(world.identity, n_pairs=n, seed=seed + 2, resolution=world.resolution,
-                                               kind=world.kind))} if world.identity is not None else {}),
+        **(
+            {
+                "identity_auc": float(
+                    identity_auc(world.identity, n_pairs=n, seed=seed + 2, resolution=world.resolution, kind=world.kind)
+                )
+            }
+            if world.identity is not None
+            else {}
+        ),
         # Who a face is, as the CLIP image embedding sees it: held-out R^2 of a ridge read-out of
         # each identity parameter (2,500 train / 500 test renderer faces), and the mean cosine of
         # faces with identical attributes and independent identity (1.0: identity-blind).
         # (in a kind without identity: its continuous, caption-free parameters, e.g. building width)
-        **{f"clip_identity_{k}": v for k, v in clip_identity(world.clip, seed=seed + 3, resolution=world.resolution,
-                                                              kind=world.kind).items()},
+        **{
+            f"clip_identity_{k}": v
+            for k, v in clip_identity(world.clip, seed=seed + 3, resolution=world.resolution, kind=world.kind).items()
+        },
         "build_seconds": world.manifest["build_seconds"]["total"],
-        "build_seconds_per_stage": {k: v for k, v in world.manifest["build_seconds"].items()
-                                    if k not in ("total", "wall_this_invocation")},
+        "build_seconds_per_stage": {
+            k: v for k, v in world.manifest["build_seconds"].items() if k not in ("total", "wall_this_invocation")
+        },
         "files_bytes": sum(f["bytes"] for f in world.manifest["files"].values()),
     }
     return card

@@ -5,15 +5,17 @@ loading weights), and how to train it given the components already built. The ge
 and encoder sections are ``{"model": ..., "train": ...}``; the CLIP, identity and oracle
 sections are their owners' config dicts (model and schedule in one).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from deltabench.config import WorldConfig, as_phases
+from deltabench.config import SECTION_SCHEMA, WorldConfig, as_phases
+from deltabench.confighash import versions
 
 Train = Callable[[WorldConfig, dict], "tuple[nn.Module, dict, dict]"]
 Build = Callable[[WorldConfig, dict], nn.Module]
@@ -36,8 +38,10 @@ class ComponentSpec:
 def _split(section: dict, what: str) -> tuple[dict, dict]:
     unknown = set(section) - {"model", "train", "refine"}
     if unknown:
-        raise ValueError(f"world config section {what!r}: unknown keys {sorted(unknown)}; "
-                         "expected 'model', 'train' and optionally 'refine'")
+        raise ValueError(
+            f"world config section {what!r}: unknown keys {sorted(unknown)}; "
+            "expected 'model', 'train' and optionally 'refine'"
+        )
     return section.get("model", {}), section.get("train", {})
 
 
@@ -48,6 +52,7 @@ def _refine_seed(cfg: WorldConfig, name: str) -> int:
 
 
 # --- generator ---------------------------------------------------------------------------
+
 
 def _gen_cfgs(cfg: WorldConfig):
     from deltabench.models.stylegan2 import GeneratorConfig
@@ -84,6 +89,7 @@ def _gen_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dic
 
 # --- encoder -----------------------------------------------------------------------------
 
+
 def _enc_cfgs(cfg: WorldConfig):
     from deltabench.models.encoder import EncoderConfig
     from deltabench.world.train_encoder import EncoderTrainConfig
@@ -108,6 +114,7 @@ def _enc_train(cfg: WorldConfig, models: dict):
 
 # --- clip --------------------------------------------------------------------------------
 
+
 def _clip_cfg(cfg: WorldConfig, phase: str = "base"):
     return _clip_phase(cfg.section("clip"), phase, cfg.kind)
 
@@ -124,8 +131,10 @@ def _clip_phase(section: dict, phase: str = "base", kind: str | None = None):
             raise ValueError("world config section 'clip' has no 'refine' phase")
         refine = as_phases(refine, "world config section 'clip'")[-1]  # this stage trains the last
         if "model" in refine:
-            raise ValueError("world config section 'clip': a 'refine' phase continues the base model, "
-                             "it cannot change 'model'; remove 'model' from 'refine'")
+            raise ValueError(
+                "world config section 'clip': a 'refine' phase continues the base model, "
+                "it cannot change 'model'; remove 'model' from 'refine'"
+            )
         d = {**d, **refine}
     return ClipTrainConfig.from_dict(d, kind)
 
@@ -135,8 +144,11 @@ def _clip_build(cfg: WorldConfig, extra: dict) -> nn.Module:
     from deltabench.world.train_clip import world_tokenizer
 
     model = _clip_cfg(cfg).model
-    tok = (WordTokenizer.from_dict(extra["tokenizer"]) if "tokenizer" in extra
-           else world_tokenizer(model.context_length, cfg.kind))
+    tok = (
+        WordTokenizer.from_dict(extra["tokenizer"])
+        if "tokenizer" in extra
+        else world_tokenizer(model.context_length, cfg.kind)
+    )
     return build_clip(model, cfg.resolution, tok)
 
 
@@ -150,12 +162,14 @@ def _clip_train(cfg: WorldConfig, models: dict):
 def _clip_refine(cfg: WorldConfig, base: nn.Module, base_extra: dict, models: dict):
     from deltabench.world.train_clip import train_clip
 
-    clip, stats = train_clip(_clip_cfg(cfg, "refine"), cfg.resolution, _refine_seed(cfg, "clip"), init=base,
-                             kind=cfg.kind)
+    clip, stats = train_clip(
+        _clip_cfg(cfg, "refine"), cfg.resolution, _refine_seed(cfg, "clip"), init=base, kind=cfg.kind
+    )
     return clip, stats, {"tokenizer": clip.tokenizer.to_dict()}
 
 
 # --- identity and oracle -----------------------------------------------------------------
+
 
 def _id_build(cfg: WorldConfig, extra: dict) -> nn.Module:
     from deltabench.models.identity import IdentityConfig, build_identity
@@ -167,8 +181,9 @@ def _id_train(cfg: WorldConfig, models: dict):
     from deltabench.models.identity import IdentityConfig
     from deltabench.world.train_identity import train_identity
 
-    net, stats = train_identity(IdentityConfig.from_dict(cfg.section("identity")), cfg.resolution,
-                                cfg.stage_seed("identity"), kind=cfg.kind)
+    net, stats = train_identity(
+        IdentityConfig.from_dict(cfg.section("identity")), cfg.resolution, cfg.stage_seed("identity"), kind=cfg.kind
+    )
     return net, stats, {}
 
 
@@ -183,8 +198,9 @@ def _or_train(cfg: WorldConfig, models: dict):
     from deltabench.models.oracle import OracleConfig
     from deltabench.world.train_oracle import train_oracle
 
-    net, stats = train_oracle(OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution,
-                              cfg.stage_seed("oracle"), kind=cfg.kind)
+    net, stats = train_oracle(
+        OracleConfig.from_dict(cfg.section("oracle")), cfg.resolution, cfg.stage_seed("oracle"), kind=cfg.kind
+    )
     return net, stats, {}
 
 
@@ -199,12 +215,47 @@ COMPONENT_SPECS: dict[str, ComponentSpec] = {
 }
 
 
+# The schemas of the sections' owners (deltabench.confighash), recorded in a built world's manifest.
+SECTION_SCHEMAS: tuple[str, ...] = (
+    "world.generator.model",
+    "world.generator.train",
+    "world.encoder.model",
+    "world.encoder.train",
+    "world.clip",
+    "world.clip.model",
+    "world.identity",
+    "world.oracle",
+)
+_SECTION_OWNERS = (
+    "deltabench.models.stylegan2",
+    "deltabench.models.encoder",
+    "deltabench.models.clip",
+    "deltabench.models.identity",
+    "deltabench.models.oracle",
+    "deltabench.world.train_generator",
+    "deltabench.world.train_encoder",
+    "deltabench.world.train_clip",
+)
+
+
+def schema_versions() -> dict[str, int]:
+    """``{schema: version}`` of everything a world's hashes depend on (for its cache records)."""
+    import importlib
+
+    from deltabench.config import STAGE_SCHEMA, WORLD_SCHEMA
+
+    for owner in _SECTION_OWNERS:  # each owner declares its schema on import
+        importlib.import_module(owner)
+
+    return versions(WORLD_SCHEMA.name, STAGE_SCHEMA.name, SECTION_SCHEMA.name, *SECTION_SCHEMAS)
+
+
 def _resolve_split(name: str, section: dict, model_cls, train_cls) -> dict:
     m, t = _split(section, name)
     out = {"model": model_cls.from_dict(m).to_dict(), "train": train_cls.from_dict(t).to_dict()}
-    if "refine" in section:  # absent (not empty) when unused, so base stages keep their hashes
+    if "refine" in section:  # absent (not empty) when unused (SECTION_SCHEMA: hashed whenever given)
         out["refine"] = _map_phases(section["refine"], lambda p: train_cls.from_dict(p).to_dict())
-    return out
+    return SECTION_SCHEMA.present(out)
 
 
 def _map_phases(refine, fn):
@@ -225,18 +276,18 @@ def resolve_sections(cfg: WorldConfig) -> WorldConfig:
     from deltabench.models.identity import IdentityConfig
     from deltabench.models.oracle import OracleConfig
     from deltabench.models.stylegan2 import GeneratorConfig
+    from deltabench.world.kind import get_kind
     from deltabench.world.train_encoder import EncoderTrainConfig
     from deltabench.world.train_generator import DistillConfig
-
-    from deltabench.world.kind import get_kind
 
     kind = get_kind(cfg.kind)  # an unknown kind is an error naming the known ones
     d = cfg.to_dict()
     if kind.has_identity and "identity" not in d:
         raise ValueError(f"world kind {kind.name!r} has an identity model: the config needs an 'identity' section")
     if not kind.has_identity and "identity" in d:
-        raise ValueError(f"world kind {kind.name!r} has no identity model (IDS does not apply): "
-                         f"remove the 'identity' section")
+        raise ValueError(
+            f"world kind {kind.name!r} has no identity model (IDS does not apply): remove the 'identity' section"
+        )
     if kind.name != "faces" and "fine_attrs" not in d["clip"]:  # the default is the faces kind's
         d["clip"] = {**d["clip"], "fine_attrs": list(kind.fine_attrs)}
     d["generator"] = _resolve_split("generator", d["generator"], GeneratorConfig, DistillConfig)
@@ -244,8 +295,14 @@ def resolve_sections(cfg: WorldConfig) -> WorldConfig:
     clip = _clip_phase(d["clip"], kind=cfg.kind).to_dict()
     if "refine" in d["clip"]:  # each phase resolved as what it trains with: base keys, its keys laid over
         base = {k: v for k, v in d["clip"].items() if k != "refine"}
-        clip["refine"] = _map_phases(d["clip"]["refine"], lambda p: {
-            k: v for k, v in _clip_phase({**base, "refine": p}, "refine", cfg.kind).to_dict().items() if k != "model"})
+        clip["refine"] = _map_phases(
+            d["clip"]["refine"],
+            lambda p: {
+                k: v
+                for k, v in _clip_phase({**base, "refine": p}, "refine", cfg.kind).to_dict().items()
+                if k != "model"
+            },
+        )
     d["clip"] = clip
     if "identity" in d:
         d["identity"] = IdentityConfig.from_dict(d["identity"]).to_dict()

@@ -20,18 +20,21 @@ colour and background separate a random batch, so fine ones never need to be lea
 Images get the identity net's robustness augmentation (blur, noise, colour jitter), since
 the world's CLIP mostly looks at the generator's slightly blurry images.
 """
+
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deltabench.parse import config_from_dict
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
 from deltabench.models.clip import ClipConfig, ClipModel, WordTokenizer, build_clip
+from deltabench.parse import config_from_dict
 from deltabench.utils import progress, seed_everything
 from deltabench.world.kind import Params, WorldKind, get_kind, positive_matrix
 from deltabench.world.train_identity import (
@@ -49,6 +52,33 @@ def world_tokenizer(context_length: int, kind: WorldKind | str | None = None) ->
     return WordTokenizer(get_kind(kind).vocabulary(), context_length)
 
 
+# The world's clip section (deltabench.confighash): the minimal pairs' attributes came with the
+# refine phase, the identity term later; identity_share does nothing while identity_weight is 0.
+CLIP_TRAIN_CONFIG_SCHEMA = Schema(
+    "world.clip",
+    first=(
+        "model",
+        "steps",
+        "batch_size",
+        "group_size",
+        "pool_groups",
+        "fine_attrs",
+        "pair_frac",
+        "p_full",
+        "max_short",
+        "lr",
+        "weight_decay",
+        "aug_blur_max",
+        "aug_noise",
+        "aug_jitter",
+        "init_temperature",
+    ),
+    added=[{"pair_attrs": ()}, {"identity_weight": 0.0, "identity_share": 0.35}],
+    follows={"identity_share": "identity_weight"},
+)
+
+
+@versioned(CLIP_TRAIN_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class ClipTrainConfig:
     """The ``clip`` section of a world config: model sizes (``model``) and the schedule."""
@@ -85,7 +115,7 @@ class ClipTrainConfig:
     identity_share: float = 0.35
 
     @staticmethod
-    def from_dict(d: dict, kind: WorldKind | str | None = None) -> "ClipTrainConfig":
+    def from_dict(d: dict, kind: WorldKind | str | None = None) -> ClipTrainConfig:
         d = dict(d)
         names = get_kind(kind).attribute_names
         if "model" in d:
@@ -98,24 +128,20 @@ class ClipTrainConfig:
                     raise ValueError(f"clip config: {key} {bad} are not attributes; known: {list(names)}")
         cfg = config_from_dict(ClipTrainConfig, d, "clip config")
         if cfg.identity_weight < 0 or not 0.0 < cfg.identity_share < 1.0:
-            raise ValueError(f"clip config: identity_weight must be >= 0 and identity_share in (0, 1), "
-                             f"got {cfg.identity_weight} and {cfg.identity_share}")
+            raise ValueError(
+                f"clip config: identity_weight must be >= 0 and identity_share in (0, 1), "
+                f"got {cfg.identity_weight} and {cfg.identity_share}"
+            )
         if not 0.0 <= cfg.pair_frac <= 1.0:
             raise ValueError(f"clip config: pair_frac {cfg.pair_frac} must be in [0, 1]")
         if cfg.batch_size % cfg.group_size:
-            raise ValueError(f"clip config: batch_size {cfg.batch_size} is not a multiple of group_size {cfg.group_size}")
+            raise ValueError(
+                f"clip config: batch_size {cfg.batch_size} is not a multiple of group_size {cfg.group_size}"
+            )
         return cfg
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["fine_attrs"] = list(self.fine_attrs)
-        d["pair_attrs"] = list(self.pair_attrs)
-        if not self.pair_attrs:  # absent when unused, so stages trained before it keep their hashes
-            d.pop("pair_attrs")
-        if not self.identity_weight:  # likewise
-            d.pop("identity_weight")
-            d.pop("identity_share")
-        return d
+        return confighash.to_dict(self)
 
 
 def identity_basis(dim: int, n_params: int = 6) -> torch.Tensor:
@@ -136,11 +162,16 @@ def identity_loss(img_f: torch.Tensor, ident: torch.Tensor, basis: torch.Tensor,
     they are then sit at cosine about ``1 - share**2``.
     """
     target = share * ident / np.sqrt(ident.shape[1] / 3.0)
-    return ((img_f @ basis - target) ** 2).sum(1).mean() / share ** 2
+    return ((img_f @ basis - target) ** 2).sum(1).mean() / share**2
 
 
-def group_params(n_groups: int, group_size: int, fine_attrs: tuple[str, ...],
-                 rng: np.random.Generator, kind: WorldKind | str | None = None) -> Params:
+def group_params(
+    n_groups: int,
+    group_size: int,
+    fine_attrs: tuple[str, ...],
+    rng: np.random.Generator,
+    kind: WorldKind | str | None = None,
+) -> Params:
     """``n_groups * group_size`` scenes; each run of ``group_size`` shares all but ``fine_attrs``."""
     kind = get_kind(kind)
     base = kind.sample_params(n_groups, rng)
@@ -153,8 +184,13 @@ def group_params(n_groups: int, group_size: int, fine_attrs: tuple[str, ...],
     return kind.params(attrs, ident)
 
 
-def pair_params(n_groups: int, group_size: int, attrs_to_vary: tuple[str, ...],
-                rng: np.random.Generator, kind: WorldKind | str | None = None) -> Params:
+def pair_params(
+    n_groups: int,
+    group_size: int,
+    attrs_to_vary: tuple[str, ...],
+    rng: np.random.Generator,
+    kind: WorldKind | str | None = None,
+) -> Params:
     """``n_groups * group_size`` faces; each group varies ONE attribute (drawn uniformly from
     ``attrs_to_vary``) over all its values, as evenly as the group size allows, and shares the rest."""
     kind = get_kind(kind)
@@ -165,12 +201,13 @@ def pair_params(n_groups: int, group_size: int, attrs_to_vary: tuple[str, ...],
     for g in range(n_groups):  # one small draw per group, only at pool creation
         j = kind.attribute_index(attrs_to_vary[which[g]])
         n_values = kind.attributes[j].n
-        attrs[g * group_size:(g + 1) * group_size, j] = rng.permutation(np.resize(np.arange(n_values), group_size))
+        attrs[g * group_size : (g + 1) * group_size, j] = rng.permutation(np.resize(np.arange(n_values), group_size))
     return kind.params(attrs, ident)
 
 
-def multi_positive_loss(img_f: torch.Tensor, txt_f: torch.Tensor, pos: torch.Tensor,
-                        scale: torch.Tensor) -> torch.Tensor:
+def multi_positive_loss(
+    img_f: torch.Tensor, txt_f: torch.Tensor, pos: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Symmetric contrastive loss with several positives per row.
 
     ``img_f [Ni, D]``, ``txt_f [Nc, D]`` normalised, ``pos bool [Nc, Ni]``. Each direction
@@ -196,10 +233,15 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_clip(cfg: ClipTrainConfig, resolution: int, seed: int,
-               render_fn: RenderFn | None = None,
-               callback: Callable[[int, ClipModel], None] | None = None,
-               init: ClipModel | None = None, kind: WorldKind | str | None = None) -> tuple[ClipModel, dict]:
+def train_clip(
+    cfg: ClipTrainConfig,
+    resolution: int,
+    seed: int,
+    render_fn: RenderFn | None = None,
+    callback: Callable[[int, ClipModel], None] | None = None,
+    init: ClipModel | None = None,
+    kind: WorldKind | str | None = None,
+) -> tuple[ClipModel, dict]:
     """Contrastive training on rendered faces and their captions, from scratch or from ``init``.
 
     Returns ``(clip.eval(), stats)``; the same ``seed`` gives the same weights. The
@@ -305,9 +347,16 @@ def _render(params: Params, resolution: int, render_fn: RenderFn | None) -> torc
 
 
 @torch.no_grad()
-def clip_zeroshot(clip: ClipModel, n: int, seed: int, resolution: int, style: str = "full",
-                  render_fn: RenderFn | None = None, blur_sigma: float = 0.0,
-                  kind: WorldKind | str | None = None) -> dict[str, float]:
+def clip_zeroshot(
+    clip: ClipModel,
+    n: int,
+    seed: int,
+    resolution: int,
+    style: str = "full",
+    render_fn: RenderFn | None = None,
+    blur_sigma: float = 0.0,
+    kind: WorldKind | str | None = None,
+) -> dict[str, float]:
     """Zero-shot accuracy per attribute on ``n`` fresh rendered faces.
 
     Each value's class embedding is the mean embedding of its prompts
@@ -337,39 +386,16 @@ def clip_zeroshot(clip: ClipModel, n: int, seed: int, resolution: int, style: st
 
 
 @torch.no_grad()
-def clip_edit_alignment(clip: ClipModel, n: int, seed: int, resolution: int,
-                        render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> dict[str, float]:
-    """Per edit prompt: fraction of faces whose image delta points along the text delta.
-
-    For each :data:`EDIT_PROMPTS` record, ``n`` faces without the target value are rendered
-    before and after setting it; the score is the fraction with
-    ``cos(i_after - i_before, t_target - t_source) > 0`` (text over the world's templates).
-    This is the property DeltaEdit relies on: image and text deltas aligned.
-    """
-    kind = get_kind(kind)
-    was_training = clip.training
-    clip.eval()
-    rng = np.random.default_rng(seed)
-    out = {}
-    for e in kind.edit_prompts("train"):
-        a = kind.attribute(e.attribute)
-        vi = a.index(e.value)
-        p = kind.sample_params(n, rng)
-        j = kind.attribute_index(a.name)
-        # Any value but the target: shift by 1..n-1 places.
-        p.attrs[:, j] = (vi + rng.integers(1, a.n, size=n)) % a.n
-        before = embed_images(clip, _render(p, resolution, render_fn or kind.render))
-        after = embed_images(clip, _render(p.with_attr(a.name, vi), resolution, render_fn or kind.render))
-        dt = (text_embedding(clip, e.target, kind.templates()) - text_embedding(clip, e.source, kind.templates())).cpu()
-        cos = F.cosine_similarity(after - before, dt[None], dim=1)
-        out[f"{e.attribute}={e.value}"] = float((cos > 0).float().mean())
-    clip.train(was_training)
-    return out
-
-
-@torch.no_grad()
-def clip_identity(clip: ClipModel, seed: int, resolution: int, n_train: int = 2500, n_test: int = 500,
-                  n_pairs: int = 500, render_fn: RenderFn | None = None, kind: WorldKind | str | None = None) -> dict:
+def clip_identity(
+    clip: ClipModel,
+    seed: int,
+    resolution: int,
+    n_train: int = 2500,
+    n_test: int = 500,
+    n_pairs: int = 500,
+    render_fn: RenderFn | None = None,
+    kind: WorldKind | str | None = None,
+) -> dict:
     """How much of who a face is the CLIP image embedding carries, on fresh renderer faces.
 
     ``r2``: per identity parameter, held-out R^2 of a ridge regression (regularisation chosen
@@ -394,5 +420,4 @@ def clip_identity(clip: ClipModel, seed: int, resolution: int, n_train: int = 25
     ea = embed_images(clip, _render(a, resolution, render_fn or kind.render))
     eb = embed_images(clip, _render(b, resolution, render_fn or kind.render))
     clip.train(was_training)
-    return {"r2": {p: float(v) for p, v in zip(kind.continuous, r2)},
-            "cos": float((ea * eb).sum(1).mean())}
+    return {"r2": {p: float(v) for p, v in zip(kind.continuous, r2)}, "cos": float((ea * eb).sum(1).mean())}

@@ -5,23 +5,32 @@ For both the true latent is known, ``w = G.mapping(encode_params(params))`` repe
 so the encoder gets a direct latent L2 loss (which also keeps the per-entry deltas small, the
 job of e4e's delta regulariser) plus e4e's image reconstruction L1 through ``G.synthesis``.
 """
+
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from deltabench.parse import config_from_dict
-from deltabench.models.encoder import EncoderConfig, Encoder4Editing, build_encoder
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
+from deltabench.models.encoder import Encoder4Editing, EncoderConfig, build_encoder
 from deltabench.models.stylegan2 import StyleGAN2
-from deltabench.metrics.image import psnr
+from deltabench.parse import config_from_dict
+from deltabench.pixels import psnr
 from deltabench.utils import progress, seed_everything
 from deltabench.world.kind import WorldKind, get_kind
 from deltabench.world.train_generator import params_code, render_target, world_latent_avg
 
+ENCODER_TRAIN_CONFIG_SCHEMA = Schema(
+    "world.encoder.train",
+    first=("steps", "batch", "gen_batch", "lr", "latent_weight", "image_weight", "eval_n", "eval_seed", "eval_every"),
+)
 
+
+@versioned(ENCODER_TRAIN_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class EncoderTrainConfig:
     """Schedule of :func:`train_encoder` (step-based: same seed, same weights)."""
@@ -37,21 +46,21 @@ class EncoderTrainConfig:
     eval_every: int = 0
 
     @staticmethod
-    def from_dict(d: dict) -> "EncoderTrainConfig":
+    def from_dict(d: dict) -> EncoderTrainConfig:
         return config_from_dict(EncoderTrainConfig, d, "EncoderTrainConfig")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return confighash.to_dict(self)
 
 
-def encode_images(E: Encoder4Editing, img: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """``img [N, 3, R, R] -> w_plus [N, n_latent, style_dim]`` without grad."""
-    with torch.no_grad():
-        return torch.cat([E(img[i:i + batch]) for i in range(0, len(img), batch)])
-
-
-def encoder_psnr(E: Encoder4Editing, G: StyleGAN2, n: int, seed: int, resolution: int | None = None,
-                 kind: WorldKind | str | None = None) -> float:
+def encoder_psnr(
+    E: Encoder4Editing,
+    G: StyleGAN2,
+    n: int,
+    seed: int,
+    resolution: int | None = None,
+    kind: WorldKind | str | None = None,
+) -> float:
     """Mean PSNR (dB) of renderer image x vs ``G.synthesis(E(x))`` for ``n`` faces from ``seed``."""
     resolution = resolution or G.size
     dev = next(G.parameters()).device
@@ -60,13 +69,18 @@ def encoder_psnr(E: Encoder4Editing, G: StyleGAN2, n: int, seed: int, resolution
     out = []
     with torch.no_grad():
         for i in range(0, n, 64):
-            out.append(G.synthesis(E(x[i:i + 64])))
+            out.append(G.synthesis(E(x[i : i + 64])))
     return float(psnr(torch.cat(out), x).mean())
 
 
-def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, seed: int,
-                  latent_avg: torch.Tensor | None = None,
-                  kind: WorldKind | str | None = None) -> tuple[Encoder4Editing, dict]:
+def train_encoder(
+    ecfg: EncoderConfig,
+    tcfg: EncoderTrainConfig,
+    G: StyleGAN2,
+    seed: int,
+    latent_avg: torch.Tensor | None = None,
+    kind: WorldKind | str | None = None,
+) -> tuple[Encoder4Editing, dict]:
     """Train an encoder for the frozen ``G``; return ``(E.eval(), stats)``.
 
     ``latent_avg`` (the world's mean w) defaults to :func:`world_latent_avg` of ``G``.
@@ -97,7 +111,7 @@ def train_encoder(ecfg: EncoderConfig, tcfg: EncoderTrainConfig, G: StyleGAN2, s
                 real = render_target(params[: tcfg.batch], res, dev, kind)  # [b, 3, R, R]
                 parts = [real]
                 if tcfg.gen_batch:
-                    parts.append(G.synthesis(w[tcfg.batch:]))
+                    parts.append(G.synthesis(w[tcfg.batch :]))
                 x = torch.cat(parts)
             w_plus = E(x)  # [B, n_latent, style_dim]
             lat = (w_plus - w[:, None]).square().mean()

@@ -8,25 +8,50 @@ batches, many steps, Adam betas (0, 0.99) as in StyleGAN2 (Karras et al. 2020, A
 an EMA copy as in rosinality ``train.py`` (``accumulate``), and L1 with extra weight on
 edges plus an image-gradient L1 so thin details (glasses frames, mouth, beard) are learnt.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deltabench.parse import config_from_dict
+from deltabench import confighash
+from deltabench.confighash import Schema, versioned
 from deltabench.models.stylegan2 import GeneratorConfig, StyleGAN2, build_generator
-from deltabench.metrics.image import psnr
+from deltabench.parse import config_from_dict
+from deltabench.pixels import psnr
 from deltabench.utils import progress, seed_everything, uint8_to_float
 from deltabench.world.kind import Params, WorldKind, get_kind
 
+# The world's generator section "train" (deltabench.confighash); "loss" came with the MSE option.
+DISTILL_CONFIG_SCHEMA = Schema(
+    "world.generator.train",
+    first=(
+        "steps",
+        "batch",
+        "lr",
+        "mapping_lr_scale",
+        "betas",
+        "ema",
+        "lr_rampdown",
+        "detail_weight",
+        "edge_threshold",
+        "grad_weight",
+        "eval_n",
+        "eval_seed",
+        "eval_every",
+    ),
+    added=[{"loss": "l1"}],
+)
 
+
+@versioned(DISTILL_CONFIG_SCHEMA)
 @dataclass(frozen=True)
 class DistillConfig:
     """Schedule of :func:`train_generator` (step-based: same seed, same weights)."""
@@ -66,25 +91,23 @@ class DistillConfig:
             raise ValueError(f"generator train config: loss must be 'l1' or 'mse', got {self.loss!r}")
 
     @staticmethod
-    def from_dict(d: dict) -> "DistillConfig":
+    def from_dict(d: dict) -> DistillConfig:
         return config_from_dict(DistillConfig, d, "DistillConfig")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["betas"] = list(d["betas"])
-        if d["loss"] == "l1":  # absent at its default, so stages trained before it keep their hashes
-            d.pop("loss")
-        return d
+        return confighash.to_dict(self)
 
 
-def params_code(params: Params, style_dim: int, device: torch.device | str = "cpu",
-                kind: WorldKind | str | None = None) -> torch.Tensor:
+def params_code(
+    params: Params, style_dim: int, device: torch.device | str = "cpu", kind: WorldKind | str | None = None
+) -> torch.Tensor:
     """``z: [N, style_dim]``, the generator's input for ``params``."""
     return torch.from_numpy(get_kind(kind).encode_params(params, style_dim)).to(device)
 
 
-def render_target(params: Params, resolution: int, device: torch.device | str = "cpu",
-                  kind: WorldKind | str | None = None) -> torch.Tensor:
+def render_target(
+    params: Params, resolution: int, device: torch.device | str = "cpu", kind: WorldKind | str | None = None
+) -> torch.Tensor:
     """Renderer images ``[N, 3, R, R]`` in [-1, 1]."""
     return uint8_to_float(get_kind(kind).render(params, resolution)).to(device)
 
@@ -95,7 +118,7 @@ def sample(G: StyleGAN2, params: Params, batch: int = 64, kind: WorldKind | str 
     out = []
     with torch.no_grad():
         for i in range(0, len(params), batch):
-            z = params_code(params[i:i + batch], G.style_dim, dev, kind)
+            z = params_code(params[i : i + batch], G.style_dim, dev, kind)
             out.append(G.synthesis(G.mapping(z)))
     return torch.cat(out)
 
@@ -112,8 +135,9 @@ def world_latent_avg(G: StyleGAN2, n: int = 4096, seed: int = 0, kind: WorldKind
         return G.mapping(params_code(params, G.style_dim, dev, kind)).mean(0)
 
 
-def generator_psnr(G: StyleGAN2, n: int, seed: int, resolution: int | None = None,
-                   kind: WorldKind | str | None = None) -> float:
+def generator_psnr(
+    G: StyleGAN2, n: int, seed: int, resolution: int | None = None, kind: WorldKind | str | None = None
+) -> float:
     """Held-out PSNR (dB): G's image vs the renderer's for ``n`` fresh faces from ``seed``."""
     resolution = resolution or G.size
     if resolution != G.size:
@@ -165,10 +189,16 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
         pe.lerp_(p, 1.0 - beta)
 
 
-def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int, seed: int,
-                    device: torch.device | str = "cpu",
-                    on_eval: Callable[[int, StyleGAN2, float], None] | None = None,
-                    init: StyleGAN2 | None = None, kind: WorldKind | str | None = None) -> tuple[StyleGAN2, dict]:
+def train_generator(
+    gcfg: GeneratorConfig,
+    tcfg: DistillConfig,
+    resolution: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    on_eval: Callable[[int, StyleGAN2, float], None] | None = None,
+    init: StyleGAN2 | None = None,
+    kind: WorldKind | str | None = None,
+) -> tuple[StyleGAN2, dict]:
     """Distil the renderer at ``resolution`` into a StyleGAN2; return ``(G_ema.eval(), stats)``.
 
     ``init``: continue from these weights (a refine phase; both the trained copy and the EMA
@@ -188,9 +218,11 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     mapping = list(G.style.parameters())
     ids = {id(p) for p in mapping}
     rest = [p for p in G.parameters() if id(p) not in ids]
-    opt = torch.optim.Adam([{"params": rest, "scale": 1.0},
-                            {"params": mapping, "scale": tcfg.mapping_lr_scale}],
-                           lr=tcfg.lr, betas=tcfg.betas)
+    opt = torch.optim.Adam(
+        [{"params": rest, "scale": 1.0}, {"params": mapping, "scale": tcfg.mapping_lr_scale}],
+        lr=tcfg.lr,
+        betas=tcfg.betas,
+    )
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     curve: list[tuple[int, float, float]] = []  # (step, train seconds, psnr)
@@ -222,8 +254,11 @@ def train_generator(gcfg: GeneratorConfig, tcfg: DistillConfig, resolution: int,
     k = max(1, min(50, len(losses) // 5))
     stats = {
         "steps": tcfg.steps,
-        "psnr_init": (generator_psnr(init, tcfg.eval_n, tcfg.eval_seed, resolution, kind)
-                      if init is not None and tcfg.eval_n else None),
+        "psnr_init": (
+            generator_psnr(init, tcfg.eval_n, tcfg.eval_seed, resolution, kind)
+            if init is not None and tcfg.eval_n
+            else None
+        ),
         "seconds": round(seconds, 1),
         "loss_first": float(np.mean(losses[:k])) if losses else float("nan"),
         "loss_last": float(np.mean(losses[-k:])) if losses else float("nan"),
