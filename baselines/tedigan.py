@@ -69,6 +69,7 @@ from baselines.common import (
     frozen,
     raw_text_embedding,
 )
+from deltabench.checkpoints import load_prefixed
 from deltabench.methods import EditMethod
 from deltabench.utils import progress
 
@@ -141,18 +142,7 @@ class VGGPerceptual(nn.Module):
     def load_features(self, state_dict: dict, where: str = "VGG16 weights") -> None:
         """Load the ``features.*`` tensors of a torchvision VGG16 state dict (the classifier's are
         ignored); a missing or misshapen tensor is an error naming it."""
-        own = self.features.state_dict()
-        sd = {}
-        for k, v in own.items():
-            src = state_dict.get(f"features.{k}")
-            if not isinstance(src, torch.Tensor) or tuple(src.shape) != tuple(v.shape):
-                got = list(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__
-                raise ValueError(
-                    f"{where}: features.{k} must be a tensor of shape {list(v.shape)}, got {got} "
-                    f"(expected torchvision's vgg16 state dict, {VGG16_WEIGHTS})"
-                )
-            sd[k] = src
-        self.features.load_state_dict(sd)
+        load_prefixed(self.features, state_dict, "features", where, f"torchvision's vgg16 state dict, {VGG16_WEIGHTS}")
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.features(((img + 1) / 2 - self.mean) / self.std)

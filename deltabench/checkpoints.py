@@ -66,3 +66,19 @@ def safe_torch_load(
             f"{path}: cannot read the file, it looks corrupt or truncated ({e}); "
             f"expected {what}; download it again and check its sha256"
         ) from e
+
+
+def load_prefixed(module: torch.nn.Module, state_dict: dict, prefix: str, where: str, expected: str) -> None:
+    """Load ``module`` from the ``<prefix>.*`` tensors of a larger state dict (e.g. the
+    ``features.*`` of a torchvision network; the rest is ignored). A missing or misshapen tensor
+    is a ``ValueError`` naming it, ``where`` it was read and what was ``expected``."""
+    got = {}
+    for k, v in module.state_dict().items():
+        src = state_dict.get(f"{prefix}.{k}")
+        if not isinstance(src, torch.Tensor) or tuple(src.shape) != tuple(v.shape):
+            found = list(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__
+            raise ValueError(
+                f"{where}: {prefix}.{k} must be a tensor of shape {list(v.shape)}, got {found} (expected {expected})"
+            )
+        got[k] = src
+    module.load_state_dict(got)

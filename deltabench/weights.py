@@ -376,15 +376,7 @@ def _check(entry: WeightFile, path: Path, digest: str | None = None, by_content:
             )
         recorded = _read_sidecar(path)
         if recorded is not None and recorded != digest:
-            return VerifyResult(
-                entry.name,
-                path,
-                "sha256 mismatch",
-                recorded,
-                digest,
-                f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
-                f"({recorded}) when it was first seen",
-            )
+            return _sidecar_mismatch(entry, path, recorded, digest)
         return VerifyResult(
             entry.name,
             path,
@@ -402,16 +394,20 @@ def _check(entry: WeightFile, path: Path, digest: str | None = None, by_content:
     if recorded is None:
         return VerifyResult(entry.name, path, "recorded", "", digest, _recorded_message(entry, path, digest))
     if digest != recorded:
-        return VerifyResult(
-            entry.name,
-            path,
-            "sha256 mismatch",
-            recorded,
-            digest,
-            f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} "
-            f"({recorded}) when it was first seen",
-        )
+        return _sidecar_mismatch(entry, path, recorded, digest)
     return VerifyResult(entry.name, path, "ok", recorded, digest)
+
+
+def _sidecar_mismatch(entry, path: Path, recorded: str, digest: str) -> VerifyResult:
+    """A file whose sha256 differs from the one its sidecar recorded when it was first seen."""
+    return VerifyResult(
+        entry.name,
+        path,
+        "sha256 mismatch",
+        recorded,
+        digest,
+        f"{path}: sha256 {digest} differs from the one recorded in {_sidecar(path)} ({recorded}) when it was first seen",
+    )
 
 
 def verify(name: str, dir: str | Path | None = None, reg: Registry | str | Path | None = None) -> VerifyResult:

@@ -66,6 +66,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from deltabench.checkpoints import load_prefixed
+
 PSNR_CAP = 60.0  # dB, as deltabench.metrics.image.PSNR.CAP
 LPIPS_VERSION = "0.1"
 # net -> (registry file of the torchvision trunk, indices of the trunk's `features` after which
@@ -146,18 +148,7 @@ class LPIPS(nn.Module):
         self.eval().requires_grad_(False)
 
     def load_trunk(self, sd: dict, where: str = "LPIPS trunk") -> None:
-        own = self.features.state_dict()
-        got = {}
-        for k, v in own.items():
-            src = sd.get(f"features.{k}")
-            if not isinstance(src, torch.Tensor) or tuple(src.shape) != tuple(v.shape):
-                found = list(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__
-                raise ValueError(
-                    f"{where}: features.{k} must be a tensor of shape {list(v.shape)}, got {found} "
-                    f"(expected torchvision's state dict, {LPIPS_NETS[self.net_name][0]})"
-                )
-            got[k] = src
-        self.features.load_state_dict(got)
+        load_prefixed(self.features, sd, "features", where, f"torchvision's state dict, {LPIPS_NETS[self.net_name][0]}")
 
     def load_lin(self, sd: dict, where: str = "LPIPS linear layers") -> None:
         for i, lin in enumerate(self.lins):

@@ -1,19 +1,12 @@
-"""Pixel fidelity between input and edited image: PSNR and SSIM (scikit-image semantics).
-
-Images come in as float ``[N, 3, H, W]`` in [-1, 1]; they are clamped and mapped to [0, 1]
-in float64 and compared with ``data_range = 1``: the numbers of
-``skimage.metrics.peak_signal_noise_ratio`` / ``structural_similarity(..., channel_axis=-1)``
-on [0, 1] float images (uint8 images with ``data_range = 255`` give the same up to
-quantisation). The mapping matters for SSIM: its luminance term is not shift invariant, and
-on [-1, 1] data it would read about 0.18 lower. The tests check both against scikit-image.
-"""
+"""Pixel fidelity between input and edited image: the PSNR and SSIM metrics over the per-image
+functions of :mod:`deltabench.pixels` (scikit-image semantics, images mapped to [0, 1])."""
 
 from __future__ import annotations
 
 import torch
 
 from deltabench.metrics.base import Metric
-from deltabench.pixels import DATA_RANGE, _pair, psnr, ssim  # noqa: F401 - the functions live in a generic room
+from deltabench.pixels import psnr, ssim  # noqa: F401 - psnr, ssim importable from here too
 
 
 class _MeanOfScores(Metric):
