@@ -1,6 +1,6 @@
-"""The field's metrics (LPIPS, structure distance, CLIP-I/T, unedited-region PSNR/SSIM/MSE/LPIPS)
-against their reference implementations on random weights, and the PIE-Bench / MagicBrush layouts
-on samples built by hand from each benchmark's README and code."""
+"""The field's metrics (LPIPS, structure distance, MagicBrush's DINO-I, CLIP-I/T, unedited-region
+PSNR/SSIM/MSE/LPIPS) against their reference implementations on random weights, and the PIE-Bench /
+MagicBrush layouts on samples built by hand from each benchmark's README and code."""
 
 from __future__ import annotations
 
@@ -101,34 +101,55 @@ def _tiny_vit():
     return vit.eval()
 
 
+def _reference_tokens(sd, x):
+    """Patch embedding, CLS token and position embeddings of a DINO ViT written out from its state dict."""
+    p = sd["patch_embed.proj.weight"].shape[-1]
+    t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=p).flatten(2).transpose(1, 2)
+    return torch.cat([sd["cls_token"].expand(len(x), -1, -1), t], 1) + sd["pos_embed"]
+
+
+def _ln(sd, t, k):
+    return F.layer_norm(t, (t.shape[-1],), sd[k + ".weight"], sd[k + ".bias"], 1e-6)
+
+
+def _reference_block(sd, t, i, heads):
+    """Block i of DINO's vision_transformer.py (pre-norm attention and GELU MLP), written out."""
+    b, dim = f"blocks.{i}.", t.shape[-1]
+    qkv = F.linear(_ln(sd, t, b + "norm1"), sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"])
+    q, k, v = qkv.reshape(len(t), -1, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+    att = ((q @ k.transpose(-1, -2)) * (dim // heads) ** -0.5).softmax(-1)
+    t = t + F.linear(
+        (att @ v).transpose(1, 2).reshape(len(t), -1, dim), sd[b + "attn.proj.weight"], sd[b + "attn.proj.bias"]
+    )
+    hdn = F.gelu(F.linear(_ln(sd, t, b + "norm2"), sd[b + "mlp.fc1.weight"], sd[b + "mlp.fc1.bias"]))
+    return t + F.linear(hdn, sd[b + "mlp.fc2.weight"], sd[b + "mlp.fc2.bias"])
+
+
 def _reference_keys_self_sim(sd, x, heads, depth):
     """A DINO ViT written out from its state dict, then PIE-Bench's recipe for the last layer's keys:
     qkv [T, 3D] -> reshape(T, 3, H, D/H) -> permute(1, 2, 0, 3)[1] -> [H, T, d] -> transpose -> [T, H*d],
     cosine self-similarity with the norm product clamped at 1e-8."""
-    p = sd["patch_embed.proj.weight"].shape[-1]
-    t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=p).flatten(2).transpose(1, 2)
-    t = torch.cat([sd["cls_token"].expand(len(x), -1, -1), t], 1) + sd["pos_embed"]
-    dim = t.shape[-1]
-    ln = lambda v, k: F.layer_norm(v, (dim,), sd[k + ".weight"], sd[k + ".bias"], 1e-6)  # noqa: E731
-    out = []
+    t = _reference_tokens(sd, x)
+    for i in range(depth - 1):
+        t = _reference_block(sd, t, i, heads)
+    dim, b, out = t.shape[-1], f"blocks.{depth - 1}.", []
+    qkv = F.linear(_ln(sd, t, b + "norm1"), sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"])
+    for n in range(len(x)):
+        k = qkv[n].reshape(qkv.shape[1], 3, heads, dim // heads).permute(1, 2, 0, 3)[1]
+        h_, tt, d = k.shape
+        cat = k.transpose(0, 1).reshape(tt, h_ * d)
+        nrm = cat.norm(dim=1, keepdim=True)
+        out.append((cat @ cat.T) / (nrm @ nrm.T).clamp(min=1e-8))
+    return torch.stack(out)
+
+
+def _reference_dino_cls(sd, x, heads, depth):
+    """DINO's VisionTransformer.forward (vision_transformer.py lines 209-214): every block, the final
+    LayerNorm, the CLS token."""
+    t = _reference_tokens(sd, x)
     for i in range(depth):
-        b = f"blocks.{i}."
-        qkv = F.linear(ln(t, b + "norm1"), sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"])
-        if i == depth - 1:
-            for n in range(len(x)):
-                k = qkv[n].reshape(qkv.shape[1], 3, heads, dim // heads).permute(1, 2, 0, 3)[1]
-                h_, tt, d = k.shape
-                cat = k.transpose(0, 1).reshape(tt, h_ * d)
-                nrm = cat.norm(dim=1, keepdim=True)
-                out.append((cat @ cat.T) / (nrm @ nrm.T).clamp(min=1e-8))
-            return torch.stack(out)
-        q, k, v = qkv.reshape(len(x), -1, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-        att = ((q @ k.transpose(-1, -2)) * (dim // heads) ** -0.5).softmax(-1)
-        t = t + F.linear(
-            (att @ v).transpose(1, 2).reshape(len(x), -1, dim), sd[b + "attn.proj.weight"], sd[b + "attn.proj.bias"]
-        )
-        hdn = F.gelu(F.linear(ln(t, b + "norm2"), sd[b + "mlp.fc1.weight"], sd[b + "mlp.fc1.bias"]))
-        t = t + F.linear(hdn, sd[b + "mlp.fc2.weight"], sd[b + "mlp.fc2.bias"])
+        t = _reference_block(sd, t, i, heads)
+    return _ln(sd, t, "norm")[:, 0]
 
 
 def test_structure_distance_equals_an_independent_computation(one_thread):
@@ -177,6 +198,133 @@ def test_dino_vit_has_the_official_dino_tensor_names(tmp_path, one_thread):
         mp.setattr(ck, "safe_torch_load", lambda *a, **k: sd)
         m = fm.load_structure_distance(tmp_path)
     assert m.vit.pos_embed.data_ptr() == sd["pos_embed"].data_ptr() and m.name == "DINO ViT-B/8"
+
+
+# ------------------------------------------------------------------------- DINO-I (MagicBrush)
+
+
+def _magicbrush_dino_transform(resize=256, crop=224):
+    """MagicBrush's DINO transform as its evaluation/image_eval.py lines 403-408 write it (torchvision, PIL)."""
+    import torchvision.transforms as T
+
+    with warnings.catch_warnings():  # an int interpolation (3: bicubic) is deprecated in newer torchvision
+        warnings.simplefilter("ignore")
+        return T.Compose(
+            [
+                T.Resize(resize, interpolation=3),
+                T.CenterCrop(crop),
+                T.ToTensor(),
+                T.Normalize(fm.IMAGENET_MEAN, fm.IMAGENET_STD),
+            ]
+        )
+
+
+def _u8_images(n, h, w, seed):
+    """uint8 images [N, H, W, 3] and the same as deltabench reads them ([N, 3, H, W] in [-1, 1])."""
+    u8 = np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    return u8, torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _mb_reference(sd, u8a, u8b, heads, depth, resize=256, crop=224):
+    """MagicBrush's DINO score per pair: its transform on PIL images, DINO's forward written out,
+    1 - scipy's cosine distance (image_eval.py lines 86-90)."""
+    from PIL import Image
+    from scipy.spatial.distance import cosine
+
+    tf = _magicbrush_dino_transform(resize, crop)
+    with torch.no_grad():
+        ea, eb = (
+            _reference_dino_cls(sd, torch.stack([tf(Image.fromarray(a)) for a in u8]), heads, depth)
+            for u8 in (u8a, u8b)
+        )
+    return torch.tensor([1 - cosine(x.numpy(), y.numpy()) for x, y in zip(ea, eb)], dtype=torch.float64)
+
+
+def test_dino_i_input_is_magicbrushs_transform_to_the_bit():
+    from PIL import Image
+
+    from deltabench.metrics.dino import magicbrush_dino_input
+
+    # 512 px (MagicBrush's), other sizes, upsampling, and 40x51 -> 45x36 -> crop offset round(6.5) = 6
+    for (h, w), (resize, crop) in {
+        (512, 512): (256, 224),
+        (300, 200): (256, 224),
+        (8, 8): (256, 224),
+        (40, 51): (36, 32),
+    }.items():
+        u8, x = _u8_images(2, h, w, seed=h)
+        got = magicbrush_dino_input(x, resize, crop)
+        tf = _magicbrush_dino_transform(resize, crop)
+        assert got.shape == (2, 3, crop, crop)
+        assert torch.equal(got, torch.stack([tf(Image.fromarray(a)) for a in u8])), (h, w)
+    with pytest.raises(ValueError, match="smaller than the 32-px crop"):
+        magicbrush_dino_input(x, 30, 32)
+
+
+def test_dino_i_equals_magicbrushs_recipe_on_a_small_vit(one_thread):
+    from deltabench.metrics.dino import magicbrush_dino_input
+
+    vit = _tiny_vit()  # 32 px, patch 8: MagicBrush's 256 / 224 scaled to 36 / 32
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # timm's init leaves the CLS token almost image-blind (cosines 0.9999)
+        for n, p in vit.named_parameters():
+            if n.startswith("blocks") and n.endswith("weight") and "norm" not in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    sim = fm.DinoSimilarity(vit, resize=36, crop=32, name="tiny ViT")
+    (ua, a), (ub, b) = _u8_images(3, 40, 51, seed=11), _u8_images(3, 40, 51, seed=12)
+    want = _mb_reference(vit.state_dict(), ua, ub, 4, 3, 36, 32)
+    got = sim(a, b)
+    assert got.dtype == torch.float64 and (got - want).abs().max() < 1e-6 and (want < 0.9).all()
+    assert torch.allclose(sim(a, a), torch.ones(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    # the CLS token, not the patch tokens' mean: another number
+    with torch.no_grad():
+        feats = [vit.forward_features(magicbrush_dino_input(x, 36, 32))[:, 1:].mean(1) for x in (a, b)]
+    assert (F.cosine_similarity(*feats).double() - got).abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def dino_vits16_dir(tmp_path_factory):
+    """A weights folder with dino_deitsmall16_pretrain.pth of random weights, in DINO's key format."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in fm.dino_vit("vits16").state_dict().items()}
+    g = torch.Generator().manual_seed(16)
+    sd = {}
+    for k, shape in shapes.items():
+        std = 0.1 if k in ("cls_token", "pos_embed") else 0.2 if k.startswith("patch_embed") else 0.05
+        v = torch.randn(shape, generator=g) * std
+        sd[k] = v + 1 if "norm" in k and k.endswith("weight") else v
+    d = tmp_path_factory.mktemp("dino-weights")
+    torch.save(sd, d / "dino_deitsmall16_pretrain.pth")
+    return d, sd
+
+
+def test_dino_vits16_is_dinos_hub_model_and_loads_from_the_registry(dino_vits16_dir, tmp_path, one_thread):
+    with torch.device("meta"):
+        names = {k: tuple(v.shape) for k, v in fm.dino_vit("vits16").state_dict().items()}
+    assert names["pos_embed"] == (1, 197, 384) and names["patch_embed.proj.weight"] == (384, 3, 16, 16)
+    assert names["blocks.11.attn.qkv.weight"] == (1152, 384) and "norm.weight" in names and len(names) == 150
+    assert not [k for k in names if k.startswith("head")]  # the hub model has num_classes=0
+    d, sd = dino_vits16_dir
+    sim = fm.load_dino_similarity(d)
+    assert sim.name == "DINO ViT-S/16" and (sim.resize, sim.crop) == (256, 224)
+    (ua, a), (ub, b) = _u8_images(2, 64, 64, seed=13), _u8_images(2, 64, 64, seed=14)
+    want, got = _mb_reference(sd, ua, ub, 6, 12), sim(a, b)
+    assert (got - want).abs().max() < 1e-6 and (want < 0.95).all()
+    # absent: the column is left out, the note names the fetch command; asked for only with targets
+    bb = fm.field_backbones(None, tmp_path, dino_i=True)
+    assert bb.dino is None and bb.notes["dino_i_ref"].startswith("absent: dino_deitsmall16_pretrain.pth not found")
+    assert "deltabench weights fetch dino_deitsmall16_pretrain.pth" in bb.notes["dino_i_ref"]
+    assert "dino_i_ref" not in fm.field_backbones(None, tmp_path).notes
+    # a file of other tensors is refused by name, before anything is computed
+    torch.save({"cls_token": torch.zeros(1, 1, 768), "pos_embed": torch.zeros(1, 785, 768)}, tmp_path / fm.DINO_I_FILE)
+    with pytest.raises(ValueError, match=r"not DINO ViT-S/16 weights: 150 tensors missing or misshapen"):
+        fm.field_backbones(None, tmp_path, dino_i=True)
+    import deltabench.checkpoints as ck
+
+    bad = {**sd, "patch_embed.proj.weight": torch.zeros(384, 3, 8, 8)}  # a ViT-S/8's patch embedding
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(ValueError, match=r"1 tensors .*patch_embed\.proj\.weight"):
+        mp.setattr(ck, "safe_torch_load", lambda *a, **k: bad)
+        fm.load_dino_similarity(d)
 
 
 def test_gaussian_ssim_equals_scikit_image_with_torchmetrics_settings():
@@ -478,7 +626,7 @@ def test_magicbrush_sample_reads_as_its_scripts_do(tmp_path):
         read_magicbrush(tmp_path / "images")
 
 
-def test_magicbrush_sample_is_scored_against_its_targets(tmp_path, one_thread):
+def test_magicbrush_sample_is_scored_against_its_targets(tmp_path, dino_vits16_dir, one_thread):
     from PIL import Image
 
     from deltabench.interop import load_magicbrush_pairs
@@ -493,3 +641,43 @@ def test_magicbrush_sample_is_scored_against_its_targets(tmp_path, one_thread):
     )
     assert np.array_equal(s.columns["l1_ref"], [0, 0]) and np.array_equal(s.columns["l2_ref"], [0, 0])
     assert np.allclose(s.columns["clip_i_ref[toy]"], 1) and "psnr_unedited" not in s.columns
+    assert not [k for k in s.columns if k.startswith("dino")]  # no DINO ViT-S/16 given
+    # MagicBrush's DINO with a dino_deitsmall16_pretrain.pth (random weights, DINO's keys): edit against target
+    bb = fm.field_backbones(None, dino_vits16_dir[0], dino_i=True)
+    assert bb.notes["dino_i_ref"].startswith("DINO ViT-S/16 (dino_deitsmall16_pretrain.pth)")
+    s = fm.score_field(src, edit, None, references=ref, dino=bb.dino, notes=bb.notes)
+    k = "dino_i_ref[dino_vits16]"
+    assert np.allclose(s.columns[k], 1, rtol=0, atol=1e-12) and s.higher_is_better[k]
+    assert s.labels[k] == "DINO-I edit-target (DINO ViT-S/16)"
+    s = fm.score_field(src, src, None, references=ref, dino=bb.dino, batch=1)  # an editor that changes nothing
+    assert np.allclose(s.columns[k], bb.dino(src, ref).numpy(), rtol=0, atol=1e-12) and (s.columns[k] < 0.99).all()
+    assert k not in fm.score_field(src, edit, None, dino=bb.dino).columns  # DINO-I needs the targets
+
+
+def test_score_suite_magicbrush_has_the_dino_column(micro_root, dino_vits16_dir, tmp_path, monkeypatch):
+    """`deltabench score --suite magicbrush` (deltabench.interop.score) scores DINO-I with the registry's
+    ViT-S/16 where the file is present, and leaves the column out with the fetch command where it is not."""
+    import shutil
+
+    import pandas as pd
+
+    from deltabench.interop.score import score_bench
+
+    monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
+    _magicbrush_sample(tmp_path / "mb")
+    for e in read_magicbrush(tmp_path / "mb"):  # the ground-truth targets as the edits
+        (tmp_path / "perfect/139").mkdir(parents=True, exist_ok=True)
+        shutil.copy(e.reference, tmp_path / "perfect/139" / f"{e.id}.png")
+    k = "dino_i_ref[dino_vits16]"
+    for weights, present in ((dino_vits16_dir[0], True), (tmp_path / "no-weights", False)):
+        weights.mkdir(exist_ok=True)
+        monkeypatch.setenv("DELTABENCH_WEIGHTS", str(weights))
+        out = tmp_path / f"out-{present}"
+        score_bench("magicbrush", tmp_path / "mb", {"perfect": tmp_path / "perfect"}, out, "synthfaces-micro", log=str)
+        per, summ = pd.read_csv(out / "field.csv"), pd.read_csv(out / "field_summary.csv")
+        note = summ[summ["column"] == ("dino_i_ref" if not present else k)]["note"].item()
+        assert (k in per.columns) == present and ("absent" in note) != present
+        if present:
+            assert np.allclose(per[k], 1, atol=1e-12) and note.startswith("DINO ViT-S/16")
+        else:
+            assert "deltabench weights fetch dino_deitsmall16_pretrain.pth" in note

@@ -11,7 +11,8 @@ The test split, as the official scripts read it::
 - Turn k's ground-truth target is ``<id>-output<k>.png`` ("'output' + str(i) + '.png' for i-th
   edit", ``evaluation/image_eval.py`` lines 174-175; a turn's own ``output`` name is used where
   the session gives one). Masks are not read: MagicBrush's metrics (L1, L2, CLIP-I, DINO, CLIP-T,
-  ``image_eval.py``) compare whole images, the edit against the target.
+  ``image_eval.py``) compare whole images, the edit against the target (its DINO:
+  :class:`deltabench.metrics.dino.DinoSimilarity`).
 - Single-turn ("all-turn") edits are saved as ``<edits>/<id>/<id>_1.png`` for the first turn and
   ``<id>_inde_<k>.png`` for turn k (``evaluation/README.md`` lines 29-45,
   ``edit_cli_single_multi_turn.py`` lines 190-196); an entry's ``id`` is that file's stem.

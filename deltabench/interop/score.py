@@ -9,11 +9,12 @@ benchmark's own columns (:mod:`deltabench.metrics.field`).
   region to the target caption, and CLIP-I of input and edit.
 - MagicBrush (:func:`~deltabench.interop.magicbrush.load_magicbrush_pairs`): each EDITS folder holds
   ``<id>/<id>_1.png`` / ``<id>_inde_<k>.png``; columns: L1 and L2 to the ground-truth target,
-  CLIP-I (input-edit, edit-target) and, with ``--captions``, CLIP-T of the edit and the target's caption.
+  CLIP-I (input-edit, edit-target), DINO-I (MagicBrush's DINO: DINO ViT-S/16 CLS cosine of edit and
+  target, :mod:`deltabench.metrics.dino`) and, with ``--captions``, CLIP-T of the edit and the target's caption.
 
 There is no ground truth of the scene here, so no accuracy, disentanglement or identity columns.
-The CLIP is the ``--world`` domain's, named in every CLIP column; LPIPS and the structure
-distance need the weights registry's ImageNet / DINO files and are otherwise absent with the
+The CLIP is the ``--world`` domain's, named in every CLIP column; LPIPS, the structure
+distance and DINO-I need the weights registry's ImageNet / DINO files and are otherwise absent with the
 reason (:func:`~deltabench.metrics.field.field_backbones`). The folder written holds
 ``manifest.json``, ``field.csv`` and ``field_summary.csv`` (:mod:`deltabench.suite.field`).
 """
@@ -108,7 +109,7 @@ def score_bench(
     _check_out(out)
 
     domain = load_domain(world, device=resolve_device(device))
-    backbones = field_backbones(domain, device=domain.device)
+    backbones = field_backbones(domain, device=domain.device, dino_i=layout == "magicbrush")
     scores, ids = {}, {}
     for name, p in pairs.items():
         targets = [e.target for e in p["entries"]]

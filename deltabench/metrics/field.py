@@ -20,6 +20,11 @@ What each column is, and the official code it follows:
   installs, line 70), ImageNet mean/std. Weights
   ``dino_vitb8_pretrain.pth`` through the registry; the ViT is timm's ``VisionTransformer``
   (the same tensor names as DINO's own). Square images only (deltabench's are).
+- **DINO-I** (MagicBrush ``evaluation/image_eval.py`` lines 72-95, 399-414, at fcfc892): cosine of
+  the DINO ViT-S/16 CLS embeddings (``dino_vits16``, ``dino_deitsmall16_pretrain.pth`` through the
+  registry) of the edit and the ground-truth target; each image rounded to 8 bits,
+  ``Resize(256, interpolation=3)`` (PIL bicubic of the shorter side), ``CenterCrop(224)``, /255,
+  ImageNet mean/std; mean over pairs. Details and citations: :mod:`deltabench.metrics.dino`.
 - **CLIP-I** (cosine of two images' CLIP embeddings; MagicBrush ``image_eval.py``
   ``eval_clip_i``) and **CLIP-T** (cosine of image and caption; MagicBrush ``eval_clip_t``,
   PIE-Bench's ``clip_similarity_*`` as torchmetrics ``CLIPScore``, which reports
@@ -58,7 +63,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +71,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deltabench.checkpoints import load_prefixed
+from deltabench.metrics.dino import (
+    DINO_VARIANTS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DinoSimilarity,
+    dino_vit,  # noqa: F401  (deltabench.metrics.field.dino_vit, as before the split)
+    load_dino_similarity,
+    load_dino_vit,
+)
 
 PSNR_CAP = 60.0  # dB, as deltabench.metrics.image.PSNR.CAP
 LPIPS_VERSION = "0.1"
@@ -77,9 +90,8 @@ LPIPS_NETS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
     "vgg": ("vgg16-397923af.pth", (3, 8, 15, 22, 29), (64, 128, 256, 512, 512)),
     "squeeze": ("squeezenet1_1-b8a52dc0.pth", (1, 4, 7, 9, 10, 11, 12), (64, 128, 256, 384, 384, 512, 512)),
 }
-DINO_FILE = "dino_vitb8_pretrain.pth"
+DINO_FILE, DINO_I_FILE = DINO_VARIANTS["vitb8"][0], DINO_VARIANTS["vits16"][0]
 DINO_SIZE = 224  # PIE-Bench cfg 'dino_global_patch_size'
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _to01(x: torch.Tensor) -> torch.Tensor:
@@ -225,25 +237,6 @@ def load_lpips(net: str = "alex", weights_dir: str | Path | None = None, device:
 # ------------------------------------------------------------------------- structure distance
 
 
-def dino_vit(variant: str = "vitb8") -> nn.Module:
-    """timm's ``VisionTransformer`` shaped as DINO's ``vit_base`` / patch 8 (random weights)."""
-    from timm.models.vision_transformer import VisionTransformer
-
-    if variant != "vitb8":
-        raise ValueError(f"DINO variant {variant!r}: only vitb8 (PIE-Bench's) is built here")
-    return VisionTransformer(
-        img_size=224,
-        patch_size=8,
-        embed_dim=768,
-        depth=12,
-        num_heads=12,
-        mlp_ratio=4,
-        qkv_bias=True,
-        num_classes=0,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-    )
-
-
 class StructureDistance(nn.Module):
     """PIE-Bench's structure distance on a DINO ViT: ``forward(a, b) -> [N]`` for images in [-1, 1].
 
@@ -294,24 +287,7 @@ def load_structure_distance(
     weights_dir: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> StructureDistance:
     """The structure distance on DINO ViT-B/8 from the registry's ``dino_vitb8_pretrain.pth``."""
-    from deltabench.checkpoints import CheckpointError, safe_torch_load
-    from deltabench.weights import path_of
-
-    path = path_of(DINO_FILE, weights_dir)
-    sd = safe_torch_load(path, f"DINO ViT-B/8 weights ({DINO_FILE})")
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: expected a state dict, got {type(sd).__name__}")
-    with torch.device("meta"):  # shapes only: the file's tensors are assigned, nothing is initialised
-        vit = dino_vit()
-    own = vit.state_dict()
-    bad = [k for k, v in own.items() if not isinstance(sd.get(k), torch.Tensor) or sd[k].shape != v.shape]
-    if bad:
-        raise CheckpointError(
-            f"{path}: not DINO ViT-B/8 weights: {len(bad)} tensors missing or misshapen "
-            f"(first: {bad[:3]}); expected {DINO_FILE} from facebookresearch/dino"
-        )
-    vit.load_state_dict({k: sd[k].float() for k in own}, assign=True)
-    return StructureDistance(vit).to(device)
+    return StructureDistance(load_dino_vit("vitb8", weights_dir)).to(device)
 
 
 # ------------------------------------------------------------------------------ pixel metrics
@@ -396,16 +372,22 @@ class FieldBackbones:
 
     lpips: LPIPS | None = None
     structure: StructureDistance | None = None
+    dino: DinoSimilarity | None = None
     notes: dict = field(default_factory=dict)
 
 
 def field_backbones(
-    domain=None, weights_dir: str | Path | None = None, lpips_net: str = "alex", device: str | torch.device = "cpu"
+    domain=None,
+    weights_dir: str | Path | None = None,
+    lpips_net: str = "alex",
+    device: str | torch.device = "cpu",
+    dino_i: bool = False,
 ) -> FieldBackbones:
-    """LPIPS and the structure distance with the registry's weights where present, else absent.
+    """LPIPS, the structure distance and (``dino_i``: for ground-truth targets, MagicBrush) DINO-I
+    with the registry's weights where present, else absent.
 
-    The rule is the same on every domain: the ImageNet trunk (``lpips_net``) and DINO ViT-B/8
-    files from the weights folder; no world network stands in for them (see the module
+    The rule is the same on every domain: the ImageNet trunk (``lpips_net``), DINO ViT-B/8 and
+    ViT-S/16 files from the weights folder; no world network stands in for them (see the module
     docstring). ``notes`` says, per column family, the backbone used or why the columns are absent."""
     from deltabench.weights import MissingWeightsError
 
@@ -428,6 +410,15 @@ def field_backbones(
         )
     except MissingWeightsError as e:
         out.notes["structure_distance"] = f"absent: {e}{world}"
+    if dino_i:
+        try:
+            out.dino = load_dino_similarity(weights_dir, device)
+            out.notes["dino_i_ref"] = (
+                f"DINO ViT-S/16 ({DINO_I_FILE}) CLS cosine of edit and target, MagicBrush's transform: "
+                f"8-bit, PIL bicubic shorter side 256, centre crop 224, ImageNet mean/std"
+            )
+        except MissingWeightsError as e:
+            out.notes["dino_i_ref"] = f"absent: {e}{world}"
     return out
 
 
@@ -535,6 +526,7 @@ def score_field(
     lpips: LPIPS | None = None,
     structure: StructureDistance | None = None,
     references: torch.Tensor | None = None,
+    dino: DinoSimilarity | None = None,
     notes: dict | None = None,
     batch: int = 16,
 ) -> FieldScores:
@@ -545,7 +537,8 @@ def score_field(
     (CLIP-T), or None. ``clip``: a :class:`FieldClip` (:func:`domain_clip`), or None (no CLIP
     columns). ``lpips`` / ``structure``: from :func:`field_backbones`, or None (column absent).
     ``references``: ground-truth target images ``[N, 3, H, W]`` (MagicBrush), adding L1/L2/CLIP-I
-    against them. ``notes``: recorded as they are (e.g. ``FieldBackbones.notes``).
+    and, with ``dino`` (:func:`field_backbones` ``(dino_i=True)``), DINO-I against them. ``notes``:
+    recorded as they are (e.g. ``FieldBackbones.notes``).
     """
     _check_pair(inputs, edits, "score_field inputs and edits")
     n = len(inputs)
@@ -564,6 +557,9 @@ def score_field(
         r01 = _to01(references)
         out.add("l1_ref", (b01.double() - r01.double()).abs().flatten(1).mean(1), "L1 to target", False)
         out.add("l2_ref", mse01(b01, r01), "L2 to target", False)
+        if dino is not None:
+            v = _batched(dino, (edits, references), batch)
+            out.add("dino_i_ref[dino_vits16]", v, f"DINO-I edit-target ({dino.name})", True)
     text_emb = _clip_columns(out, clip, inputs, edits, prompts, references, batch) if clip is not None and n else None
     if masks is not None:
         _region_columns(out, a01, b01, masks, lpips, clip, text_emb, batch)

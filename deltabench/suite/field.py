@@ -9,8 +9,8 @@ captions and targets). Written into the scoring's folder:
 - ``field_summary.csv``: one row per (editor, column): ``mean`` over the counted pairs, ``n``
   counted, ``excluded`` left out (never a NaN inside a mean; ``mean`` empty when every pair was
   excluded), ``higher_is_better``, ``note`` (the exclusion's reason, the backbone). A column family
-  that is absent (LPIPS and the structure distance without their weights files, CLIP-T without
-  captions) is one row per editor with ``n`` 0 and the reason in ``note``.
+  that is absent (LPIPS, the structure distance and MagicBrush's DINO-I without their weights files,
+  CLIP-T without captions) is one row per editor with ``n`` 0 and the reason in ``note``.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def score_editor(
             lpips=backbones.lpips,
             structure=backbones.structure,
             references=references,
+            dino=backbones.dino,
             notes=notes,
             batch=batch,
         )
