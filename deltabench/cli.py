@@ -783,6 +783,18 @@ def _cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "manifest.json").is_file():
         raise CliError(f"{run_dir} is not a deltabench run directory (no manifest.json); give the --out of a run")
+    if args.external:  # the run's methods and editors scored from files, in one table (deltabench.suite.merge)
+        if args.out is None:
+            raise CliError(
+                "--external needs --out DIR: the merged table is written to a new folder (RUN and the "
+                "scored folders are only read)"
+            )
+        from deltabench.suite.merge import merge_external
+
+        print(merge_external(run_dir, args.external, args.out) / "index.html")
+        return 0
+    if args.out is not None:
+        raise CliError(f"--out applies with --external; `deltabench report {run_dir}` writes {run_dir}/reports")
     print(write_report(run_dir) / "index.html")
     return 0
 
@@ -1054,6 +1066,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="tables (md/csv/tex), edit grid, trade-off curves and index.html of a run")
     rp.add_argument("run_dir", help="the --out directory of a run")
+    rp.add_argument(
+        "--external",
+        nargs="+",
+        metavar="SCORED",
+        help="folders written by `deltabench score SUITE EDITS` on a suite of the run's world, seed, images "
+        "and prompts: their editors join the run's table, marked external (needs --out)",
+    )
+    rp.add_argument("--out", metavar="DIR", help="with --external: a new folder for the merged table and report")
     rp.set_defaults(func=_cmd_report)
 
     f = sub.add_parser(

@@ -190,9 +190,11 @@ def table_cells(summary: pd.DataFrame, fid_name: str = "oracle", columns=None) -
         )
     if "scored_from" in summary and "external" in summary:
         for _, r in summary[summary["external"].astype(str) == "True"].iterrows():
+            start = r["starts"] if "starts" in summary and isinstance(r["starts"], str) and r["starts"] else ""
             notes.append(
                 f"{r['method']} (external): edits made outside deltabench, scored from {r['scored_from']} "
-                f"(file hashes in manifest.json)."
+                f"(file hashes in manifest.json)"
+                + (f"; starting images (CLIP direction, the oracle's source readings): {start}." if start else ".")
             )
     if bad_fid:
         notes.append(

@@ -412,3 +412,37 @@ def test_card_grid_labels_its_rows_and_upscales(tmp_path):
     p = save_comparison_grid(_FakeWorld(32), tmp_path / "card.png", n=2)
     a = np.asarray(Image.open(p).convert("RGB"))
     assert a.shape[0] == pad + 3 * (tile + pad)  # 32 px faces: 4x
+
+
+def test_tradeoff_plot_grows_when_the_legends_would_run_into_the_caption(tmp_path, monkeypatch):
+    """Seven methods (a run and external editors): the strength legend would overlap the caption, so
+    the figure grows; with two methods it keeps its size (the committed plots are unchanged)."""
+    res = _results()
+    extra = []
+    for k in range(5):
+        g = res[res["method"] == "deltaedit"].copy()
+        g["method"], g["ids"] = f"editor-{k}", g["ids"] - 0.02 * (k + 1)
+        extra.append(g)
+    many = pd.concat([res, *extra], ignore_index=True)
+    names = ["deltaedit", "styleclip-gd", *(f"editor-{k}" for k in range(5))]
+    manifest = {"config": {"methods": names, "references": REFS, "seed": 3}, "external": {"editor-0": {}}}
+    from deltabench import tradeoff
+
+    seen = []
+    real = tradeoff._make_room
+
+    def spy(fig, leg1, leg2, caption, **kw):
+        real(fig, leg1, leg2, caption, **kw)
+        r = fig.canvas.get_renderer()
+        seen.append((leg2.get_window_extent(r).y0, caption.get_window_extent(r).y1, leg1.get_texts()))
+
+    monkeypatch.setattr(tradeoff, "_make_room", spy)
+    img = Image.open(figures.tradeoff_plot(tmp_path / "many", many, manifest))
+    assert img.size[0] == round(8.2 * 130) and img.size[1] > round(4.8 * 130)
+    low, high, texts = seen[-1]
+    assert low >= high  # the strength legend ends above the caption
+    assert "editor-0 (external)" in [t.get_text() for t in texts]
+    small = Image.open(
+        figures.tradeoff_plot(tmp_path / "two", res, {"config": {**manifest["config"], "methods": names[:2]}})
+    )
+    assert small.size == (round(8.2 * 130), round(4.8 * 130))

@@ -55,6 +55,7 @@ LAYERS = (
             "deltabench.rundir",
             "deltabench.report",
             "deltabench.figures",
+            "deltabench.tradeoff",
             "deltabench.study",
         ),
     ),
@@ -89,7 +90,7 @@ LONG_MODULES = {
 LONG_FUNCTIONS = {
     ("deltabench.cli", "build_parser"): "one declaration of every command and flag",
     ("deltabench.figures", "edit_grids"): "matplotlib drawing, step by step",
-    ("deltabench.figures", "tradeoff_plot"): "matplotlib drawing, step by step",
+    ("deltabench.tradeoff", "tradeoff_plot"): "matplotlib drawing, step by step",
     ("deltabench.real.nvidia", "generator_from_record"): "maps the official StyleGAN2-ADA pickle layout, key by key",
     ("deltabench.report", "table_cells"): "every column's cells, intervals and p-values",
     ("deltabench.study.analyze", "analyze"): "the study's analysis, in the order of its report",

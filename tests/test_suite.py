@@ -356,3 +356,199 @@ def test_instructions():
     assert instruction("face", "smiling face") == "make the face smiling"
     assert instruction("face", "portrait of a cat") == "make it a portrait of a cat"  # any other shape
     assert instruction("face", "an old portrait") == "make it an old portrait"
+
+
+def _tree(d: Path) -> dict:
+    import hashlib
+
+    return {
+        p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in d.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def scored(proof, micro_root):
+    """The run's DeltaEdit edits (float, with the run's starting images) and an identity editor
+    (the test images unchanged) scored on the run's suite; and the identity editor scored on a
+    second suite of the same world, seed and images whose prompts come in reverse order with one
+    prompt the run lacks."""
+    from deltabench.domain import load_domain
+    from deltabench.suite.export import export_suite
+    from deltabench.suite.format import read_suite
+    from deltabench.suite.score import score_suite
+
+    d = proof["dir"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DELTABENCH_CACHE", str(micro_root.parent))
+        s1 = read_suite(d / "suite")
+        inputs = torch.stack(
+            [torch.from_numpy(np.load(d / "run" / "edits" / "inputs.npy")[e["image_index"]]) for e in s1.entries]
+        )
+        quiet = lambda m: None  # noqa: E731
+        score_suite(
+            s1,
+            {"deltaedit": proof["edits"], "identity": inputs},
+            out=d / "scored",
+            starts=proof["starts"],
+            batch=4,
+            log=quiet,
+        )
+        ps = load_domain(W).prompts
+        run_ps = [(p["source"], p["target"], p["attribute"], p["value"]) for p in s1.manifest["prompts"]]
+        extra = next(p for p in ps if (p.source, p.target, p.attribute, p.value) not in run_ps)
+        rows = [*reversed(run_ps), (extra.source, extra.target, extra.attribute, extra.value)]
+        (d / "rev.csv").write_text("source,target,attribute,value\n" + "".join(",".join(r) + "\n" for r in rows))
+        export_suite(W, out=d / "suite-rev", images=6, prompts=str(d / "rev.csv"), seed=3, log=quiet)
+        s2 = read_suite(d / "suite-rev")
+        inputs2 = torch.stack(
+            [torch.from_numpy(np.load(d / "run" / "edits" / "inputs.npy")[e["image_index"]]) for e in s2.entries]
+        )
+        score_suite(s2, {"identity-rev": inputs2}, out=d / "scored-rev", starts=proof["starts"], batch=4, log=quiet)
+    return {"one": d / "scored", "rev": d / "scored-rev", "extra": extra.target}
+
+
+def test_report_places_external_editors_beside_a_runs_methods(proof, scored, capsys):
+    """`deltabench report RUN --external SCORED --out DIR`: one table, the paired tests over the
+    same images and prompts; the run's DeltaEdit edits scored as external give the run's own row."""
+    from deltabench.cli import main
+
+    d = proof["dir"]
+    before = _tree(d / "run"), _tree(scored["one"]), _tree(scored["rev"])
+    argv = ["report", str(d / "run"), "--external", str(scored["one"]), str(scored["rev"]), "--out", str(d / "merged")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("index.html") and "'deltaedit' is named 'deltaedit-external'" in out
+    assert f"1 prompt(s) not in the run left out: {scored['extra']}" in out
+    assert (_tree(d / "run"), _tree(scored["one"]), _tree(scored["rev"])) == before  # only read
+
+    run_sum = pd.read_csv(d / "run" / "summary.csv").set_index("method")
+    s = pd.read_csv(d / "merged" / "summary.csv").set_index("method")
+    assert s.index.tolist() == [
+        "deltaedit",
+        "deltaedit-external",
+        "identity",
+        "identity-rev",
+        "inversion",
+        "oracle-edit",
+    ]
+    assert s["external"].tolist() == [False, True, True, True, False, False]
+    assert s.loc["deltaedit-external", "scored_from"] == "(tensor given to deltabench.suite.score_suite)"
+    assert s.loc["identity", "starts"] == "given as a tensor"
+    values = [
+        c
+        for c in run_sum.columns
+        if not c.endswith("_p")
+        and c.split("_")[0]
+        in ("psnr", "ssim", "ids", "clip", "manipulation", "disentanglement", "identity", "fid", "kid")
+    ]
+    assert len(values) > 20
+    for m in ("deltaedit", "inversion", "oracle-edit"):  # the run's own rows: unchanged but for the paired tests
+        for c in values:
+            assert s.loc[m, c] == pytest.approx(run_sum.loc[m, c], rel=1e-6, abs=1e-9, nan_ok=True), (m, c)
+    for c in values:  # the run's edits scored as external: the run's numbers, intervals included
+        assert s.loc["deltaedit-external", c] == pytest.approx(
+            run_sum.loc["deltaedit", c], rel=2e-6, abs=1e-6, nan_ok=True
+        ), c
+        # the same edits with the prompts in another order in their suite: the same numbers
+        assert s.loc["identity-rev", c] == pytest.approx(s.loc["identity", c], rel=1e-9, abs=1e-12, nan_ok=True), c
+    # Paired tests over the combined rows: against each column's best, among all methods.
+    from deltabench.metrics.suite import HIGHER_IS_BETTER
+
+    for key in ("psnr", "manipulation_accuracy", "ids", "kid"):
+        up = HIGHER_IS_BETTER[key]
+        best = s.loc[~s["reference"], key].idxmax() if up else s.loc[~s["reference"], key].idxmin()
+        assert np.isnan(s.loc[best, f"{key}_p"])
+        others = [m for m in s.index if m != best and not s.loc[m, "reference"]]
+        assert all(np.isfinite(s.loc[m, f"{key}_p"]) or m.startswith("deltaedit") for m in others), key
+    assert s.loc["identity", "psnr_p"] < 0.05 or s.loc["identity", "psnr"] == s["psnr"].max()
+
+    res = pd.read_csv(d / "merged" / "results.csv")
+    run_res = pd.read_csv(d / "run" / "results.csv")
+    a, b = _rows(run_res, "deltaedit"), _rows(res, "deltaedit-external")
+    assert (a["target"].tolist(), a["image_index"].tolist()) == (b["target"].tolist(), b["image_index"].tolist())
+    r1, r2 = _rows(res, "identity"), _rows(res, "identity-rev")
+    assert r1["target"].tolist() == r2["target"].tolist() and len(r2) == 18  # remapped; the extra prompt left out
+    assert np.allclose(r1["psnr"], r2["psnr"]) and np.array_equal(
+        r1["manipulation_accuracy"], r2["manipulation_accuracy"], equal_nan=True
+    )
+
+    md = (d / "merged" / "reports" / "table.md").read_text()
+    assert "deltaedit-external (external)" in md and "identity-rev (external)" in md and "scored from" in md
+    assert "starting images" in md
+    html = (d / "merged" / "reports" / "index.html").read_text()
+    assert "identity (external)" in html
+    grid_cols = (d / "merged" / "reports" / "edit_grid_columns.json").read_text()
+    assert "deltaedit-external (ext.)" in grid_cols and "identity-rev (ext.)" in grid_cols
+    man = json.loads((d / "merged" / "manifest.json").read_text())
+    assert man["external"]["deltaedit-external"]["name_when_scored"] == "deltaedit"
+    assert man["external"]["identity-rev"]["prompts_left_out"] == [scored["extra"]]
+    assert man["run"]["path"] == str((d / "run").resolve())
+    # The merged folder is a run-shaped folder: its report can be drawn again from it alone.
+    assert main(["report", str(d / "merged")]) == 0
+    assert (d / "merged" / "reports" / "table.md").read_text() == md
+    # ... and merged again into the same --out, replacing its own files only.
+    (d / "merged" / "mine.txt").write_text("a user's file")
+    assert main(argv) == 2
+    assert "mine.txt" in capsys.readouterr().err
+    (d / "merged" / "mine.txt").unlink()
+    assert main(argv) == 0
+
+
+def test_report_external_bad_inputs_get_one_line_before_any_work(
+    proof, scored, micro_root, tmp_path, monkeypatch, capsys
+):
+    from deltabench.cli import main
+
+    monkeypatch.setenv("DELTABENCH_CACHE", str(micro_root.parent))
+
+    d = proof["dir"]
+    run, one = d / "run", scored["one"]
+
+    def refuse(*args, out=tmp_path / "m") -> str:
+        argv = ["report", *map(str, args)] + (["--out", str(out)] if out is not None else [])
+        assert main(argv) == 2
+        assert not (tmp_path / "m").exists()
+        return _one_error(capsys)
+
+    assert "--external needs --out" in refuse(run, "--external", one, out=None)
+    assert "--out applies with --external" in refuse(run)
+
+    def altered(name: str, change) -> Path:
+        c = tmp_path / name
+        shutil.copytree(one, c)
+        m = json.loads((c / "manifest.json").read_text())
+        change(m)
+        (c / "manifest.json").write_text(json.dumps(m))
+        return c
+
+    e = refuse(run, "--external", altered("seed", lambda m: m["suite"].update(seed=4)))
+    assert "drawn with seed 4" in e and "--seed 3" in e
+    e = refuse(run, "--external", altered("world", lambda m: m["config"].update(world_hash="0" * 16)))
+    assert "not the same test set" in e
+    e = refuse(run, "--external", altered("prompts", lambda m: m["config"].update(prompts=m["config"]["prompts"][:2])))
+    assert "lacks 1 of RUN's 3 prompts" in e
+    e = refuse(
+        run, "--external", altered("bench", lambda m: m.update(scored_by="deltabench score --suite LAYOUT DIR EDITS"))
+    )
+    assert "PIE-Bench" in e
+    thumbs = tmp_path / "thumbs"
+    shutil.copytree(one, thumbs)
+    t = torch.load(thumbs / "inputs.pt", weights_only=True)
+    t["inputs"][0] = 255 - t["inputs"][0]
+    torch.save(t, thumbs / "inputs.pt")
+    assert "test image 00000 differs" in refuse(run, "--external", thumbs)
+    assert "two --external folders each have an editor named 'deltaedit'" in refuse(run, "--external", one, one)
+    assert "is a `deltabench score` folder, not a run" in refuse(one, "--external", one)
+    assert "inside RUN" in refuse(run, "--external", one, out=run / "merged")
+    assert not (run / "merged").exists()
+    assert "does not exist" in refuse(run, "--external", tmp_path / "nope")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    assert "not empty" in refuse(run, "--external", one, out=tmp_path / "full")
+    assert (tmp_path / "full" / "x.txt").read_text() == "x"
+    # A run never resumes into (or --force-clears) a scored or merged folder, though it is shaped like a run.
+    before = _tree(one)
+    for extra in ([], ["--resume"], ["--force"]):
+        assert main(["run", "--out", str(one), "--world", W, "--methods", "deltaedit", "--images", "2", *extra]) == 2
+        assert "holds the output of `deltabench score SUITE EDITS`, not a run" in _one_error(capsys)
+    assert _tree(one) == before

@@ -232,6 +232,12 @@ def check_out_path(out: Path) -> dict | None:
     if not out.is_dir():
         return None
     manifest = read_manifest(out)
+    made_by = (manifest or {}).get("merged_by") or (manifest or {}).get("scored_by")
+    if made_by:  # shaped like a run, but a report's merge or a suite's scores: a run would mix into it
+        raise RunConfigError(
+            f"--out {out} holds the output of `{made_by}`, not a run: a run can neither resume nor "
+            f"replace it; give another --out"
+        )
     if manifest is None:
         theirs = foreign_files(out)  # files no deltabench run wrote, in any subfolder
         if theirs:

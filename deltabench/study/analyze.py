@@ -450,7 +450,7 @@ def figure(res: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deltabench.figures import OKABE_ITO
+    from deltabench.tradeoff import OKABE_ITO
 
     methods = res["methods"]
     rates = {(r["question"], r["method"]): r for r in res["methods_rates"]}

@@ -337,6 +337,7 @@ def score_suite(
     summary = summarize(out, domain, cfg)
     summary.insert(2, "external", [m in external for m in summary["method"]])
     summary.insert(3, "scored_from", [external.get(m, {}).get("edits", "") for m in summary["method"]])
+    summary.insert(4, "starts", [manifest["starts"] if m in external else "" for m in summary["method"]])
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     rundir.record(out, out / "summary.csv")
     _, field_summary = write_field(out, field_scores, {n: ids for n in field_scores})
