@@ -546,6 +546,12 @@ def test_report_external_bad_inputs_get_one_line_before_any_work(
     (tmp_path / "full" / "x.txt").write_text("x")
     assert "not empty" in refuse(run, "--external", one, out=tmp_path / "full")
     assert (tmp_path / "full" / "x.txt").read_text() == "x"
+    # Scoring again into a scored folder replaces only what the scoring wrote: a user's file there refuses it.
+    mine = tmp_path / "rescored"
+    shutil.copytree(one, mine)
+    (mine / "notes.txt").write_text("mine")
+    assert main(["score", str(d / "suite"), str(d / "EDITS" / "deltaedit"), "--out", str(mine)]) == 2
+    assert "notes.txt" in _one_error(capsys) and (mine / "notes.txt").read_text() == "mine"
     # A run never resumes into (or --force-clears) a scored or merged folder, though it is shaped like a run.
     before = _tree(one)
     for extra in ([], ["--resume"], ["--force"]):

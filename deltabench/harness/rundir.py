@@ -273,6 +273,30 @@ def check_out_dir(out: Path, cfg, resume: bool, force: bool) -> None:
             )
 
 
+def check_replaceable_out(out: Path, key: str, mark: str, command: str, error: type = RunConfigError) -> None:
+    """``--out`` of a command that writes a folder and replaces its own earlier one (``deltabench
+    score``, ``report --external``): a new or empty folder, or one whose ``manifest.json`` has
+    ``key`` = ``mark`` (that command wrote it) and, where it keeps a ledger, no file deltabench did
+    not write (the command then removes only what it recorded, :func:`remove_owned`)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise error(f"--out {out} is a file; give a new folder")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    try:
+        ours = json.loads((out / "manifest.json").read_text()).get(key) == mark
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        ours = False
+    if not ours:
+        raise error(f"--out {out} is not empty and holds no earlier `{command}`; give a new or empty folder")
+    foreign = foreign_files(out) if (out / LEDGER).is_file() else []
+    if foreign:
+        raise error(
+            f"--out {out} holds file(s) deltabench did not write ({_names(foreign, 3)}); move them away or "
+            f"give another folder"
+        )
+
+
 def _names(names: list[str], k: int = 6) -> str:
     return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 

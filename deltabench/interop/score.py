@@ -21,7 +21,6 @@ reason (:func:`~deltabench.metrics.field.field_backbones`). The folder written h
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -32,17 +31,9 @@ SCORED_BY = "deltabench score --suite LAYOUT DIR EDITS"
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a new folder")
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            ours = json.loads((out / "manifest.json").read_text()).get("scored_by") == SCORED_BY
-        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-            ours = False
-        if not ours:
-            raise ValueError(
-                f"--out {out} is not empty and holds no earlier `deltabench score --suite`; give a new or empty folder"
-            )
+    from deltabench.harness.rundir import check_replaceable_out
+
+    check_replaceable_out(out, "scored_by", SCORED_BY, "deltabench score --suite", ValueError)
 
 
 def load_pairs(layout: str, root, edits, captions=None) -> dict:

@@ -242,30 +242,13 @@ def _load_scores(s: _Scored) -> None:
 
 
 def _check_out(out: Path, run: Path, scored: list[Path]) -> None:
-    if out.exists() and not out.is_dir():
-        raise SuiteError(f"--out {out} is a file; give a new folder")
     for src, flag in [(run, "RUN"), *((s, "--external") for s in scored)]:
         o, s = out.resolve(), src.resolve()
         if o == s or s in o.parents:
             raise SuiteError(f"--out {out} is inside {flag} {src}, which is only read; give a folder outside it")
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            ours = json.loads((out / "manifest.json").read_text()).get("merged_by") == MERGED_BY
-        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-            ours = False
-        if not ours:
-            raise SuiteError(
-                f"--out {out} is not empty and holds no earlier `deltabench report --external`; give a new "
-                f"or empty folder"
-            )
-        from deltabench.harness.rundir import foreign_files
+    from deltabench.harness.rundir import check_replaceable_out
 
-        foreign = foreign_files(out)
-        if foreign:
-            raise SuiteError(
-                f"--out {out} holds file(s) deltabench did not write ({', '.join(foreign[:3])}); move them "
-                f"away or give another folder"
-            )
+    check_replaceable_out(out, "merged_by", MERGED_BY, "deltabench report --external", SuiteError)
 
 
 def merge_external(run, scored: list, out, log=print) -> Path:

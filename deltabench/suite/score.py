@@ -22,9 +22,7 @@ editor, its reconstruction of the test image), one ``<image>.png`` per test imag
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,19 +89,9 @@ def check_folder(folder, want: list[str], resolution: int, flag: str, pattern: r
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise SuiteError(f"--out {out} is a file; give a new folder")
-    if out.is_dir() and any(out.iterdir()):
-        m = out / "manifest.json"
-        try:
-            ours = json.loads(m.read_text()).get("scored_by") == SCORED_BY
-        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-            ours = False
-        if not ours:
-            raise SuiteError(
-                f"--out {out} is not empty and holds no earlier `deltabench score` of a suite; give a new "
-                f"or empty folder"
-            )
+    from deltabench.harness.rundir import check_replaceable_out
+
+    check_replaceable_out(out, "scored_by", SCORED_BY, "deltabench score SUITE EDITS", SuiteError)
 
 
 def _thumbs(x: torch.Tensor) -> np.ndarray:
@@ -286,9 +274,8 @@ def score_suite(
             results.append(row)
 
     # The folder, shaped like a run's (so the runner's summary and the report read it as one).
-    if out.is_dir() and any(out.iterdir()):
-        for p in list(out.iterdir()):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if out.is_dir():
+        rundir.remove_owned(out)  # an earlier scoring into out: its recorded files only (_check_out)
     (out / "units").mkdir(parents=True, exist_ok=True)
     (out / rundir.LEDGER).write_text("")
     manifest = {
