@@ -54,15 +54,26 @@ class WorldDomain(ClipTextImage):
         # (its prompts, the baselines' defaults here, toRGB editing), with the measurements
         # behind each value beside it (``*_note(s)`` keys).
         b = thaw(world.cfg.benchmark)
-        unknown = {k for k in b if not k.endswith(("_note", "_notes"))} - {"prompts", "edit_torgb", "method_defaults"}
+        known = {"prompts", "edit_torgb", "method_defaults", "unjudged"}
+        unknown = {k for k in b if not k.endswith(("_note", "_notes"))} - known
         if unknown:
             raise ValueError(
                 f"world config {self.name!r}: unknown benchmark keys {sorted(unknown)}; known: "
-                f"prompts, edit_torgb, method_defaults (and *_note / *_notes)"
+                f"{', '.join(sorted(known))} (and *_note / *_notes)"
             )
         self.benchmark_targets: tuple[str, ...] = tuple(b.get("prompts", ()))
         self.edit_torgb: bool = bool(b.get("edit_torgb", False))
         self.method_defaults: dict = dict(b.get("method_defaults", {}))
+        # Attributes the world card finds the oracle cannot read on generated images: left out of
+        # disentanglement (deltabench.metrics.attributes), each with its measurement.
+        self.unjudged: dict[str, str] = dict(b.get("unjudged", {}))
+        names = [a.name for a in self.attributes]
+        stray = sorted(set(self.unjudged) - set(names))
+        if stray:
+            raise ValueError(
+                f"world config {self.name!r}: benchmark.unjudged names {stray}, which are no attributes of the "
+                f"{kind.name} world; its attributes are {names}"
+            )
 
         def as_prompts(edits) -> tuple[Prompt, ...]:
             return tuple(Prompt(e.source, e.target, e.attribute, e.value) for e in edits)

@@ -67,6 +67,8 @@ OPTIONAL: dict[str, str] = {
     "latent_avg": "the generator's mean w [D] from its checkpoint (None: not known)",
     "released_fs3": "the released StyleCLIP fs3.npy of this generator (None: none)",
     "neutral": "the neutral source prompt of an edit ('face', 'church')",
+    "unjudged": "attributes the oracle cannot read on the generator's images ({name: the measurement}): "
+    "left out of disentanglement",
 }
 
 # capability -> the test on a domain's members: where the answer to "does it have X" lives.
@@ -103,6 +105,7 @@ class DomainBase:
     latent_avg = None
     released_fs3 = None
     neutral: str = "face"
+    unjudged: Mapping = MappingProxyType({})
 
     @property
     def clip_name(self) -> str:

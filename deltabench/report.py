@@ -432,6 +432,12 @@ def _build(run: Path, rep: Path, manifest: dict, summary: pd.DataFrame, results:
     fid_name = manifest.get("fid_features", "oracle")  # runs from before it was recorded: synthfaces
     summary = with_load_seconds(summary, run)
     cells = table_cells(summary, fid_name)
+    unjudged = manifest.get("unjudged") or {}
+    if unjudged and "disentanglement" in summary:
+        cells["notes"].append(
+            "Disentangle.: over the other attributes the oracle reads on generated images; left out as "
+            "unjudged (world card): " + "; ".join(f"{k} ({v})" for k, v in unjudged.items()) + "."
+        )
     table = paper_table(summary, fid_name)
     table.to_csv(rep / "table.csv", index=False)
     (rep / "table.md").write_text(table_markdown(cells) + pvalue_markdown(cells))

@@ -46,6 +46,9 @@ class RunConfig:
     # Reference rows (deltabench.references), scored at the default strength only; "auto":
     # every reference the domain has (what the CLI and API pass by default).
     references: tuple[str, ...] = ()
+    # The domain's unjudged attributes (left out of disentanglement), resolved from the domain;
+    # absent from to_dict() when there are none, so the manifests of earlier runs compare equal.
+    unjudged: tuple[str, ...] = ()
 
     @property
     def scored(self) -> tuple[str, ...]:
@@ -60,6 +63,8 @@ class RunConfig:
         """JSON-shaped (lists, not tuples), so it compares equal to what manifest.json holds."""
         d = asdict(self)
         d["prompts"] = [asdict(p) for p in self.prompts]
+        if not d["unjudged"]:
+            del d["unjudged"]
         return json.loads(json.dumps(d))
 
 
@@ -150,4 +155,5 @@ def resolve(cfg: RunConfig, domain, log=print) -> RunConfig:
         prompts=tuple(prompts),
         world_hash=domain.config_hash,
         method_options=with_domain_defaults(cfg.method_options, domain, methods),
+        unjudged=tuple(sorted(domain.unjudged)),
     )

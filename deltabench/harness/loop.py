@@ -112,6 +112,8 @@ def domain_notes(domain) -> dict:
         # the resize before the FID network (clean-fid's PIL bicubic on real domains; none on a world)
         "fid_resize": domain.fid_resize,
     }
+    if domain.unjudged:  # attributes left out of disentanglement, with the measurement behind each
+        notes["unjudged"] = dict(domain.unjudged)
     info = domain.identity_info
     return {**notes, "identity": info} if info else notes
 

@@ -172,7 +172,7 @@ def merge_results(out: Path, cfg: RunConfig) -> int:
 UNIT_SCHEMA = Schema(
     "run.unit",
     first=("method", "options", "prompt", "strength_scale", "seed", "images", "batch", "world", "world_hash"),
-    added=[{"strength_contract": 1}],
+    added=[{"strength_contract": 1}, {"unjudged": ()}],  # 3: disentanglement leaves the unjudged attributes out
 )
 STRENGTH_CONTRACT = 2
 
@@ -193,6 +193,7 @@ def unit_id(cfg: RunConfig, method: str, j: int, scale: float) -> str:
             "world": cfg.world,
             "world_hash": cfg.world_hash,
             "strength_contract": STRENGTH_CONTRACT,
+            "unjudged": tuple(cfg.unjudged),
         }
     )
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -3,7 +3,9 @@
 - Manipulation accuracy: among images that did not already have the target value, the
   fraction whose edited image the oracle reads with the target value.
 - Disentanglement: per image, the fraction of the *other* attributes whose oracle reading
-  is unchanged between the method's starting image and the edit; averaged over images.
+  is unchanged between the method's starting image and the edit; averaged over images. An
+  attribute the domain declares ``unjudged`` (the world card finds the oracle cannot read it on
+  the generator's images) is not counted: its misreadings would lower every method alike.
 - Identity-parameter error: mean absolute change of the oracle's identity parameters.
 - Identity regression: per image, the cosine between the edit's change of identity
   parameters (oracle readings, edit minus start) and the direction from the start's identity
@@ -57,23 +59,25 @@ class Disentanglement(Metric):
 
     def update_from(self, batch) -> torch.Tensor:
         (e_attrs, _), (s_attrs, _) = batch.oracle_edited(), batch.oracle_start()
-        self.update(e_attrs, s_attrs, batch.attribute)
-        other = torch.ones(e_attrs.shape[1], dtype=torch.bool)
-        other[batch.attribute] = False
-        return (e_attrs[:, other] == s_attrs[:, other]).double().mean(1)
+        names = [a.name for a in batch.domain.attributes]
+        skip = [names.index(n) for n in batch.domain.unjudged]
+        return self.update(e_attrs, s_attrs, batch.attribute, skip)
 
     def __init__(self):
         super().__init__()
         self.add_state("kept", torch.tensor(0.0, dtype=torch.float64), "sum")
         self.add_state("count", torch.tensor(0.0, dtype=torch.float64), "sum")
 
-    def update(self, edited_attrs: torch.Tensor, source_attrs: torch.Tensor, attr_index: int) -> None:
-        """``edited_attrs, source_attrs: int [N, A]``; the edited attribute is left out."""
+    def update(self, edited_attrs: torch.Tensor, source_attrs: torch.Tensor, attr_index: int, skip=()) -> torch.Tensor:
+        """``edited_attrs, source_attrs: int [N, A]``; the edited attribute and the columns in
+        ``skip`` (unjudged attributes) are left out. Returns the per-image fractions ``[N]``."""
         other = torch.ones(edited_attrs.shape[1], dtype=torch.bool)
         other[attr_index] = False
+        other[list(skip)] = False
         same = (edited_attrs[:, other] == source_attrs[:, other]).double().mean(1)  # [N]
         self.kept += same.sum()
         self.count += float(same.numel())
+        return same
 
     def compute(self) -> float:
         return float(self.kept / self.count) if self.count > 0 else float("nan")

@@ -68,6 +68,7 @@ def run_config(d: dict):
         batch=int(d.get("batch", 50)),
         method_options=d.get("method_options") or {},
         references=tuple(d.get("references") or ()),
+        unjudged=tuple(d.get("unjudged") or ()),
     )
 
 
@@ -195,6 +196,11 @@ def _check_scored(d: Path, run: Path, rm: dict) -> _Scored:
     why = _thumbs_differ(run, d)
     if why:
         raise SuiteError(f"--external {d}: its test images are not RUN {run}'s ({why}); {fix}")
+    if scfg.unjudged != rcfg.unjudged:
+        raise SuiteError(
+            f"--external {d} counted disentanglement without {list(scfg.unjudged) or 'no attribute'}, RUN {run} "
+            f"without {list(rcfg.unjudged) or 'no attribute'}; score the edits again with this deltabench"
+        )
     if sm.get("fid_features") != rm.get("fid_features"):
         raise SuiteError(
             f"--external {d} computed FID/KID on {sm.get('fid_features')!r} features, RUN {run} on "

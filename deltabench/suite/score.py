@@ -182,6 +182,7 @@ def score_suite(
         sweep=(1.0,),
         batch=batch,
         references=refs,
+        unjudged=tuple(sorted(domain.unjudged)),
     )
     inputs = as_images([str(p) for p in s.image_paths()], R, "suite images")  # [N, 3, R, R]
     params = s.world_params()
