@@ -126,9 +126,10 @@ def test_without_insightface_the_fallback_is_recorded(net_onnx, monkeypatch, tmp
     assert isinstance(m, loaders.OnnxArcFace) and "insightface is not installed" in m.info()["warning"]
 
     # a run manifest records it (RealDomain.identity_info -> runner.domain_notes)
+    from deltabench.domainbase import DomainBase
     from deltabench.runner import RunConfig, domain_notes, prepare_out_dir
 
-    class D:
+    class D(DomainBase):  # the contract's optional members at their defaults
         identity_info = m.info()
         fid_feature_name = "Inception pool3"
         fid_resize = "clean-fid 'clean'"
