@@ -67,6 +67,24 @@ class RunConfig:
             del d["unjudged"]
         return json.loads(json.dumps(d))
 
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The config a manifest's ``config`` records (the inverse of :meth:`to_dict`)."""
+        return cls(
+            methods=tuple(d["methods"]),
+            world=d["world"],
+            world_hash=d.get("world_hash", ""),
+            prompts=tuple(Prompt(**p) for p in d.get("prompts", [])),
+            prompts_file=d.get("prompts_file"),
+            images=int(d["images"]),
+            seed=int(d["seed"]),
+            sweep=tuple(float(s) for s in d.get("sweep", (1.0,))),
+            batch=int(d.get("batch", RUN_DEFAULTS.batch)),
+            method_options=d.get("method_options") or {},
+            references=tuple(d.get("references") or ()),
+            unjudged=tuple(d.get("unjudged") or ()),
+        )
+
 
 def default_prompts(domain, every: bool = False) -> tuple[Prompt, ...]:
     """The domain's benchmark prompts; ``every``: all of its edit prompts.

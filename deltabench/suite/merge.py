@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from deltabench.harness.config import RunConfig
 from deltabench.suite.format import SuiteError
 
 MERGED_BY = "deltabench report RUN --external SCORED"  # a folder this wrote (its manifest's "merged_by")
@@ -43,33 +44,12 @@ class _Scored:
 
     root: Path
     manifest: dict
-    cfg: object
+    cfg: RunConfig
     names: dict  # name in the scored folder -> name in the merged table
     prompt_map: dict  # the suite's prompt index -> the run's
     dropped: list = field(default_factory=list)  # targets of the suite's prompts the run lacks
     rows: pd.DataFrame | None = None  # results.csv's rows at the run's prompts
     states: dict = field(default_factory=dict)  # (name, the suite's prompt index) -> unit state
-
-
-def run_config(d: dict):
-    """The :class:`~deltabench.harness.config.RunConfig` a manifest's ``config`` records."""
-    from deltabench.harness.config import RunConfig
-    from deltabench.prompts import Prompt
-
-    return RunConfig(
-        methods=tuple(d["methods"]),
-        world=d["world"],
-        world_hash=d.get("world_hash", ""),
-        prompts=tuple(Prompt(**p) for p in d.get("prompts", [])),
-        prompts_file=d.get("prompts_file"),
-        images=int(d["images"]),
-        seed=int(d["seed"]),
-        sweep=tuple(float(s) for s in d.get("sweep", (1.0,))),
-        batch=int(d.get("batch", 50)),
-        method_options=d.get("method_options") or {},
-        references=tuple(d.get("references") or ()),
-        unjudged=tuple(d.get("unjudged") or ()),
-    )
 
 
 def _manifest(d: Path, flag: str) -> dict:
@@ -130,10 +110,11 @@ def check_merge(run, scored: list, out) -> tuple[dict, list[_Scored]]:
             f"RUN {run} is a `deltabench score` folder, not a run; give the --out of a `deltabench run`, "
             f"and this folder to --external"
         )
-    taken = set(run_config(rm["config"]).scored) | set(refs_mod.reference_names())
+    rcfg = RunConfig.from_dict(rm["config"])
+    taken = set(rcfg.scored) | set(refs_mod.reference_names())
     checked: list[_Scored] = []
     for d in map(Path, scored):
-        s = _check_scored(d, run, rm)
+        s = _check_scored(d, run, rm, rcfg)
         for n in s.cfg.methods:
             if any(n in c.names for c in checked):
                 raise SuiteError(
@@ -150,7 +131,7 @@ def check_merge(run, scored: list, out) -> tuple[dict, list[_Scored]]:
     return rm, checked
 
 
-def _check_scored(d: Path, run: Path, rm: dict) -> _Scored:
+def _check_scored(d: Path, run: Path, rm: dict, rcfg: RunConfig) -> _Scored:
     """One ``--external`` folder: a suite's scores of the run's test set (world, seed, images,
     every prompt, the thumbnails, the FID features), or one clear error."""
     from deltabench.suite.score import SCORED_BY
@@ -167,7 +148,7 @@ def _check_scored(d: Path, run: Path, rm: dict) -> _Scored:
             f"--external {d} is {what}; give the --out of `deltabench score SUITE EDITS` on a suite "
             f"exported with the run's world, seed and images"
         )
-    rcfg, scfg = run_config(rm["config"]), run_config(sm["config"])
+    scfg = RunConfig.from_dict(sm["config"])
     suite = sm.get("suite") or {}
     fix = (
         f"export the suite with `deltabench suite export --world {rcfg.world} --images {rcfg.images} "
@@ -265,11 +246,12 @@ def merge_external(run, scored: list, out, log=print) -> Path:
     from deltabench.harness.summary import summarize
     from deltabench.report import write_report
     from deltabench.suite.field import FIELD_SUMMARY_CSV
+    from deltabench.suite.score import mark_external
 
     run, out = Path(run), Path(out)
     rm, checked = check_merge(run, scored, out)
-    rcfg = run_config(rm["config"])
-    cfg = run_config({**rm["config"], "methods": [*rcfg.methods, *(n for s in checked for n in s.names.values())]})
+    rcfg = RunConfig.from_dict(rm["config"])
+    cfg = replace(rcfg, methods=(*rcfg.methods, *(n for s in checked for n in s.names.values())))
     for s in checked:
         for n, new in s.names.items():
             if new != n:
@@ -309,9 +291,7 @@ def merge_external(run, scored: list, out, log=print) -> Path:
         rundir.record(out, out / FIELD_SUMMARY_CSV)
 
     summary = summarize(out, None, cfg)
-    summary.insert(2, "external", [m in external for m in summary["method"]])
-    summary.insert(3, "scored_from", [external.get(m, {}).get("edits", "") for m in summary["method"]])
-    summary.insert(4, "starts", [external.get(m, {}).get("starts", "") for m in summary["method"]])
+    mark_external(summary, external)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     rundir.record(out, out / "summary.csv")
     return write_report(out)

@@ -94,6 +94,14 @@ def _check_out(out: Path) -> None:
     check_replaceable_out(out, "scored_by", SCORED_BY, "deltabench score SUITE EDITS", SuiteError)
 
 
+def mark_external(summary: pd.DataFrame, external: dict) -> None:
+    """The summary's columns on editors scored from files (``external``: name -> its record, with
+    ``edits`` and ``starts``): ``external``, ``scored_from`` (the EDITS folder) and ``starts``."""
+    summary.insert(2, "external", [m in external for m in summary["method"]])
+    summary.insert(3, "scored_from", [external.get(m, {}).get("edits", "") for m in summary["method"]])
+    summary.insert(4, "starts", [external.get(m, {}).get("starts", "") for m in summary["method"]])
+
+
 def _thumbs(x: torch.Tensor) -> np.ndarray:
     """The report's example images: uint8, at most the runner's GRID_SIDE px a side."""
     from deltabench.runner import GRID_SIDE
@@ -323,9 +331,7 @@ def score_suite(
     )
     rundir.record(out, out / "manifest.json", out / "results.csv", out / "inputs.pt")
     summary = summarize(out, domain, cfg)
-    summary.insert(2, "external", [m in external for m in summary["method"]])
-    summary.insert(3, "scored_from", [external.get(m, {}).get("edits", "") for m in summary["method"]])
-    summary.insert(4, "starts", [manifest["starts"] if m in external else "" for m in summary["method"]])
+    mark_external(summary, {m: {**e, "starts": manifest["starts"]} for m, e in external.items()})
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     rundir.record(out, out / "summary.csv")
     _, field_summary = write_field(out, field_scores, {n: ids for n in field_scores})
